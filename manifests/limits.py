@@ -1,0 +1,33 @@
+"""Every size and count limit rescue enforces on untrusted input, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+
+@dataclass(frozen=True)
+class Limits:
+    manifest_bytes: int = 64 * MiB  # a manifest lists ~10k members per toolchain
+    signature_bytes: int = 64 * KiB
+    sums_bytes: int = 64 * MiB
+    members: int = 2_000_000
+    member_bytes: int = 4 * GiB  # largest single file we accept in a bundle
+    total_bytes: int = 256 * GiB  # sum of all member sizes
+    path_chars: int = 4096
+    path_depth: int = 128
+    zstd_window_log_max: int = 31  # bundles are written with <= 27 so stock `zstd -d` opens them
+    # Go's own module limits (golang.org/x/mod/zip).
+    module_zip_bytes: int = 500 * MiB
+    module_unzipped_bytes: int = 500 * MiB
+    module_gomod_bytes: int = 16 * MiB
+    module_license_bytes: int = 16 * MiB
+    # Upstream documents we parse on the connected side.
+    index_bytes: int = 64 * MiB
+    free_space_margin: int = 64 * MiB  # kept free beyond what an install needs
+
+
+DEFAULT_LIMITS = Limits()

