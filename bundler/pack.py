@@ -1,0 +1,97 @@
+"""Write a bundle: a deterministic POSIX tar stream compressed with zstd, header members first."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from pathlib import Path
+from typing import BinaryIO, Optional
+
+import zstandard
+
+from manifests.errors import TrustError
+from manifests.model import Member
+
+# 2**27 is the largest window stock `zstd -d` / `tar --zstd` opens without --long.
+WINDOW_LOG = 27
+CHUNK = 1 << 20
+
+
+class BundleWriter:
+    """Appends members to `<out>.partial`; `commit()` fsyncs and renames it to `out`."""
+
+    def __init__(self, out: Path, level: int, mtime: int, threads: int = 0) -> None:
+        self.out = out
+        self.tmp = out.with_name(out.name + ".partial")
+        self.mtime = mtime
+        self._raw = open(self.tmp, "wb")
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, window_log=WINDOW_LOG, enable_ldm=1, threads=threads)
+        self._zst = zstandard.ZstdCompressor(compression_params=params).stream_writer(
+            self._raw, closefd=False)
+        self._tar = tarfile.open(fileobj=self._zst, mode="w|", format=tarfile.PAX_FORMAT)
+
+    def _info(self, name: str, kind: bytes, mode: int, size: int = 0,
+              linkname: str = "") -> tarfile.TarInfo:
+        ti = tarfile.TarInfo(name)
+        ti.type = kind
+        ti.mode = mode
+        ti.size = size
+        ti.linkname = linkname
+        ti.mtime = self.mtime
+        ti.uid = ti.gid = 0
+        ti.uname = ti.gname = ""
+        return ti
+
+    def add_bytes(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._tar.addfile(self._info(name, tarfile.REGTYPE, mode, len(data)), io.BytesIO(data))
+
+    def add_member(self, m: Member, data: Optional[BinaryIO] = None) -> None:
+        if m.type == "dir":
+            self._tar.addfile(self._info(m.path, tarfile.DIRTYPE, m.mode))
+        elif m.type == "symlink":
+            self._tar.addfile(self._info(m.path, tarfile.SYMTYPE, 0o777, linkname=m.target))
+        elif m.type == "hardlink":
+            self._tar.addfile(self._info(m.path, tarfile.LNKTYPE, m.mode, linkname=m.target))
+        else:
+            assert data is not None, m.path
+            checked = _Checked(data, m)
+            self._tar.addfile(self._info(m.path, tarfile.REGTYPE, m.mode, m.size), checked)
+            checked.finish()
+
+    def commit(self) -> None:
+        self._tar.close()
+        self._zst.close()
+        self._raw.flush()
+        os.fsync(self._raw.fileno())
+        self._raw.close()
+        os.replace(self.tmp, self.out)
+
+    def abort(self) -> None:
+        self._raw.close()
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+class _Checked:
+    """Hashes what tarfile copies, so the bytes packed are the bytes the manifest names."""
+
+    def __init__(self, src: BinaryIO, member: Member) -> None:
+        self.src = src
+        self.member = member
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read(n)
+        self.digest.update(data)
+        self.count += len(data)
+        return data
+
+    def finish(self) -> None:
+        if self.count != self.member.size or self.digest.hexdigest() != self.member.sha256:
+            # The upstream file changed between the hashing pass and the packing pass.
+            raise TrustError(f"packing {self.member.path}: content changed while building "
+                             "(a cache file was modified?); build again")

@@ -1,0 +1,127 @@
+"""rescue.pyz start-up: unpack this Python's native parts to a cache, then run the installer."""
+
+# Copied into the pyz as __main__.py. Stdlib only, Python 3.9+, never re-executes another Python.
+# Pure-Python code is imported straight from the zip; zipimport cannot load .so files, so the
+# native packages for the running (Python, arch) are unpacked once into a content-addressed dir.
+
+import atexit
+import importlib
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import zipfile
+
+NATIVE_DIR = None  # where the native parts were loaded from (read by `selftest`)
+BUILD_ID = None
+HINT = ("Set RESCUE_NATIVE_DIR to a directory you can write to, on a filesystem that allows "
+        "executables (not mounted noexec).")
+
+
+def _fail(message):
+    sys.stderr.write("rescue: " + message + "\n")
+    raise SystemExit(3)
+
+
+def _tag():
+    machine = os.uname().machine.lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    if sys.maxsize <= 2**32:
+        machine += "-32bit"  # a 32-bit Python on a 64-bit kernel cannot load these wheels
+    return f"cp{sys.version_info[0]}{sys.version_info[1]}-{machine}"
+
+
+def _candidates(archive):
+    explicit = os.environ.get("RESCUE_NATIVE_DIR")
+    if explicit:
+        yield explicit, True
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        yield os.path.join(cache, "rescue", "native"), False
+    yield os.path.join(os.path.dirname(os.path.abspath(archive)), ".rescue-native"), False
+    try:
+        fresh = tempfile.mkdtemp(prefix="rescue-native-")
+    except OSError:
+        return
+    atexit.register(shutil.rmtree, fresh, True)  # Linux lets a loaded .so be deleted
+    yield fresh, False
+
+
+def _unpack(zf, base, target):
+    """Return the unpacked dir for target under base; build it by temp dir + atomic rename."""
+    final = os.path.join(base, target["id"])
+    os.makedirs(base, exist_ok=True)
+    if hasattr(os, "statvfs") and os.statvfs(base).f_flag & getattr(os, "ST_NOEXEC", 8):
+        raise OSError("mounted noexec")
+    if not os.path.isdir(final):
+        tmp = tempfile.mkdtemp(prefix=target["id"] + ".tmp-", dir=base)
+        try:
+            for part in target["parts"]:
+                prefix = "_native/" + part + "/"
+                for name in zf.namelist():
+                    if not name.startswith(prefix) or name.endswith("/"):
+                        continue
+                    dest = os.path.join(tmp, *name[len(prefix):].split("/"))
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    with zf.open(name) as src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                    os.chmod(dest, 0o755 if dest.endswith(".so") else 0o644)
+            try:
+                os.rename(tmp, final)  # atomic: a dir seen under its final name is complete
+            except OSError:
+                if not os.path.isdir(final):  # else another process won the race: use its copy
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    st = os.stat(final)
+    # Code in here runs as us: refuse a dir someone else could have planted or changed.
+    if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise OSError(f"owned by uid {st.st_uid} or writable by others")
+    return final
+
+
+def _load(final, probe):
+    sys.path.insert(0, final)
+    try:
+        importlib.import_module(probe)
+    except ImportError as exc:  # e.g. "failed to map segment from shared object" on noexec
+        sys.path.remove(final)
+        sys.modules.pop(probe, None)
+        raise OSError(str(exc)) from exc
+
+
+def _setup():
+    global NATIVE_DIR, BUILD_ID
+    archive = getattr(__loader__, "archive", None) or sys.argv[0]
+    with zipfile.ZipFile(archive) as zf:
+        index = json.loads(zf.read("_native/index.json").decode("utf-8"))
+        BUILD_ID = index["build_id"]
+        tag = _tag()
+        target = index["targets"].get(tag)
+        if target is None:
+            built = ", ".join(sorted(index["targets"])) or "nothing"
+            _fail(f"this rescue.pyz has no native parts for {tag}; it was built for: {built}")
+        tried = []
+        for base, explicit in _candidates(archive):
+            try:
+                final = _unpack(zf, base, target)
+                _load(final, target["probe"])
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                tried.append(f"  {base}: {reason}")
+                if explicit:
+                    sys.stderr.write(f"rescue: RESCUE_NATIVE_DIR={base} unusable ({reason}), "
+                                     "falling back\n")
+                continue
+            NATIVE_DIR = final
+            return
+    _fail(f"cannot unpack the native parts for {tag}; tried:\n" + "\n".join(tried) + "\n" + HINT)
+
+
+if __name__ == "__main__":
+    _setup()
+    from installer.cli import main
+
+    raise SystemExit(main())

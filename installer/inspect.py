@@ -1,0 +1,52 @@
+"""Inspect a bundle without installing: signer, targets, contents, every hash checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List
+
+from installer.bundle_reader import BundleReader
+from installer.stage import stage
+from keys.allowed_signers import AllowedSigner
+
+
+def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str) -> Dict[str, Any]:
+    with BundleReader(bundle) as reader:
+        v = reader.header(signers, trust_source)
+        m = v.manifest
+        stage(reader, m, None)  # every member hashed, nothing written
+    return {
+        "ok": True,
+        "bundle": str(bundle),
+        "size": bundle.stat().st_size,
+        "name": m.name, "channel": m.channel, "sequence": m.sequence,
+        "created": m.created, "expires": m.expires, "builder": m.builder,
+        "targets": list(m.targets),
+        "signer": {"key_id": v.signer.public_key.key_id,
+                   "principals": list(v.signer.principals),
+                   "comment": v.signer.public_key.comment},
+        "manifest_sha256": v.manifest_sha256,
+        "toolchains": [{"id": t.id, "version": t.version, "os": t.os, "arch": t.arch,
+                        "source": t.source, "url": t.url, "sha256": t.sha256}
+                       for t in m.toolchains],
+        "modules": [{"path": x.path, "version": x.version, "zip_hash": x.zip_hash,
+                     "mod_hash": x.mod_hash} for x in m.modules],
+        "members": len(m.members),
+        "content_bytes": m.content_bytes,
+    }
+
+
+def describe(r: Dict[str, Any]) -> List[str]:
+    lines = [
+        f"bundle     {r['bundle']} ({r['size'] / 1e6:.1f} MB)",
+        f"name       {r['name']}  channel {r['channel']}  sequence {r['sequence']}",
+        f"created    {r['created']}  expires {r['expires']}  by {r['builder']}",
+        f"signed by  {r['signer']['key_id']} ({', '.join(r['signer']['principals'])})",
+        f"targets    {', '.join(r['targets'])}",
+        f"content    {r['members']} members, {r['content_bytes'] / 1e6:.1f} MB, all hashes ok",
+    ]
+    for t in r["toolchains"]:
+        lines.append(f"toolchain  {t['id']}  from {t['url']}")
+    for x in r["modules"]:
+        lines.append(f"module     {x['path']} {x['version']}")
+    return lines

@@ -1,0 +1,161 @@
+"""Install a bundle: verify, stage, check, switch; any failure leaves the previous state active."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from installer import checklist, prefix, state, wiring
+from installer.bundle_reader import BundleReader, Verified
+from installer.checklist import Check
+from installer.prefix import Layout
+from installer.stage import stage
+from keys.allowed_signers import AllowedSigner
+from manifests.errors import ChecklistError, NotReadyError
+from manifests.limits import DEFAULT_LIMITS
+from manifests.model import Toolchain
+
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+         "i386": "386", "i686": "386", "x86": "386"}
+
+
+def host_target() -> str:
+    goos = {"linux": "linux", "darwin": "darwin", "win32": "windows"}.get(sys.platform,
+                                                                         sys.platform)
+    return f"{goos}-{_ARCH.get(platform.machine().lower(), platform.machine().lower())}"
+
+
+def _version_key(version: str) -> tuple:
+    nums = version[2:].replace("rc", ".").replace("beta", ".").split(".")
+    return tuple(int(n) if n.isdigit() else 0 for n in nums)
+
+
+@dataclass
+class InstallResult:
+    bundle: str
+    name: str
+    channel: str
+    sequence: int
+    signer: str
+    prefix: str
+    installed: List[str] = field(default_factory=list)
+    reused: List[str] = field(default_factory=list)
+    current: Optional[str] = None
+    previous: Optional[str] = None
+    checks: List[Check] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def choose_current(toolchains: List[Toolchain], use: Optional[str]) -> Optional[Toolchain]:
+    host = host_target()
+    mine = [t for t in toolchains if f"{t.os}-{t.arch}" == host]
+    if use:
+        want = use if use.startswith("go") else "go" + use
+        picked = [t for t in mine if t.version == want]
+        if not picked:
+            raise NotReadyError(f"--use {use}: the bundle has no {want} for {host}; it has "
+                                f"{', '.join(t.id for t in toolchains) or 'no toolchains'}")
+        return picked[0]
+    return max(mine, key=lambda t: _version_key(t.version)) if mine else None
+
+
+def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source: str,
+            use: Optional[str] = None, on_bytes: Callable[[int], None] = lambda n: None,
+            now: Optional[datetime] = None) -> InstallResult:
+    started = time.monotonic()
+    layout = Layout(root.absolute())
+    with BundleReader(bundle) as reader:
+        verified = reader.header(signers, trust_source, now or datetime.now(timezone.utc))
+        m = verified.manifest
+        current = choose_current(list(m.toolchains), use)
+        prefix.check_writable(layout.root)
+        prefix.check_free_space(layout.root, m.content_bytes, DEFAULT_LIMITS.free_space_margin)
+        result = InstallResult(str(bundle), m.name, m.channel, m.sequence,
+                               verified.signer.public_key.key_id, str(layout.root))
+        created_root = not layout.root.exists()
+        try:
+            layout.root.mkdir(parents=True, exist_ok=True)
+            with prefix.locked(layout):
+                _install_locked(reader, verified, layout, current, result, on_bytes)
+        except BaseException:
+            if created_root:
+                prefix.remove_tree(layout.root)
+            raise
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
+                    current: Optional[Toolchain], result: InstallResult,
+                    on_bytes: Callable[[int], None]) -> None:
+    m = verified.manifest
+    st = state.load(layout)
+    state.check_sequence(st, m.channel, m.sequence, m.name)
+    staging = Path(tempfile.mkdtemp(dir=layout.root, prefix=".staging-"))
+    added: List[Path] = []
+    try:
+        stage(reader, m, staging, on_bytes)
+        for tc in m.toolchains:
+            goroot = staging / tc.root
+            wiring.write_go_env(goroot, layout)
+            prefix.make_read_only(goroot)
+        if hasattr(os, "sync"):
+            os.sync()  # everything staged is on disk before any rename makes it visible
+        layout.versions.mkdir(exist_ok=True)
+        layout.goproxy.mkdir(exist_ok=True)
+        for tc in m.toolchains:
+            dest = layout.version_dir(tc.id)
+            if dest.exists():
+                result.reused.append(tc.id)  # same upstream sha256, already in place
+                continue
+            os.rename(staging / tc.root, dest)
+            added.append(dest)
+            result.installed.append(tc.id)
+        result.previous = prefix.current_target(layout)
+        if current is None:
+            result.notes.append(f"no toolchain for this machine ({host_target()}); "
+                                "`current` left unchanged")
+        else:
+            goroot = layout.version_dir(current.id)
+            result.checks = checklist.run(goroot, current.version, current.os, current.arch,
+                                          layout)
+            if not result.ok:
+                failed = ", ".join(c.name for c in result.checks if not c.ok)
+                err = ChecklistError(f"installing {current.id}: the emergency checklist failed "
+                                     f"({failed}); the previous toolchain stays active")
+                err.result = result  # type: ignore[attr-defined]
+                raise err
+            prefix.switch_symlink(layout.current, f"versions/{current.id}")
+            result.current = current.id
+        wiring.write_shell_snippets(layout)
+        state.record(layout, st, {
+            "name": m.name, "channel": m.channel, "sequence": m.sequence,
+            "manifest_sha256": verified.manifest_sha256, "signer": result.signer,
+            "toolchains": [t.id for t in m.toolchains],
+            "installed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }, verified.manifest_bytes)
+    except BaseException:
+        for dest in added:
+            prefix.remove_tree(dest)
+        raise
+    finally:
+        prefix.remove_tree(staging)
+
+
+def result_dict(result: InstallResult) -> Dict[str, object]:
+    d = dict(result.__dict__)
+    d["checks"] = [c.to_dict() for c in result.checks]
+    d["ok"] = result.ok
+    return d

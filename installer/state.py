@@ -1,0 +1,57 @@
+"""What a prefix remembers: installed bundles, the newest sequence seen per channel."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict
+
+from installer.prefix import Layout
+from manifests.errors import TrustError
+
+STATE_FILE = "installed.json"
+
+
+def load(layout: Layout) -> Dict[str, Any]:
+    path = layout.state / STATE_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        return {"bundles": [], "channels": {}}
+
+
+def save(layout: Layout, state: Dict[str, Any]) -> None:
+    _atomic_write(layout.state / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def check_sequence(state: Dict[str, Any], channel: str, sequence: int, name: str) -> None:
+    """Refuse a bundle older than one already installed on its channel (a replay)."""
+    newest = state.get("channels", {}).get(channel, 0)
+    if sequence < newest:
+        raise TrustError(
+            f"checking bundle {name} #{sequence}: channel {channel!r} already installed "
+            f"sequence {newest} here; installing an older bundle over a newer one is refused "
+            "(it could replay a known-bad release). Use `rescue use VERSION` to switch to an "
+            "installed older toolchain instead.")
+
+
+def record(layout: Layout, state: Dict[str, Any], entry: Dict[str, Any],
+           manifest_bytes: bytes) -> None:
+    layout.bundles.mkdir(parents=True, exist_ok=True)
+    _atomic_write(layout.bundles / f"{entry['manifest_sha256']}.json",
+                  manifest_bytes.decode("utf-8"))
+    state["bundles"] = [b for b in state.get("bundles", [])
+                        if b.get("manifest_sha256") != entry["manifest_sha256"]] + [entry]
+    channels = state.setdefault("channels", {})
+    channels[entry["channel"]] = max(channels.get(entry["channel"], 0), entry["sequence"])
+    save(layout, state)

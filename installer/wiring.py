@@ -1,0 +1,76 @@
+"""Wire Go to work offline: the toolchain's own go.env, plus shell snippets for PATH."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict
+
+from installer.prefix import Layout
+
+
+def file_url(path: Path) -> str:
+    """A file:// URL the go command accepts (Windows: file:///C:/..., forward slashes)."""
+    posix = path.absolute().as_posix()
+    return "file://" + (posix if posix.startswith("/") else "/" + posix)
+
+
+def go_settings(layout: Layout) -> Dict[str, str]:
+    return {
+        # Every module comes from the signed, hash-checked proxy the bundles filled.
+        "GOPROXY": file_url(layout.goproxy),
+        # go.sum pins every hash of a project's modules, and the proxy's content was checked
+        # against go.sum when the bundle was built and is signed. The public checksum database
+        # cannot be reached offline; with "off", a module missing from go.sum is trusted from the
+        # signed proxy instead of failing. README "Design" explains the trade-off.
+        "GOSUMDB": "off",
+        # Never try to download a different toolchain: this one is the one that was carried in.
+        "GOTOOLCHAIN": "local",
+    }
+
+
+def go_env_text(layout: Layout, upstream: str) -> str:
+    """The GOROOT's go.env: the upstream comments kept, its settings replaced by offline ones."""
+    settings = go_settings(layout)
+    kept = [line for line in upstream.splitlines()
+            if line.split("=", 1)[0].strip() not in settings]
+    lines = ["# Written by rescue: this toolchain works offline with no further setup.",
+             "# The upstream go.env follows, with the settings rescue replaces removed.", ""]
+    lines += kept + [""] + [f"{k}={v}" for k, v in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_go_env(goroot: Path, layout: Layout) -> None:
+    path = goroot / "go.env"
+    upstream = path.read_text(encoding="utf-8") if path.exists() else ""
+    tmp = goroot / ".go.env.tmp"
+    # A new file, never an in-place write: go.env may be a hard link shared with another GOROOT.
+    tmp.write_text(go_env_text(layout, upstream), encoding="utf-8")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def shell_snippets(layout: Layout) -> Dict[str, str]:
+    bin_dir = layout.current / "bin"
+    return {
+        "env.sh": (
+            "# rescue: `. env.sh` puts the emergency Go toolchain first on PATH.\n"
+            f'export PATH="{bin_dir}:$PATH"\n'
+            "# A stale GOROOT would point this go at another tree; it finds its own.\n"
+            "unset GOROOT\n"),
+        "env.fish": (
+            "# rescue: `source env.fish` puts the emergency Go toolchain first on PATH.\n"
+            f'set -gx PATH "{bin_dir}" $PATH\n'
+            "set -e GOROOT\n"),
+        "env.ps1": (
+            "# rescue: `. env.ps1` puts the emergency Go toolchain first on PATH.\n"
+            f'$env:PATH = "{bin_dir}" + [IO.Path]::PathSeparator + $env:PATH\n'
+            "Remove-Item Env:GOROOT -ErrorAction SilentlyContinue\n"),
+    }
+
+
+def write_shell_snippets(layout: Layout) -> None:
+    for name, text in shell_snippets(layout).items():
+        tmp = layout.root / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, layout.root / name)

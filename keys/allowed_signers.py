@@ -1,0 +1,349 @@
+"""The OpenSSH allowed_signers trust store (`man ssh-keygen`, ALLOWED SIGNERS): parse and edit."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+from keys.sshkey import PublicKey, WireError, decode_public_key, parse_public_line
+from manifests.errors import NotReadyError
+
+DEFAULT_NAMESPACES = ("rescue-manifest",)
+# A trust store lists a handful of keys; a huge one is a mistake, not a store.
+MAX_FILE_BYTES = 1024 * 1024
+
+# Key types OpenSSH knows; such lines are valid for ssh-keygen but not usable by rescue.
+_OTHER_KEY_TYPES = (
+    "ssh-rsa",
+    "ssh-dss",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "sk-ssh-ed25519@openssh.com",
+)
+_OPTION_NAMES = ("cert-authority", "namespaces", "valid-after", "valid-before")
+_TIME = re.compile(r"(\d{8})(\d{4})?(\d{2})?(Z)?")
+
+
+@dataclass(frozen=True)
+class AllowedSigner:
+    """One usable line of an allowed_signers file."""
+
+    principals: Tuple[str, ...]
+    public_key: PublicKey
+    namespaces: Optional[Tuple[str, ...]]  # None: every namespace
+    valid_after: Optional[datetime]
+    valid_before: Optional[datetime]
+    line: int
+
+    def describe(self) -> str:
+        """`SHA256:... (alice@example.org, comment)`, the way messages name a signer."""
+        names = ",".join(self.principals)
+        if self.public_key.comment:
+            names += f", {self.public_key.comment}"
+        return f"{self.public_key.key_id} ({names})"
+
+    def permits_namespace(self, namespace: str) -> bool:
+        """OpenSSH match_pattern_list: `*`/`?` wildcards, a matching `!pattern` denies."""
+        if self.namespaces is None:
+            return True
+        allowed = False
+        for pattern in self.namespaces:
+            negated = pattern.startswith("!")
+            if _pattern_matches(pattern[1:] if negated else pattern, namespace):
+                if negated:
+                    return False
+                allowed = True
+        return allowed
+
+
+def _pattern_matches(pattern: str, value: str) -> bool:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
+
+
+@dataclass(frozen=True)
+class SkippedLine:
+    """A valid line rescue cannot use (cert-authority, a non-ed25519 key), reported not fatal."""
+
+    line: int
+    reason: str
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def _take_token(text: str, pos: int) -> Tuple[str, int]:
+    """One whitespace-delimited token starting at pos; double quotes may hold spaces."""
+    start = pos
+    quoted = False
+    while pos < len(text):
+        ch = text[pos]
+        if ch == "\\" and quoted and pos + 1 < len(text):
+            pos += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif ch in " \t" and not quoted:
+            break
+        pos += 1
+    if quoted:
+        raise WireError("unterminated double quote")
+    return text[start:pos], pos
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    return pos
+
+
+def _unquote(value: str, name: str) -> str:
+    # OpenSSH requires the quotes (opt_dequote); accepting bare values would write files it rejects.
+    if len(value) < 2 or not value.startswith('"') or not value.endswith('"'):
+        raise WireError(f'option {name} needs a double-quoted value, like {name}="..."')
+    return value[1:-1].replace('\\"', '"')
+
+
+def _split_options(text: str) -> List[str]:
+    parts: List[str] = []
+    current = ""
+    quoted = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return parts
+
+
+def parse_time(value: str) -> datetime:
+    """YYYYMMDD[HHMM[SS]][Z]: UTC with Z, else local time, as ssh-keygen reads it."""
+    m = _TIME.fullmatch(value)
+    if not m:
+        raise WireError(f"time {value!r} is not YYYYMMDD[HHMM[SS]][Z]")
+    digits = m.group(1) + (m.group(2) or "0000") + (m.group(3) or "00")
+    try:
+        naive = datetime.strptime(digits, "%Y%m%d%H%M%S")
+    except ValueError:
+        raise WireError(f"time {value!r} is not a real date") from None
+    return naive.replace(tzinfo=timezone.utc) if m.group(4) else naive.astimezone()
+
+
+def _parse_options(text: str) -> dict:
+    opts: dict = {}
+    for part in _split_options(text):
+        name, eq, value = part.partition("=")
+        name = name.lower()  # OpenSSH matches option names case-insensitively
+        if name not in _OPTION_NAMES:
+            raise WireError(f"unknown option {part!r} (known: {', '.join(_OPTION_NAMES)})")
+        if name in opts:
+            raise WireError(f"option {name} given twice")
+        if name == "cert-authority":
+            if eq:
+                raise WireError("option cert-authority takes no value")
+            opts[name] = True
+        elif name == "namespaces":
+            names = tuple(n for n in _unquote(value, name).split(",") if n)
+            if not names:
+                raise WireError('namespaces="" names no namespace')
+            opts[name] = names
+        else:
+            opts[name] = parse_time(_unquote(value, name))
+    after, before = opts.get("valid-after"), opts.get("valid-before")
+    if after is not None and before is not None and before <= after:
+        raise WireError("valid-before is not later than valid-after")
+    return opts
+
+
+def _parse_line(text: str, number: int) -> Union[AllowedSigner, SkippedLine]:
+    principals_token, pos = _take_token(text, 0)
+    principals_text = principals_token
+    if principals_text.startswith('"'):
+        principals_text = principals_text[1:-1]
+    principals = tuple(p for p in principals_text.split(",") if p)
+    if not principals:
+        raise WireError("no principal before the key")
+    pos = _skip_space(text, pos)
+    token, end = _take_token(text, pos)
+    opts: dict = {}
+    if re.split(r"[=,]", token, maxsplit=1)[0].lower() in _OPTION_NAMES:
+        opts = _parse_options(token)
+        pos = _skip_space(text, end)
+    rest = text[pos:].split(None, 2)
+    if len(rest) < 2:
+        raise WireError("expected 'principals [options] keytype base64 [comment]'")
+    key_type = rest[0]
+    if opts.get("cert-authority"):
+        return SkippedLine(number, "cert-authority keys are not supported by rescue")
+    if key_type in _OTHER_KEY_TYPES or key_type.endswith("-cert-v01@openssh.com"):
+        return SkippedLine(number, f"key type {key_type} is not supported (ssh-ed25519 only)")
+    if key_type != "ssh-ed25519":
+        raise WireError(f"{key_type!r} is neither an option nor a known key type")
+    key = decode_public_key(key_type, rest[1], rest[2].strip() if len(rest) == 3 else "")
+    return AllowedSigner(
+        principals=principals,
+        public_key=key,
+        namespaces=opts.get("namespaces"),
+        valid_after=opts.get("valid-after"),
+        valid_before=opts.get("valid-before"),
+        line=number,
+    )
+
+
+def parse(
+    text: str,
+    source: str = "allowed_signers",
+    skipped: Optional[List[SkippedLine]] = None,
+) -> List[AllowedSigner]:
+    """Parse an allowed_signers file; lines rescue cannot use are appended to `skipped`.
+
+    A malformed line is an error (NotReadyError naming source:line), as it is for ssh-keygen:
+    a trust store that is half read is a trust store nobody understands."""
+    signers: List[AllowedSigner] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            result = _parse_line(line, number)
+        except WireError as e:
+            raise NotReadyError(f"reading trust store {source}:{number}: {e}") from None
+        if isinstance(result, SkippedLine):
+            if skipped is not None:
+                skipped.append(result)
+        else:
+            signers.append(result)
+    return signers
+
+
+def format_line(
+    principal: str,
+    public_key: PublicKey,
+    namespaces: Optional[Sequence[str]] = DEFAULT_NAMESPACES,
+) -> str:
+    """One allowed_signers line, e.g. `alice namespaces="rescue-manifest" ssh-ed25519 AAAA... c`."""
+    if not principal or any(c in principal for c in ' \t\r\n"') or principal.startswith("#"):
+        raise NotReadyError(
+            f"adding signer {principal!r}: a principal is one word (no spaces, quotes or "
+            "leading #), e.g. an email address"
+        )
+    if "\n" in public_key.comment or "\r" in public_key.comment:
+        raise NotReadyError(f"adding signer {principal!r}: the key comment must be one line")
+    parts = [principal]
+    if namespaces:
+        for ns in namespaces:
+            if not ns or any(c in ns for c in ',"\\ \t\r\n'):
+                raise NotReadyError(f"adding signer {principal!r}: invalid namespace {ns!r}")
+        parts.append(f'namespaces="{",".join(namespaces)}"')
+    parts.append(public_key.openssh_line())
+    return " ".join(parts)
+
+
+# --- file helpers ----------------------------------------------------------------------------
+
+
+def _read(path: Path) -> str:
+    doing = f"reading trust store {path}"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise NotReadyError(
+            f"{doing}: no such file; add a builder's public key with `rescue keys trust`"
+        ) from None
+    except OSError as e:
+        raise NotReadyError(f"{doing}: {e.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise NotReadyError(f"{doing}: larger than {MAX_FILE_BYTES} bytes, not a trust store")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotReadyError(f"{doing}: not UTF-8 text") from None
+
+
+def load(path: Path, skipped: Optional[List[SkippedLine]] = None) -> List[AllowedSigner]:
+    return parse(_read(Path(path)), str(path), skipped)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # Temp file in the same directory, fsync, rename: a crash leaves the old store or the new one.
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def add_signer(
+    path: Path,
+    principal: str,
+    public_line: str,
+    namespaces: Optional[Sequence[str]] = DEFAULT_NAMESPACES,
+) -> AllowedSigner:
+    """Append a signer to the trust store (created if missing); refuse a key already in it."""
+    path = Path(path)
+    key = parse_public_line(public_line)
+    line = format_line(principal, key, namespaces)
+    existing = _read(path) if path.exists() else ""
+    for signer in parse(existing, str(path)):
+        if signer.public_key == key:
+            raise NotReadyError(
+                f"adding signer {principal}: key {key.key_id} is already in {path} "
+                f"(line {signer.line}, as {','.join(signer.principals)}); remove it first "
+                "to change it"
+            )
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    if not path.parent.is_dir():
+        raise NotReadyError(f"adding signer {principal}: directory {path.parent} does not exist")
+    try:
+        _write_atomic(path, existing + line + "\n")
+    except OSError as e:
+        raise NotReadyError(f"adding signer {principal}: writing {path}: {e.strerror}") from None
+    return parse(line, str(path))[0]
+
+
+def remove_signer(path: Path, key_id_or_principal: str) -> int:
+    """Remove every line whose key id or one of whose principals matches; returns how many."""
+    path = Path(path)
+    text = _read(path)
+    drop = {
+        s.line
+        for s in parse(text, str(path))
+        if key_id_or_principal in (s.public_key.key_id, *s.principals)
+    }
+    if drop:
+        kept = [ln for n, ln in enumerate(text.splitlines(True), start=1) if n not in drop]
+        try:
+            _write_atomic(path, "".join(kept))
+        except OSError as e:
+            raise NotReadyError(
+                f"removing signer {key_id_or_principal}: writing {path}: {e.strerror}"
+            ) from None
+    return len(drop)
