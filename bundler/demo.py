@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import click
 import tomli_w
@@ -28,7 +29,8 @@ def _offline_prefix() -> list:
     return []
 
 
-def run_demo(work: Path, pyz_out: Path, go_version: str, source: str) -> int:
+def run_demo(work: Path, pyz_out: Path, go_version: str, source: str,
+             pypi_index: Optional[str] = None, level: int = 12) -> int:
     work.mkdir(parents=True, exist_ok=True)
     key = work / "keys" / "demo-release"
     if not key.exists():
@@ -41,9 +43,10 @@ def run_demo(work: Path, pyz_out: Path, go_version: str, source: str) -> int:
         "# Written by `rescue demo`: one pinned Go toolchain for this machine's platform.\n"
         + tomli_w.dumps({
             "bundle": {"name": "demo", "channel": "demo", "sequence": 1,
-                       "signing_key": "keys/demo-release"},
+                       "signing_key": "keys/demo-release", "compression_level": level},
             "toolchains": {"versions": [go_version], "targets": [host_target()],
                            "source": source},
+            "upstream": {"pypi_index": pypi_index} if pypi_index else {},
         }))
     click.echo(f"1/4 building the bundle from {spec_path} (source: {source})", err=True)
     result = build.build(spec.load(spec_path), work / "bundles",
