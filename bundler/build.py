@@ -13,6 +13,8 @@ from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 import httpx
 
 from bundler import archives, fetch, godl, progress, pypi_source
+from bundler.goproxy import GoProxy
+from bundler.modules import resolve_and_fetch
 from bundler.pack import BundleWriter
 from bundler.spec import Spec, toolchain_ids
 from keys import sshkey, sshsig
@@ -24,6 +26,7 @@ from manifests.model import (
     SUMS_NAME,
     Manifest,
     Member,
+    Module,
     Toolchain,
     sums_text,
 )
@@ -145,6 +148,24 @@ def plan_toolchain(tc: Toolchain, archive: Path, kind: str,
     return Part(members, reopen, prefix)
 
 
+def _modules(spec: Spec, cache: fetch.Cache,
+             client: httpx.Client) -> Tuple[Tuple[Module, ...], Optional[Part]]:
+    """Fetch and verify the [modules] the spec names; their `goproxy/` part and records."""
+    ms = spec.modules
+    if ms is None:
+        return (), None
+    from bundler.modules_part import plan_modules  # it builds on Part, defined above
+
+    netrc = os.environ.get("NETRC") or str(Path.home() / ".netrc")
+    proxy = GoProxy(client, ms.goproxy, goprivate=ms.goprivate, netrc_file=netrc)
+    fetched = resolve_and_fetch(proxy, cache.root / "modules", gosum_files=ms.gosum_files,
+                                explicit=ms.require, transitive=ms.transitive)
+    if not fetched:
+        return (), None
+    part, records = plan_modules(fetched)
+    return records, part
+
+
 def write_parts(writer: BundleWriter, lead: List[Member], parts: List[Part],
                 label_total: int) -> None:
     for m in lead:
@@ -197,13 +218,19 @@ def build(spec: Spec, out_dir: Path, cache: fetch.Cache,
             toolchains.append(tc)
             kind = "wheel" if spec.source == "pypi" else "archive"
             parts.append(plan_toolchain(tc, path, kind, first_of))
+        modules, module_part = _modules(spec, cache, client)
+        if module_part is not None:
+            parts.append(module_part)
+            upstream_bytes += sum(m.size for m in module_part.members if m.type == "file")
     finally:
         if own_client:
             client.close()
     lead: List[Member] = []
-    if parts:
+    if toolchains:
         lead.append(Member("toolchains", "dir", 0o755))
         lead += [Member(f"toolchains/{tc.id}", "dir", 0o755) for tc in toolchains]
+    if module_part is not None:
+        lead.append(Member("goproxy", "dir", 0o755))
     members = list(lead)
     for part in parts:
         members += part.members
@@ -211,7 +238,7 @@ def build(spec: Spec, out_dir: Path, cache: fetch.Cache,
         name=spec.name, channel=spec.channel, sequence=spec.sequence, created=rfc3339(created),
         expires=rfc3339(spec.expiry(created)), builder=BUILDER,
         targets=tuple(sorted(set(spec.targets))), toolchains=tuple(toolchains),
-        members=tuple(members))
+        modules=modules, members=tuple(members))
     manifest_bytes = manifest.to_json()
     signature = sshsig.sign(private, manifest_bytes).encode()
     out = out_dir / f"{spec.name}-{spec.channel}-{spec.sequence}.rescue.tar.zst"

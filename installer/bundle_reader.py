@@ -103,7 +103,9 @@ class BundleReader:
             self._tar = tarfile.open(fileobj=zstd.open_reader(self._raw), mode="r|")
         except (tarfile.TarError,) + zstd.errors() as exc:
             raise TrustError(f"reading bundle {self.path}: not a rescue bundle (zstd-compressed "
-                             f"tar) or damaged: {exc}") from None
+                             f"tar), or the file is truncated or damaged ({exc}); check the file "
+                             "name, or copy it again from the build host and compare its sha256"
+                             ) from None
         limits = {MANIFEST_NAME: self.limits.manifest_bytes,
                   SIGNATURE_NAME: self.limits.signature_bytes, SUMS_NAME: self.limits.sums_bytes}
         got = {}

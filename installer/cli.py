@@ -67,9 +67,13 @@ def cli() -> None:
               help="OpenSSH allowed_signers file (default: the one built into rescue.pyz).")
 @click.option("--use", type=str, default=None, metavar="VERSION",
               help="The toolchain to make current (default: the newest for this machine).")
+@click.option("--modcache", "modcache", is_flag=False, flag_value="", default=None,
+              metavar="[DIR]",
+              help="Also fill a Go module cache from the bundle's modules, so GOPROXY=off builds "
+                   "work (default DIR: your `go env GOMODCACHE`). Put it after BUNDLE.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Optional[str],
-            as_json: bool) -> None:
+            modcache: Optional[str], as_json: bool) -> None:
     """Verify BUNDLE and install it; run the emergency checklist."""
     from installer import install as inst
     from installer.prefix import default_prefix
@@ -77,11 +81,13 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
     root = prefix or default_prefix()
     try:
         signers, source = load_signers(trust)
+        cache_dir = _modcache_dir(modcache)
         if as_json or not sys.stderr.isatty():
-            result = inst.install(bundle, root, signers, source, use)
+            result = inst.install(bundle, root, signers, source, use, modcache_dir=cache_dir)
         else:
             with click.progressbar(length=None, label="installing", file=sys.stderr) as bar:
-                result = inst.install(bundle, root, signers, source, use, on_bytes=bar.update)
+                result = inst.install(bundle, root, signers, source, use, on_bytes=bar.update,
+                                      modcache_dir=cache_dir)
     except RescueError as exc:
         partial = getattr(exc, "result", None)
         if partial is not None and not as_json:
@@ -102,12 +108,28 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
         click.echo(f"installed {tid}")
     for tid in result.reused:
         click.echo(f"kept      {tid} (already installed)")
+    if result.modules_added or result.modules_kept:
+        click.echo(f"modules   {len(result.modules_added)} added, {len(result.modules_kept)} "
+                   f"already present in {Path(result.prefix) / 'goproxy'}")
+    if result.modcache is not None:
+        click.echo(f"modcache  {len(result.modcache['written'])} written, "  # type: ignore[arg-type]
+                   f"{len(result.modcache['kept'])} already complete in "  # type: ignore[arg-type]
+                   f"{result.modcache['dir']}")
     for note in result.notes:
         click.echo(f"note      {note}")
     if result.checks:
         click.echo(f"checklist ({result.current}):")
         print_checks(result.checks)
     click.echo(f"done in {result.seconds:.1f}s; use it with:  . {Path(result.prefix) / 'env.sh'}")
+
+
+def _modcache_dir(value: Optional[str]) -> Optional[Path]:
+    """--modcache: None when absent; the user's GOMODCACHE when given without a DIR."""
+    if value is None:
+        return None
+    from installer.modcache import default_gomodcache
+
+    return Path(value).absolute() if value else default_gomodcache()
 
 
 @cli.command()

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from installer import checklist, prefix, state, wiring
+from installer import checklist, goproxy_merge, modcache, prefix, state, wiring
 from installer.bundle_reader import BundleReader, Verified
 from installer.checklist import Check
 from installer.prefix import Layout
@@ -52,6 +52,9 @@ class InstallResult:
     checks: List[Check] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
     seconds: float = 0.0
+    modules_added: List[str] = field(default_factory=list)  # module@version new in P/goproxy
+    modules_kept: List[str] = field(default_factory=list)  # already there, identical
+    modcache: Optional[Dict[str, object]] = None  # what --modcache wrote, see installer/modcache
 
     @property
     def ok(self) -> bool:
@@ -73,7 +76,8 @@ def choose_current(toolchains: List[Toolchain], use: Optional[str]) -> Optional[
 
 def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source: str,
             use: Optional[str] = None, on_bytes: Callable[[int], None] = lambda n: None,
-            now: Optional[datetime] = None) -> InstallResult:
+            now: Optional[datetime] = None,
+            modcache_dir: Optional[Path] = None) -> InstallResult:
     started = time.monotonic()
     layout = Layout(root.absolute())
     with BundleReader(bundle) as reader:
@@ -84,14 +88,17 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
         prefix.check_free_space(layout.root, m.content_bytes, DEFAULT_LIMITS.free_space_margin)
         result = InstallResult(str(bundle), m.name, m.channel, m.sequence,
                                verified.signer.public_key.key_id, str(layout.root))
-        created_root = not layout.root.exists()
+        # The topmost directory this install creates: on failure it goes, parents included.
+        created_root = None if layout.root.exists() else next(
+            d for d in [layout.root, *layout.root.parents] if d.parent.exists())
         try:
             layout.root.mkdir(parents=True, exist_ok=True)
             with prefix.locked(layout):
-                _install_locked(reader, verified, layout, current, result, on_bytes)
+                _install_locked(reader, verified, layout, current, result, on_bytes,
+                                modcache_dir)
         except BaseException:
-            if created_root:
-                prefix.remove_tree(layout.root)
+            if created_root is not None:
+                prefix.remove_tree(created_root)
             raise
     result.seconds = time.monotonic() - started
     return result
@@ -99,12 +106,14 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
 
 def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                     current: Optional[Toolchain], result: InstallResult,
-                    on_bytes: Callable[[int], None]) -> None:
+                    on_bytes: Callable[[int], None],
+                    modcache_dir: Optional[Path] = None) -> None:
     m = verified.manifest
     st = state.load(layout)
     state.check_sequence(st, m.channel, m.sequence, m.name)
     staging = Path(tempfile.mkdtemp(dir=layout.root, prefix=".staging-"))
     added: List[Path] = []
+    journal: Optional[goproxy_merge.MergeJournal] = None
     try:
         stage(reader, m, staging, on_bytes)
         for tc in m.toolchains:
@@ -115,6 +124,10 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             os.sync()  # everything staged is on disk before any rename makes it visible
         layout.versions.mkdir(exist_ok=True)
         layout.goproxy.mkdir(exist_ok=True)
+        if (staging / "goproxy").is_dir():  # refused before anything moves if bundles disagree
+            journal = goproxy_merge.merge(staging / "goproxy", layout.goproxy)
+            result.modules_added, result.modules_kept = journal.added, journal.kept
+            result.notes += journal.notes
         for tc in m.toolchains:
             dest = layout.version_dir(tc.id)
             if dest.exists():
@@ -139,14 +152,19 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                 raise err
             prefix.switch_symlink(layout.current, f"versions/{current.id}")
             result.current = current.id
+        if modcache_dir is not None and m.modules:
+            result.modcache = modcache.populate(layout.goproxy, m.modules, modcache_dir).to_dict()
         wiring.write_shell_snippets(layout)
         state.record(layout, st, {
             "name": m.name, "channel": m.channel, "sequence": m.sequence,
             "manifest_sha256": verified.manifest_sha256, "signer": result.signer,
             "toolchains": [t.id for t in m.toolchains],
+            "modules": [f"{x.path}@{x.version}" for x in m.modules],
             "installed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }, verified.manifest_bytes)
     except BaseException:
+        if journal is not None:
+            journal.rollback()
         for dest in added:
             prefix.remove_tree(dest)
         raise

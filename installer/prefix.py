@@ -55,7 +55,10 @@ def existing_ancestor(path: Path) -> Path:
 
 def check_writable(root: Path) -> None:
     anchor = existing_ancestor(root)
-    if not anchor.is_dir() or not os.access(anchor, os.W_OK | os.X_OK):
+    if not anchor.is_dir():
+        raise NotReadyError(f"installing into {root}: {anchor} is not a directory; pass --prefix "
+                            "with a directory you own (no root needed)")
+    if not os.access(anchor, os.W_OK | os.X_OK):
         raise NotReadyError(
             f"installing into {root}: {anchor} is not writable by this user; pass --prefix "
             "with a directory you own (no root needed), or run as a user who can write there")

@@ -6,7 +6,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from manifests.errors import TrustError
+from manifests.errors import SECURITY_NOTE, TrustError
 from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.paths import check_link_target, check_member_path
 
@@ -159,7 +159,8 @@ def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
     problems = check_members(manifest, limits)
     if problems:
         raise TrustError("reading manifest: " + "; ".join(problems[:20])
-                         + (f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""))
+                         + (f" (and {len(problems) - 20} more)" if len(problems) > 20 else "")
+                         + f"\n\n{SECURITY_NOTE}")
     return manifest
 
 

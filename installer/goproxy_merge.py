@@ -1,0 +1,172 @@
+"""Merge a staged bundle's `goproxy/` tree into the prefix's shared file GOPROXY, undoably."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Set, Tuple
+
+from manifests.errors import SECURITY_NOTE, TrustError
+from manifests.modpath import (
+    ModulePathError,
+    is_valid_semver,
+    sort_versions,
+    unescape_path,
+    unescape_version,
+)
+
+_KINDS = (".info", ".mod", ".zip")
+
+
+@dataclass
+class MergeJournal:
+    """What a merge changed, so that a later failure can take all of it back."""
+
+    files: List[Path] = field(default_factory=list)  # moved in; absent before
+    dirs: List[Path] = field(default_factory=list)  # created, parents first
+    lists: List[Tuple[Path, Optional[bytes]]] = field(default_factory=list)  # before rewrite
+    added: List[str] = field(default_factory=list)  # module@version with a new file
+    kept: List[str] = field(default_factory=list)  # module@version already fully present
+    notes: List[str] = field(default_factory=list)
+
+    def rollback(self) -> None:
+        """Undo in reverse: lists back to their old bytes, new files and dirs removed."""
+        for listing, old in reversed(self.lists):
+            if old is None:
+                _unlink(listing)
+            else:
+                _write_atomic(listing, old)
+        for f in reversed(self.files):
+            _unlink(f)
+        for d in reversed(self.dirs):
+            with contextlib.suppress(OSError):  # not empty: something else put a file there
+                d.rmdir()
+        self.files, self.dirs, self.lists = [], [], []
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _versions(data: bytes) -> Set[str]:
+    # A list line may carry a second field (a time); only canonical versions are kept.
+    out = set()
+    for line in data.decode("utf-8", "replace").splitlines():
+        fields = line.split()
+        if fields and is_valid_semver(fields[0]):
+            out.add(fields[0])
+    return out
+
+
+def _parse(rel: str) -> Tuple[str, Optional[str], str]:
+    """`<esc m>/@v/<name>` -> (module, version or None for `list`, file name)."""
+    head, sep, name = rel.rpartition("/@v/")
+    if not sep or "/" in name:
+        raise TrustError(f"merging goproxy/{rel}: not a GOPROXY module file "
+                         f"(<module>/@v/<file>)\n\n{SECURITY_NOTE}")
+    try:
+        module = unescape_path(head)
+        if name == "list":
+            return module, None, name
+        stem, ext = os.path.splitext(name)
+        if ext not in _KINDS:
+            raise ModulePathError(f"unexpected file {name}")
+        return module, unescape_version(stem), name
+    except ModulePathError as e:
+        raise TrustError(f"merging goproxy/{rel}: {e}\n\n{SECURITY_NOTE}") from None
+
+
+def merge(staged: Path, dest: Path) -> MergeJournal:
+    """Move `staged` (a verified GOPROXY tree) into `dest`, refusing conflicting copies.
+
+    A file already in `dest` with the same bytes is kept. A `.mod` or `.zip` of the same
+    module@version with different bytes is refused before anything changes: two signed
+    bundles disagree about what that version is. `.info` files differ harmlessly between
+    proxies (timestamps, origin data), so an installed one is kept with a note. Each touched
+    `@v/list` becomes the union of old and new versions in semver order.
+    """
+    journal = MergeJournal()
+    moves: List[Tuple[Path, Path]] = []
+    lists: Dict[Path, Set[str]] = {}
+    state: Dict[str, bool] = {}  # module@version -> has a new file
+    for src in sorted(p for p in staged.rglob("*") if not p.is_dir()):
+        rel = src.relative_to(staged).as_posix()
+        if src.is_symlink() or not src.is_file():
+            raise TrustError(f"merging goproxy/{rel}: only plain files may be merged into the "
+                             f"module proxy\n\n{SECURITY_NOTE}")
+        module, version, name = _parse(rel)
+        target = dest / rel
+        if version is None:
+            lists.setdefault(target, set()).update(_versions(src.read_bytes()))
+            continue
+        key = f"{module}@{version}"
+        state.setdefault(key, False)
+        if not target.exists():
+            moves.append((src, target))
+            state[key] = True
+            continue
+        have, got = _sha256(target), _sha256(src)
+        if have == got:
+            continue
+        if name.endswith(".info"):
+            journal.notes.append(f"{key}: kept the installed {name} (the bundle's differs; "
+                                 ".info files carry no checked content)")
+            continue
+        raise TrustError(
+            f"merging {key} into {dest}: {name} differs from the copy an earlier bundle "
+            f"installed\n\tinstalled: sha256 {have}\n\tbundle:    sha256 {got}\n"
+            "Two signed bundles disagree about the bytes of one module version; nothing was "
+            f"changed. Find out which build saw the right bytes before installing.\n\n"
+            f"{SECURITY_NOTE}")
+    try:
+        for src, target in moves:
+            _make_dirs(target.parent, journal)
+            os.rename(src, target)
+            journal.files.append(target)
+        for listing, versions in sorted(lists.items()):
+            old = listing.read_bytes() if listing.exists() else None
+            _make_dirs(listing.parent, journal)
+            union = versions | (_versions(old) if old is not None else set())
+            new = "".join(v + "\n" for v in sort_versions(union)).encode()
+            if new == old:
+                continue
+            journal.lists.append((listing, old))
+            _write_atomic(listing, new)
+    except BaseException:
+        journal.rollback()
+        raise
+    journal.added = sorted(k for k, new in state.items() if new)
+    journal.kept = sorted(k for k, new in state.items() if not new)
+    return journal
+
+
+def _make_dirs(path: Path, journal: MergeJournal) -> None:
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o755)
+        journal.dirs.append(d)
