@@ -13,6 +13,7 @@ import httpx
 
 from bundler import progress
 from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
+from manifests.files import sha256_file
 
 RETRIES = 4
 BACKOFF_SECONDS = 0.5
@@ -76,7 +77,7 @@ class Cache:
 
     def lookup(self, sha256: str) -> Optional[Path]:
         path = self.path_for(sha256)
-        if path.is_file() and _file_sha256(path) == sha256:
+        if path.is_file() and sha256_file(path) == sha256:
             return path
         return None
 
@@ -121,11 +122,3 @@ class Cache:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
         return _retrying(what, url, attempt)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

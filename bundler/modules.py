@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -17,6 +16,7 @@ from bundler.goproxy import GoProxy
 from bundler.gosum import SumLine, parse_gomod, parse_gosum
 from manifests.dirhash import hash_gomod, hash_zip
 from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
+from manifests.files import sha256_file
 from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.modpath import (
     ModulePathError,
@@ -118,7 +118,7 @@ class _Cache:
         return Path(name)
 
     def store(self, m: str, v: str, kind: str, tmp: Path, h1: str | None) -> _Item:
-        sha = _sha256_file(tmp)
+        sha = sha256_file(tmp)
         blob = self.root / "sha256" / sha
         os.replace(tmp, blob)
         rec = self.record_path(m, v, kind)
@@ -128,13 +128,6 @@ class _Cache:
         os.replace(part, rec)
         return _Item(sha, h1, blob)
 
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _h1(kind: str, path: Path) -> str | None:
@@ -160,7 +153,7 @@ class _Fetcher:
         rec = self.cache.lookup(m, v, kind)
         if rec is not None and rec.blob.is_file():
             # Re-verify on reuse: a cache is just a directory anyone on this host could edit.
-            ok = (_sha256_file(rec.blob) == rec.sha256 if kind == "info"
+            ok = (sha256_file(rec.blob) == rec.sha256 if kind == "info"
                   else _safe_h1(kind, rec.blob) == rec.h1)
             if ok and (pin is None or pin.hash == rec.h1):
                 self._report(m, v, kind, True, rec.blob)

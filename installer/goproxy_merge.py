@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 from manifests.errors import SECURITY_NOTE, TrustError
+from manifests.files import sha256_file, write_atomic
 from manifests.modpath import (
     ModulePathError,
     is_valid_semver,
@@ -38,7 +38,7 @@ class MergeJournal:
             if old is None:
                 _unlink(listing)
             else:
-                _write_atomic(listing, old)
+                write_atomic(listing, old)
         for f in reversed(self.files):
             _unlink(f)
         for d in reversed(self.dirs):
@@ -52,22 +52,6 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def _versions(data: bytes) -> Set[str]:
@@ -127,7 +111,7 @@ def merge(staged: Path, dest: Path) -> MergeJournal:
             moves.append((src, target))
             state[key] = True
             continue
-        have, got = _sha256(target), _sha256(src)
+        have, got = sha256_file(target), sha256_file(src)
         if have == got:
             continue
         if name.endswith(".info"):
@@ -153,7 +137,7 @@ def merge(staged: Path, dest: Path) -> MergeJournal:
             if new == old:
                 continue
             journal.lists.append((listing, old))
-            _write_atomic(listing, new)
+            write_atomic(listing, new)
     except BaseException:
         journal.rollback()
         raise

@@ -114,6 +114,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
     staging = Path(tempfile.mkdtemp(dir=layout.root, prefix=".staging-"))
     added: List[Path] = []
     journal: Optional[goproxy_merge.MergeJournal] = None
+    switched = False
     try:
         stage(reader, m, staging, on_bytes)
         for tc in m.toolchains:
@@ -151,6 +152,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                 err.result = result  # type: ignore[attr-defined]
                 raise err
             prefix.switch_symlink(layout.current, f"versions/{current.id}")
+            switched = True
             result.current = current.id
         if modcache_dir is not None and m.modules:
             result.modcache = modcache.populate(layout.goproxy, m.modules, modcache_dir).to_dict()
@@ -163,6 +165,11 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             "installed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }, verified.manifest_bytes)
     except BaseException:
+        if switched:  # a later step failed: the previous toolchain becomes current again
+            if result.previous:
+                prefix.switch_symlink(layout.current, result.previous)
+            else:
+                layout.current.unlink()
         if journal is not None:
             journal.rollback()
         for dest in added:

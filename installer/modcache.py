@@ -12,6 +12,7 @@ from typing import Dict, Iterable, List, Mapping, Optional
 
 from installer import prefix
 from manifests.errors import NotReadyError
+from manifests.files import write_atomic
 from manifests.model import Module
 from manifests.modpath import (
     ModulePathError,
@@ -86,16 +87,6 @@ def default_gomodcache(env: Optional[Mapping[str, str]] = None) -> Path:
     return Path(value)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Go's cache files appear whole or not at all: a temp name, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
 
 def _same(path: Path, data: bytes) -> bool:
     try:
@@ -117,7 +108,7 @@ def _rewrite_list(dl: Path) -> None:
                 versions.append(v)
     text = "".join(v + "\n" for v in sort_versions(versions)).encode()
     if not _same(dl / "list", text):
-        _write_atomic(dl / "list", text)
+        write_atomic(dl / "list", text)
 
 
 def _copy_atomic(src: Path, dest: Path) -> None:
@@ -182,7 +173,7 @@ def _one(goproxy: Path, mod: Module, cache_dir: Path, read_only: bool) -> bool:
             continue
         data = have.read_bytes()
         if not _same(dl / (ev + ext), data):
-            _write_atomic(dl / (ev + ext), data)
+            write_atomic(dl / (ev + ext), data)
             changed = True
     if mod.zip_hash:
         zip_dest = dl / (ev + ".zip")
@@ -206,5 +197,5 @@ def _extract(zip_path: Path, dl: Path, ev: str, mod: Module, extracted: Path,
     if extracted.exists():
         prefix.remove_tree(extracted)  # incomplete, or from other bytes: Go would redo it too
     extract_module_zip(zip_path, mod.path, mod.version, extracted, read_only=read_only)
-    _write_atomic(dl / (ev + ".ziphash"), mod.zip_hash.encode())
+    write_atomic(dl / (ev + ".ziphash"), mod.zip_hash.encode())
     partial.unlink()

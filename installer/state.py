@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any, Dict
 
 from installer.prefix import Layout
 from manifests.errors import TrustError
+from manifests.files import write_atomic
 
 STATE_FILE = "installed.json"
 
@@ -22,16 +21,8 @@ def load(layout: Layout) -> Dict[str, Any]:
 
 
 def save(layout: Layout, state: Dict[str, Any]) -> None:
-    _atomic_write(layout.state / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
+    write_atomic(layout.state / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def check_sequence(state: Dict[str, Any], channel: str, sequence: int, name: str) -> None:
@@ -48,7 +39,7 @@ def check_sequence(state: Dict[str, Any], channel: str, sequence: int, name: str
 def record(layout: Layout, state: Dict[str, Any], entry: Dict[str, Any],
            manifest_bytes: bytes) -> None:
     layout.bundles.mkdir(parents=True, exist_ok=True)
-    _atomic_write(layout.bundles / f"{entry['manifest_sha256']}.json",
+    write_atomic(layout.bundles / f"{entry['manifest_sha256']}.json",
                   manifest_bytes.decode("utf-8"))
     state["bundles"] = [b for b in state.get("bundles", [])
                         if b.get("manifest_sha256") != entry["manifest_sha256"]] + [entry]

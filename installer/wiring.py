@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Dict
 
 from installer.prefix import Layout
+from manifests.files import write_atomic
 
 
 def file_url(path: Path) -> str:
@@ -43,11 +43,8 @@ def go_env_text(layout: Layout, upstream: str) -> str:
 def write_go_env(goroot: Path, layout: Layout) -> None:
     path = goroot / "go.env"
     upstream = path.read_text(encoding="utf-8") if path.exists() else ""
-    tmp = goroot / ".go.env.tmp"
     # A new file, never an in-place write: go.env may be a hard link shared with another GOROOT.
-    tmp.write_text(go_env_text(layout, upstream), encoding="utf-8")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_atomic(path, go_env_text(layout, upstream))
 
 
 def shell_snippets(layout: Layout) -> Dict[str, str]:
@@ -71,6 +68,4 @@ def shell_snippets(layout: Layout) -> Dict[str, str]:
 
 def write_shell_snippets(layout: Layout) -> None:
     for name, text in shell_snippets(layout).items():
-        tmp = layout.root / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, layout.root / name)
+        write_atomic(layout.root / name, text)

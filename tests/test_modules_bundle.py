@@ -223,3 +223,27 @@ def test_spec_with_only_modules_resolves_projects_relative_to_itself(signing, tm
     assert s.modules.gosum_files == (app.resolve() / "go.sum",)
     assert s.modules.goproxy == "https://proxy.golang.org" and s.modules.transitive is True
     assert s.modules.goprivate == "corp.example"
+
+
+def test_failing_modcache_after_the_switch_puts_the_previous_current_back(full_bundle, real,
+                                                                          server, signing,
+                                                                          tmp_path):
+    from installer import install as inst
+    from keys import allowed_signers
+
+    signers = allowed_signers.parse(signing.signers.read_text())
+    root = tmp_path / "P"
+    # A modules-only bundle first: the prefix exists but has no current toolchain.
+    only = _modules_only_spec(tmp_path, signing, server.url, projects=[real.project])
+    inst.install(bundles.build_bundle(only, tmp_path / "out", tmp_path / "cache").path, root,
+                 signers, "test")
+    assert not (root / "current").is_symlink()
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(NotReadyError) as e:
+        inst.install(full_bundle.path, root, signers, "test", modcache_dir=blocker / "mod")
+    assert "module cache" in str(e.value)
+    # The checklist passed and `current` was switched, then the module cache failed: the
+    # prefix is back to no current toolchain and no new version.
+    assert not (root / "current").is_symlink()
+    assert list((root / "versions").iterdir()) == []
