@@ -17,7 +17,9 @@ def test_demo_builds_bundle_and_pyz_then_installs_offline_with_a_passing_checkli
         env = {**os.environ, "RESCUE_CACHE_DIR": str(tmp_path / "cache")}
         # The pyz wheels are shared with the other tests so CI downloads each once.
         (tmp_path / "cache").mkdir()
-        (tmp_path / "cache" / "wheels").symlink_to(gobin.cache_root() / "pyz-wheels")
+        shared = gobin.cache_root() / "pyz-wheels"
+        shared.mkdir(exist_ok=True)
+        (tmp_path / "cache" / "wheels").symlink_to(shared)
         out = subprocess.run(
             [sys.executable, "-m", "bundler.cli", "demo", "--workdir", str(tmp_path / "demo"),
              "-o", str(tmp_path / "dist" / "rescue.pyz"), "--pypi-index", f"{url}/simple/",
