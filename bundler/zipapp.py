@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
+
 REPO = Path(__file__).resolve().parent.parent
 BOOTSTRAP = Path(__file__).resolve().with_name("pyz_bootstrap.py")
 SOURCE_PACKAGES = ("installer", "manifests", "keys")  # never bundler/: it is the connected side
@@ -56,7 +58,7 @@ _WHEEL_RE = re.compile(r"^(?P<name>[^-]+)-(?P<ver>[^-]+)(-\d[^-]*)?-(?P<py>[^-]+
                        r"-(?P<plat>[^-]+)\.whl$")
 
 
-class ZipappError(Exception):
+class ZipappError(NotReadyError):
     """The pyz could not be built (a wheel is missing, tampered with or undownloadable)."""
 
 
@@ -148,9 +150,9 @@ def _wheel_files(wheel: Path, pin: Pin) -> Iterator[Tuple[str, bytes]]:
                 continue
             data = zf.read(name)
             if expected.get(name) != _record_digest(data):
-                raise ZipappError(f"verifying {wheel.name}: {name}: hash does not match RECORD\n"
-                                  f"\trecord:     {expected.get(name)}\n"
-                                  f"\tdownloaded: {_record_digest(data)}")
+                raise TrustError(f"verifying {wheel.name}: {name}: hash does not match RECORD\n"
+                                 f"\trecord:     {expected.get(name)}\n"
+                                 f"\tdownloaded: {_record_digest(data)}\n\n{SECURITY_NOTE}")
             yield name, data
 
 

@@ -206,3 +206,30 @@ def test_unsupported_python_is_told_what_the_pyz_carries(pyz: Path, home):
     proc = _run(pyz, home, "selftest", python=old[-1])
     assert proc.returncode == 3
     assert "no native parts for cp38-" in proc.stderr and "cp39-x86_64" in proc.stderr
+
+
+def test_wheel_whose_file_differs_from_its_record_is_refused(tmp_path: Path, pyz: Path) -> None:
+    # `pyz` first: the shared wheel cache is complete, so this build needs no network.
+    from manifests.errors import TrustError
+
+    shared = gobin.cache_root() / "pyz-wheels"
+    cache = tmp_path / "wheels"
+    cache.mkdir()
+    for wheel in shared.glob("*.whl"):
+        os.link(wheel, cache / wheel.name)
+    click_wheel = next(cache.glob("click-*.whl"))
+    tampered = tmp_path / "tampered.whl"
+    with zipfile.ZipFile(click_wheel) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "click/core.py":
+                data += b"\nimport os; os.system('id')\n"
+            dst.writestr(info, data)
+    click_wheel.unlink()
+    shutil.move(str(tampered), click_wheel)
+    with pytest.raises(TrustError) as e:
+        build_zipapp(tmp_path / "rescue.pyz", trust_file=None, wheel_cache=cache)
+    assert (f"verifying {click_wheel.name}: click/core.py: hash does not match RECORD"
+            in str(e.value))
+    assert "SECURITY ERROR" in str(e.value)
+    assert not (tmp_path / "rescue.pyz").exists()
