@@ -9,6 +9,7 @@ import pytest
 
 from bundler import zipapp
 from tests.support import bundles, gobin, upstream
+from tests.support.goproxy_server import RealGoProject, real_go_project
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +21,16 @@ def goroot() -> Path:
 @pytest.fixture(scope="session")
 def go_bin(goroot: Path) -> Path:
     return goroot / "bin" / "go"
+
+
+@pytest.fixture(scope="session")
+def real(tmp_path_factory: pytest.TempPathFactory, go_bin: Path) -> RealGoProject:
+    """The fixture modules on disk as a GOPROXY, and a project whose go.sum the real go wrote.
+
+    Read-only for tests: copy `real.project` before changing it.
+    """
+    base = tmp_path_factory.mktemp("real")
+    return real_go_project(base, go_bin, gobin.go_env(base / "home"))
 
 
 @pytest.fixture(scope="session")

@@ -10,14 +10,7 @@ import pytest
 from bundler.gosum import parse_gosum
 from manifests.dirhash import hash1, hash_gomod, hash_zip
 from manifests.modpath import escape_path, escape_version
-from tests.support import gobin
-from tests.support.goproxy_server import build_zip, real_go_project
-
-
-@pytest.fixture(scope="module")
-def real(tmp_path_factory, go_bin):
-    base = tmp_path_factory.mktemp("real")
-    return real_go_project(base, go_bin, gobin.go_env(base / "home"))
+from tests.support.goproxy_server import build_zip
 
 
 def _vdir(real, path):

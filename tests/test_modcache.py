@@ -17,15 +17,8 @@ from manifests.errors import NotReadyError
 from manifests.model import Module
 from manifests.modpath import escape_path, escape_version, sort_versions
 from tests.support import gobin
-from tests.support.goproxy_server import real_go_project
 
 DEP = "example.com/dep"
-
-
-@pytest.fixture(scope="module")
-def real(tmp_path_factory, go_bin):
-    base = tmp_path_factory.mktemp("real")
-    return real_go_project(base, go_bin, gobin.go_env(base / "home"))
 
 
 @pytest.fixture(scope="module")

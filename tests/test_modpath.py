@@ -18,14 +18,6 @@ from manifests.modpath import (
     unescape_path,
     unescape_version,
 )
-from tests.support import gobin
-from tests.support.goproxy_server import real_go_project
-
-
-@pytest.fixture(scope="module")
-def real(tmp_path_factory, go_bin):
-    base = tmp_path_factory.mktemp("real")
-    return real_go_project(base, go_bin, gobin.go_env(base / "home"))
 
 
 def test_escaping_matches_the_cache_paths_real_go_wrote(real):

@@ -16,19 +16,13 @@ from bundler.gosum import parse_gosum
 from installer import cli as installer_cli
 from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
 from manifests.modpath import escape_path, escape_version, sort_versions
-from tests.support import bundles, gobin
-from tests.support.goproxy_server import ProxyServer, build_zip, real_go_project
+from tests.support import bundles
+from tests.support.goproxy_server import ProxyServer, build_zip
 from tests.support.modbundles import modules_table
 
 PY39 = Path("/root/.pyenv/versions/3.9.18/bin/python3")
 PYTHON = str(PY39 if PY39.exists() else sys.executable)
 DEP = "example.com/dep"
-
-
-@pytest.fixture(scope="module")
-def real(tmp_path_factory, go_bin):
-    base = tmp_path_factory.mktemp("real")
-    return real_go_project(base, go_bin, gobin.go_env(base / "home"))
 
 
 @pytest.fixture(scope="module")

@@ -14,22 +14,14 @@ from bundler.gosum import parse_gosum
 from bundler.modules import FetchedModule, resolve_and_fetch
 from manifests.dirhash import hash_gomod, hash_zip
 from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
-from tests.support import gobin
 from tests.support.goproxy_server import (
     FixtureModule,
     ProxyServer,
     build_zip,
-    real_go_project,
     write_module,
 )
 
 DEP = "example.com/dep"
-
-
-@pytest.fixture(scope="module")
-def real(tmp_path_factory, go_bin):
-    base = tmp_path_factory.mktemp("real")
-    return real_go_project(base, go_bin, gobin.go_env(base / "home"))
 
 
 @pytest.fixture()
