@@ -52,6 +52,29 @@ def print_checks(checks: List[Any]) -> None:
             click.echo(f"       {'':<{width}}  expected: {c.expected}")
 
 
+class _Progress:
+    """A bar on stderr, started once the signed manifest says how many bytes will stream."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+
+    def start(self, total: int) -> None:
+        self.bar = click.progressbar(length=max(total, 1), label=self.label, file=sys.stderr)
+        self.bar.__enter__()
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(VERSION, prog_name="rescue")
 def cli() -> None:
@@ -85,9 +108,9 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
         if as_json or not sys.stderr.isatty():
             result = inst.install(bundle, root, signers, source, use, modcache_dir=cache_dir)
         else:
-            with click.progressbar(length=None, label="installing", file=sys.stderr) as bar:
-                result = inst.install(bundle, root, signers, source, use, on_bytes=bar.update,
-                                      modcache_dir=cache_dir)
+            with _Progress("verifying and staging") as bar:
+                result = inst.install(bundle, root, signers, source, use, on_bytes=bar.advance,
+                                      on_total=bar.start, modcache_dir=cache_dir)
     except RescueError as exc:
         partial = getattr(exc, "result", None)
         if partial is not None and not as_json:

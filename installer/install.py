@@ -77,7 +77,8 @@ def choose_current(toolchains: List[Toolchain], use: Optional[str]) -> Optional[
 def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source: str,
             use: Optional[str] = None, on_bytes: Callable[[int], None] = lambda n: None,
             now: Optional[datetime] = None,
-            modcache_dir: Optional[Path] = None) -> InstallResult:
+            modcache_dir: Optional[Path] = None,
+            on_total: Callable[[int], None] = lambda n: None) -> InstallResult:
     started = time.monotonic()
     layout = Layout(root.absolute())
     with BundleReader(bundle) as reader:
@@ -86,6 +87,7 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
         current = choose_current(list(m.toolchains), use)
         prefix.check_writable(layout.root)
         prefix.check_free_space(layout.root, m.content_bytes, DEFAULT_LIMITS.free_space_margin)
+        on_total(m.content_bytes)
         result = InstallResult(str(bundle), m.name, m.channel, m.sequence,
                                verified.signer.public_key.key_id, str(layout.root))
         # The topmost directory this install creates: on failure it goes, parents included.

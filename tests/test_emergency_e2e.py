@@ -119,3 +119,16 @@ def test_failed_checklist_rolls_back_to_the_previous_state(
                    str(fresh)], env={**env, "GOPATH": "relative"})
     assert bad.returncode == 4
     assert not fresh.exists()
+
+
+def test_install_on_a_terminal_shows_progress_then_the_checklist(tmp_path: Path, pyz: Path,
+                                                                 toolchain_bundle: Path) -> None:
+    # `script` gives the installer a real pseudo-terminal, as an operator's console would.
+    cmd = f"{OLDEST} -I {pyz} install {toolchain_bundle} --prefix {tmp_path / 'p'}"
+    out = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                         timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                                           "TERM": "xterm"})
+    assert out.returncode == 0, out.stdout
+    screen = out.stdout.replace("\r", "\n")
+    assert "verifying and staging" in screen and "100%" in screen
+    assert "ok   go list std" in screen
