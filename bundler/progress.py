@@ -36,6 +36,10 @@ def task(label: str, total: Optional[int]) -> Iterator[Progress]:
     if not enabled():
         yield _Quiet()
         return
+    if not total:  # an upstream that gives no size: say what is happening, without a bar
+        note(f"{label} ...")
+        yield _Quiet()
+        return
     with click.progressbar(length=total, label=label, file=sys.stderr,
                            show_pos=False, show_percent=True) as bar:
         yield _Bar(bar)

@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 import zipfile
 from contextlib import redirect_stdout
@@ -246,3 +248,19 @@ def test_build_names_a_missing_spec(tmp_path: Path, capsys: pytest.CaptureFixtur
     code, _out, err = rescue_build(spec, tmp_path / "out", tmp_path / "cache", capsys)
     assert code == 2
     assert f"reading spec {spec}: no such file" in err
+
+
+def test_build_on_a_terminal_shows_progress_bars(tmp_path: Path, signing, godl_url: str) -> None:
+    spec = bundles.write_spec(tmp_path / "spec.toml", signing.key, godl_url, level=1)
+    cmd = (f"{sys.executable} -m bundler.cli build {spec} -o {tmp_path / 'out'} "
+           f"--cache {tmp_path / 'cache'}")
+    out = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                         timeout=600, cwd=Path(__file__).resolve().parents[1],
+                         env={**os.environ, "TERM": "xterm",
+                              "SOURCE_DATE_EPOCH": str(int(time.time()))})
+    assert out.returncode == 0, out.stdout
+    screen = out.stdout.replace("\r", "\n")
+    for label in ("downloading go1.21.13 linux/amd64", "hashing go1.21.13.linux-amd64",
+                  "packing"):
+        assert label in screen
+    assert "wrote " in screen
