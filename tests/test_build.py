@@ -281,3 +281,28 @@ def test_pypi_source_with_no_index_anywhere_says_to_set_one(tmp_path: Path, sign
     assert str(e.value) == (f'reading spec {path}: toolchains.source = "pypi" needs an index: '
                             "set upstream.pypi_index (pip is not installed here to say its "
                             "default)")
+
+
+def test_flaky_upstream_is_retried_and_a_dead_one_named(tmp_path: Path, signing,
+                                                         monkeypatch) -> None:
+    from bundler import fetch
+    from manifests.errors import NotReadyError
+
+    monkeypatch.setattr(fetch, "BACKOFF_SECONDS", 0.01)
+    archive = gobin.godl_archive()
+    routes = upstream.godl_routes({archive.name: archive})
+    path = f"/dl/{archive.name}"
+    # Two 503s, then the archive: the build goes through.
+    routes.before = lambda p: 503 if p == path and routes.hits[p] <= 2 else None
+    with upstream.serve(routes) as url:
+        spec = bundles.write_spec(tmp_path / "spec.toml", signing.key, url, level=1)
+        result = bundles.build_bundle(spec, tmp_path / "out", tmp_path / "cache")
+        assert result.path.exists() and routes.hits[path] == 3
+        # Always 503: the error names the archive, the URL and the tries, and says what to check.
+        routes.before = lambda p: 503 if p == path else None
+        with pytest.raises(NotReadyError) as e:
+            bundles.build_bundle(spec, tmp_path / "out2", tmp_path / "cache2")
+    assert str(e.value).startswith(
+        f"fetching go1.21.13 linux/amd64 ({archive.name}): {url}{path}: ")
+    assert "(after 4 tries); check the network, HTTPS_PROXY and SSL_CERT_FILE" in str(e.value)
+    assert not list((tmp_path / "out2").glob("*"))
