@@ -158,7 +158,7 @@ def _modules(spec: Spec, cache: fetch.Cache,
 
     netrc = os.environ.get("NETRC") or str(Path.home() / ".netrc")
     proxy = GoProxy(client, ms.goproxy, goprivate=ms.goprivate, netrc_file=netrc)
-    fetched = resolve_and_fetch(proxy, cache.root / "modules", gosum_files=ms.gosum_files,
+    fetched = resolve_and_fetch(proxy, cache.root, gosum_files=ms.gosum_files,
                                 explicit=ms.require, transitive=ms.transitive)
     if not fetched:
         return (), None

@@ -91,7 +91,8 @@ def load_gosums(files: Iterable[str | os.PathLike[str]]) -> dict[tuple[str, str,
 
 
 class _Cache:
-    """`root/sha256/<hex>` blobs plus `root/modules/<esc m>/@v/<esc v>.<kind>.json` records.
+    """`root/sha256/<hex[:2]>/<hex>` blobs (the toolchains' store, `fetch.Cache`) plus
+    `root/modules/<esc m>/@v/<esc v>.<kind>.json` records.
 
     A record names the blob and the h1 it had when first verified, which also pins modules
     that no go.sum covers: a later download must match the first.
@@ -99,8 +100,10 @@ class _Cache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        (root / "sha256").mkdir(parents=True, exist_ok=True)
-        (root / "tmp").mkdir(exist_ok=True)
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+
+    def blob_path(self, sha: str) -> Path:
+        return self.root / "sha256" / sha[:2] / sha
 
     def record_path(self, m: str, v: str, kind: str) -> Path:
         return self.root / "modules" / escape_path(m) / "@v" / f"{escape_version(v)}.{kind}.json"
@@ -108,7 +111,7 @@ class _Cache:
     def lookup(self, m: str, v: str, kind: str) -> _Item | None:
         try:
             rec = json.loads(self.record_path(m, v, kind).read_text())
-            return _Item(rec["sha256"], rec.get("h1"), self.root / "sha256" / rec["sha256"])
+            return _Item(rec["sha256"], rec.get("h1"), self.blob_path(rec["sha256"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -119,7 +122,8 @@ class _Cache:
 
     def store(self, m: str, v: str, kind: str, tmp: Path, h1: str | None) -> _Item:
         sha = sha256_file(tmp)
-        blob = self.root / "sha256" / sha
+        blob = self.blob_path(sha)
+        blob.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, blob)
         rec = self.record_path(m, v, kind)
         rec.parent.mkdir(parents=True, exist_ok=True)
