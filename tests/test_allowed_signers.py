@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import shutil
 import stat
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from keys import allowed_signers, sshkey, sshsig
 from keys.allowed_signers import SkippedLine
 from keys.sshkey import PublicKey
 from manifests.errors import NotReadyError
+from tests.support import sshkeygen
 
 needs_ssh_keygen = pytest.mark.skipif(
     shutil.which("ssh-keygen") is None, reason="stock ssh-keygen not installed"
@@ -366,24 +366,7 @@ def test_ssh_keygen_reads_our_options_the_way_we_do(tmp_path: Path):
     def ssh_verify(options: str) -> int:
         store.write_text(f"alice {options} {pub.openssh_line()}\n")
         allowed_signers.load(store)  # we accept what we hand to ssh-keygen
-        return subprocess.run(
-            [
-                "ssh-keygen",
-                "-Y",
-                "verify",
-                "-f",
-                str(store),
-                "-I",
-                "alice",
-                "-n",
-                "rescue-manifest",
-                "-s",
-                str(tmp_path / "manifest.sig"),
-            ],
-            input=b"m",
-            capture_output=True,
-            timeout=60,
-        ).returncode
+        return sshkeygen.verify(store, "alice", tmp_path / "manifest.sig", b"m").returncode
 
     assert ssh_verify('namespaces="rescue-*",valid-after="20200101Z"') == 0
     assert ssh_verify('namespaces="git"') != 0

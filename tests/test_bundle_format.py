@@ -14,7 +14,7 @@ import pytest
 
 from installer import cli
 from manifests.model import HEADER_NAMES, MANIFEST_NAME, SIGNATURE_NAME
-from tests.support import bundles, gobin
+from tests.support import bundles, gobin, sshkeygen
 
 ROOT = "toolchains/go1.21.13.linux-amd64/go"
 
@@ -55,15 +55,12 @@ def test_stock_ssh_keygen_verifies_the_manifest_signature(extracted: Path,
                                                           signing: bundles.Signing,
                                                           tmp_path: Path) -> None:
     def verify(manifest: Path) -> subprocess.CompletedProcess:
-        with open(manifest, "rb") as stdin:
-            return subprocess.run(
-                ["ssh-keygen", "-Y", "verify", "-f", str(signing.signers), "-I",
-                 "release@rescue", "-n", "rescue-manifest", "-s",
-                 str(extracted / SIGNATURE_NAME)], stdin=stdin, capture_output=True, text=True)
+        return sshkeygen.verify(signing.signers, "release@rescue", extracted / SIGNATURE_NAME,
+                                manifest.read_bytes())
 
     good = verify(extracted / MANIFEST_NAME)
     assert good.returncode == 0, good.stderr
-    assert 'Good "rescue-manifest" signature for release@rescue' in good.stdout
+    assert b'Good "rescue-manifest" signature for release@rescue' in good.stdout
     edited = tmp_path / "manifest.json"
     edited.write_bytes((extracted / MANIFEST_NAME).read_bytes().replace(b'"stable"', b'"evil"'))
     assert verify(edited).returncode != 0

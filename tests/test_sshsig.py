@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from keys import allowed_signers, sshkey, sshsig
 from keys.sshkey import ssh_string
 from manifests.errors import TrustError
+from tests.support import sshkeygen
 
 needs_ssh_keygen = pytest.mark.skipif(
     shutil.which("ssh-keygen") is None, reason="stock ssh-keygen not installed"
@@ -136,36 +137,12 @@ def test_our_signature_verifies_with_ssh_keygen_and_our_allowed_signers(tmp_path
     (tmp_path / "manifest.sig").write_text(armored)
     store = tmp_path / "allowed_signers"
     allowed_signers.add_signer(store, "builder@ci", pub.openssh_line())
-    result = ssh_keygen(
-        "-Y",
-        "verify",
-        "-f",
-        str(store),
-        "-I",
-        "builder@ci",
-        "-n",
-        "rescue-manifest",
-        "-s",
-        str(tmp_path / "manifest.sig"),
-        input=MANIFEST,
-    )
+    result = sshkeygen.verify(store, "builder@ci", tmp_path / "manifest.sig", MANIFEST)
     assert result.returncode == 0, result.stderr
     assert f'Good "rescue-manifest" signature for builder@ci with ED25519 key {pub.key_id}' in (
         result.stdout.decode()
     )
-    tampered = ssh_keygen(
-        "-Y",
-        "verify",
-        "-f",
-        str(store),
-        "-I",
-        "builder@ci",
-        "-n",
-        "rescue-manifest",
-        "-s",
-        str(tmp_path / "manifest.sig"),
-        input=MANIFEST + b" ",
-    )
+    tampered = sshkeygen.verify(store, "builder@ci", tmp_path / "manifest.sig", MANIFEST + b" ")
     assert tampered.returncode != 0
 
 
@@ -174,16 +151,7 @@ def test_signature_made_by_ssh_keygen_verifies_with_ours(tmp_path: Path):
     key_path = tmp_path / "id_ed25519"
     ssh_keygen("-q", "-t", "ed25519", "-N", "", "-f", str(key_path), check=True)
     (tmp_path / "manifest").write_bytes(MANIFEST)
-    ssh_keygen(
-        "-Y",
-        "sign",
-        "-f",
-        str(key_path),
-        "-n",
-        "rescue-manifest",
-        str(tmp_path / "manifest"),
-        check=True,
-    )
+    sshkeygen.sign(key_path, tmp_path / "manifest")
     armored = (tmp_path / "manifest.sig").read_bytes()
     key = sshsig.verify(armored, MANIFEST, "rescue-manifest")
     assert key == sshkey.parse_public_line((tmp_path / "id_ed25519.pub").read_text())
@@ -195,16 +163,7 @@ def test_signature_made_by_ssh_keygen_verifies_with_ours(tmp_path: Path):
 def test_ssh_keygen_and_we_produce_the_same_signature_bytes(tmp_path: Path):
     pub = sshkey.generate_keypair(tmp_path / "signing", "c")
     (tmp_path / "manifest").write_bytes(MANIFEST)
-    ssh_keygen(
-        "-Y",
-        "sign",
-        "-f",
-        str(tmp_path / "signing"),
-        "-n",
-        "rescue-manifest",
-        str(tmp_path / "manifest"),
-        check=True,
-    )
+    sshkeygen.sign(tmp_path / "signing", tmp_path / "manifest")
     ours = sshsig.sign(sshkey.load_private_key(tmp_path / "signing"), MANIFEST)
     assert (tmp_path / "manifest.sig").read_text() == ours
     assert sshsig.parse(ours).public_key == pub

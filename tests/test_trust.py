@@ -14,6 +14,7 @@ from keys import allowed_signers, sshkey, sshsig
 from keys.sshkey import PublicKey
 from keys.trust import verify_manifest_signature
 from manifests.errors import TrustError
+from tests.support import sshkeygen
 
 UTC = timezone.utc
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -177,21 +178,7 @@ def test_bundle_signed_with_stock_ssh_keygen_passes_our_policy(tmp_path: Path):
         timeout=60,
     )
     (tmp_path / "manifest").write_bytes(MANIFEST)
-    subprocess.run(
-        [
-            "ssh-keygen",
-            "-Y",
-            "sign",
-            "-f",
-            str(key_path),
-            "-n",
-            "rescue-manifest",
-            str(tmp_path / "manifest"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    sshkeygen.sign(key_path, tmp_path / "manifest")
     store = tmp_path / "allowed_signers"
     allowed_signers.add_signer(store, "ops@example.org", (tmp_path / "id_ed25519.pub").read_text())
     signer = verify_manifest_signature(
