@@ -32,8 +32,8 @@ def check_sequence(state: Dict[str, Any], channel: str, sequence: int, name: str
         raise TrustError(
             f"checking bundle {name} #{sequence}: channel {channel!r} already installed "
             f"sequence {newest} here; installing an older bundle over a newer one is refused "
-            "(it could replay a known-bad release). Use `rescue use VERSION` to switch to an "
-            "installed older toolchain instead.")
+            "(it could replay a known-bad release). To go back to an older toolchain, build "
+            f"a bundle of it on channel {channel!r} with a sequence above {newest}.")
 
 
 def record(layout: Layout, state: Dict[str, Any], entry: Dict[str, Any],
