@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
@@ -252,5 +252,5 @@ def build(spec: Spec, out_dir: Path, cache: fetch.Cache,
     except BaseException:
         writer.abort()
         raise
-    return BuildResult(out, out.stat().st_size, replace(manifest), public.key_id,
+    return BuildResult(out, out.stat().st_size, manifest, public.key_id,
                        upstream_bytes, time.monotonic() - started)
