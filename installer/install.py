@@ -19,6 +19,7 @@ from installer.prefix import Layout
 from installer.stage import stage
 from keys.allowed_signers import AllowedSigner
 from manifests.errors import ChecklistError, NotReadyError
+from manifests.goversion import version_key
 from manifests.limits import DEFAULT_LIMITS
 from manifests.model import Toolchain
 
@@ -30,11 +31,6 @@ def host_target() -> str:
     goos = {"linux": "linux", "darwin": "darwin", "win32": "windows"}.get(sys.platform,
                                                                          sys.platform)
     return f"{goos}-{_ARCH.get(platform.machine().lower(), platform.machine().lower())}"
-
-
-def _version_key(version: str) -> tuple:
-    nums = version[2:].replace("rc", ".").replace("beta", ".").split(".")
-    return tuple(int(n) if n.isdigit() else 0 for n in nums)
 
 
 @dataclass
@@ -71,7 +67,7 @@ def choose_current(toolchains: List[Toolchain], use: Optional[str]) -> Optional[
             raise NotReadyError(f"--use {use}: the bundle has no {want} for {host}; it has "
                                 f"{', '.join(t.id for t in toolchains) or 'no toolchains'}")
         return picked[0]
-    return max(mine, key=lambda t: _version_key(t.version)) if mine else None
+    return max(mine, key=lambda t: version_key(t.version)) if mine else None
 
 
 def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source: str,

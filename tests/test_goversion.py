@@ -1,0 +1,34 @@
+"""Go's version order and syntax: a release candidate never outranks its release."""
+
+from __future__ import annotations
+
+import pytest
+
+from manifests.goversion import check_target, compare, is_toolchain_version, version_key
+
+# Go's own order (cmd/go/internal/gover tests): language version < beta < rc < .0 < .1.
+GO_ORDER = ["go1.9.2", "go1.20rc1", "go1.20", "go1.20.1", "go1.21", "go1.21beta1",
+            "go1.21rc1", "go1.21rc2", "go1.21.0", "go1.21.1", "go1.21.13", "go1.22rc1",
+            "go1.22.0", "go1.27.3"]
+
+
+def test_release_candidate_sorts_below_its_release() -> None:
+    assert sorted(reversed(GO_ORDER), key=version_key) == GO_ORDER
+    assert compare("go1.21rc2", "go1.21.0") < 0
+    assert compare("1.21.13", "go1.21.13") == 0
+    assert compare("go1.20", "go1.20.0") == 0  # before 1.21 a bare 1.N was the .0 release
+
+
+@pytest.mark.parametrize("bad", ["go1.²", "go1.21.1rc1", "/tmp/x", "go1.21.13/../../x",
+                                 "go1.021", "go2.0", "go1.21.13 ", "go1.21alpha1", "",
+                                 "go1.21.13\n"])
+def test_only_go_release_spellings_are_versions(bad: str) -> None:
+    assert not is_toolchain_version(bad)
+    with pytest.raises(ValueError, match="is not a Go version"):
+        version_key(bad)
+
+
+def test_targets_are_a_closed_set() -> None:
+    assert check_target("linux", "amd64") is None
+    assert "GOARCH 'amd64/../../x'" in (check_target("linux", "amd64/../../x") or "")
+    assert "GOOS 'linus'" in (check_target("linus", "amd64") or "")
