@@ -13,7 +13,7 @@ from installer import zstd
 from keys import trust
 from keys.allowed_signers import AllowedSigner
 from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
-from manifests.limits import DEFAULT_LIMITS, Limits
+from manifests.limits import DEFAULT_LIMITS, KiB, Limits
 from manifests.model import (
     HEADER_NAMES,
     MANIFEST_NAME,
@@ -23,6 +23,34 @@ from manifests.model import (
     parse_manifest,
     sums_text,
 )
+from manifests.text import shown
+
+# A PAX record set carries a long path and link target (each <= Limits.path_chars) and nothing
+# else the builder writes: a far larger one is an attack on memory, refused before it is read.
+PAX_HEADER_MAX = 64 * KiB
+# Member types the builder writes: files, dirs, symlinks, hard links, and per-member PAX records.
+_ALLOWED_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
+                  tarfile.LNKTYPE, tarfile.XHDTYPE)
+_TYPE_NAMES = {tarfile.GNUTYPE_LONGNAME: "GNU long name", tarfile.GNUTYPE_LONGLINK:
+               "GNU long link", tarfile.XGLTYPE: "global PAX header", tarfile.GNUTYPE_SPARSE:
+               "GNU sparse file", tarfile.CHRTYPE: "character device", tarfile.BLKTYPE:
+               "block device", tarfile.FIFOTYPE: "FIFO", tarfile.CONTTYPE: "contiguous file",
+               tarfile.SOLARIS_XHDTYPE: "Solaris extended header"}
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a PAX or GNU long-name record whole: refuse oversized and unknown ones
+    from the 512-byte header alone, before a byte of the record is read."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        if self.type not in _ALLOWED_TYPES:
+            what = _TYPE_NAMES.get(self.type, f"type {self.type!r}")
+            raise TrustError(f"reading bundle: member {shown(self.name)} is a {what} record, "
+                             f"which rescue bundles never contain\n\n{SECURITY_NOTE}")
+        if self.type == tarfile.XHDTYPE and self.size > PAX_HEADER_MAX:
+            raise TrustError(f"reading bundle: a PAX header of {self.size} bytes (at most "
+                             f"{PAX_HEADER_MAX} are ever written)\n\n{SECURITY_NOTE}")
+        return super()._proc_member(tarfile_)  # type: ignore[misc,no-any-return]
 
 
 @dataclass(frozen=True)
@@ -43,7 +71,8 @@ def parse_time(text: str) -> datetime:
 
 
 def _truncated(path: Path, exc: BaseException) -> TrustError:
-    return TrustError(f"reading bundle {path}: the file is truncated or damaged ({exc}); copy "
+    return TrustError(f"reading bundle {path}: the file is truncated or damaged "
+                      f"({shown(exc)}); copy "
                       f"it again from the build host and compare its sha256\n\n{SECURITY_NOTE}")
 
 
@@ -82,8 +111,8 @@ class BundleReader:
 
     def _read_small(self, info: tarfile.TarInfo, limit: int) -> bytes:
         if not info.isreg() or info.size > limit:
-            raise TrustError(f"reading bundle {self.path}: header member {info.name} is not a "
-                             f"regular file of at most {limit} bytes")
+            raise TrustError(f"reading bundle {self.path}: header member {shown(info.name)} is "
+                             f"not a regular file of at most {limit} bytes")
         assert self._tar is not None
         f = self._tar.extractfile(info)
         assert f is not None
@@ -100,10 +129,12 @@ class BundleReader:
         """Read the three header members and settle trust before any content is read."""
         now = now or datetime.now(timezone.utc)
         try:
-            self._tar = tarfile.open(fileobj=zstd.open_reader(self._raw), mode="r|")
+            self._tar = tarfile.open(fileobj=zstd.open_reader(self._raw, self.limits),
+                                     mode="r|", tarinfo=_BoundedTarInfo)
         except (tarfile.TarError,) + zstd.errors() as exc:
             raise TrustError(f"reading bundle {self.path}: not a rescue bundle (zstd-compressed "
-                             f"tar), or the file is truncated or damaged ({exc}); check the file "
+                             f"tar), or the file is truncated or damaged ({shown(exc)}); check "
+                             "the file "
                              "name, or copy it again from the build host and compare its sha256"
                              ) from None
         limits = {MANIFEST_NAME: self.limits.manifest_bytes,
@@ -113,8 +144,8 @@ class BundleReader:
             info = self._next()
             if info is None or info.name != expected:
                 raise TrustError(f"reading bundle {self.path}: expected member {expected} first, "
-                                 f"found {info.name if info else 'end of bundle'}; is this a "
-                                 "rescue bundle?")
+                                 f"found {shown(info.name) if info else 'end of bundle'}; is "
+                                 "this a rescue bundle?")
             got[expected] = self._read_small(info, limits[expected])
         manifest_bytes = got[MANIFEST_NAME]
         signer = trust.verify_manifest_signature(got[SIGNATURE_NAME], manifest_bytes, signers,

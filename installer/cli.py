@@ -94,9 +94,11 @@ def cli() -> None:
               metavar="[DIR]",
               help="Also fill a Go module cache from the bundle's modules, so GOPROXY=off builds "
                    "work (default DIR: your `go env GOMODCACHE`). Put it after BUNDLE.")
+@click.option("--lock-timeout", type=float, default=300.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for another rescue command working on the prefix.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Optional[str],
-            modcache: Optional[str], as_json: bool) -> None:
+            modcache: Optional[str], lock_timeout: float, as_json: bool) -> None:
     """Verify BUNDLE and install it; run the emergency checklist."""
     from installer import install as inst
     from installer.prefix import default_prefix
@@ -105,12 +107,17 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
     try:
         signers, source = load_signers(trust)
         cache_dir = _modcache_dir(modcache)
+        def waiting(msg: str) -> None:
+            click.echo(f"rescue: {msg}", err=True)
+
         if as_json or not sys.stderr.isatty():
-            result = inst.install(bundle, root, signers, source, use, modcache_dir=cache_dir)
+            result = inst.install(bundle, root, signers, source, use, modcache_dir=cache_dir,
+                                  on_wait=waiting, lock_timeout=lock_timeout)
         else:
             with _Progress("verifying and staging") as bar:
                 result = inst.install(bundle, root, signers, source, use, on_bytes=bar.advance,
-                                      on_total=bar.start, modcache_dir=cache_dir)
+                                      on_total=bar.start, modcache_dir=cache_dir,
+                                      on_wait=waiting, lock_timeout=lock_timeout)
     except RescueError as exc:
         partial = getattr(exc, "result", None)
         if partial is not None and not as_json:

@@ -10,15 +10,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from manifests.errors import SECURITY_NOTE, TrustError
 from manifests.files import sha256_file, write_atomic
-from manifests.modpath import (
-    ModulePathError,
-    is_valid_semver,
-    sort_versions,
-    unescape_path,
-    unescape_version,
-)
-
-_KINDS = (".info", ".mod", ".zip")
+from manifests.modpath import ModulePathError, is_valid_semver, parse_proxy_file, sort_versions
 
 
 @dataclass
@@ -66,18 +58,8 @@ def _versions(data: bytes) -> Set[str]:
 
 def _parse(rel: str) -> Tuple[str, Optional[str], str]:
     """`<esc m>/@v/<name>` -> (module, version or None for `list`, file name)."""
-    head, sep, name = rel.rpartition("/@v/")
-    if not sep or "/" in name:
-        raise TrustError(f"merging goproxy/{rel}: not a GOPROXY module file "
-                         f"(<module>/@v/<file>)\n\n{SECURITY_NOTE}")
     try:
-        module = unescape_path(head)
-        if name == "list":
-            return module, None, name
-        stem, ext = os.path.splitext(name)
-        if ext not in _KINDS:
-            raise ModulePathError(f"unexpected file {name}")
-        return module, unescape_version(stem), name
+        return parse_proxy_file(rel)
     except ModulePathError as e:
         raise TrustError(f"merging goproxy/{rel}: {e}\n\n{SECURITY_NOTE}") from None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import platform
 import sys
@@ -12,9 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from installer import checklist, goproxy_merge, modcache, prefix, state, wiring
+from installer import checklist, crashpoints, goproxy_merge, modcache, prefix, state, wiring
 from installer.bundle_reader import BundleReader, Verified
 from installer.checklist import Check
+from installer.machine import machine_error
 from installer.prefix import Layout
 from installer.stage import stage
 from keys.allowed_signers import AllowedSigner
@@ -74,7 +77,9 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
             use: Optional[str] = None, on_bytes: Callable[[int], None] = lambda n: None,
             now: Optional[datetime] = None,
             modcache_dir: Optional[Path] = None,
-            on_total: Callable[[int], None] = lambda n: None) -> InstallResult:
+            on_total: Callable[[int], None] = lambda n: None,
+            on_wait: Callable[[str], None] = lambda msg: None,
+            lock_timeout: float = 300.0) -> InstallResult:
     started = time.monotonic()
     layout = Layout(root.absolute())
     with BundleReader(bundle) as reader:
@@ -86,19 +91,19 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
         on_total(m.content_bytes)
         result = InstallResult(str(bundle), m.name, m.channel, m.sequence,
                                verified.signer.public_key.key_id, str(layout.root))
-        # The topmost directory this install creates: on failure it goes, parents included.
-        created_root = None if layout.root.exists() else next(
-            d for d in [layout.root, *layout.root.parents] if d.parent.exists())
         try:
-            layout.root.mkdir(parents=True, exist_ok=True)
-            with prefix.locked(layout):
+            # Nothing is decided about the prefix before the lock: what this process created,
+            # what it may remove, what is stale, all after it holds the lock.
+            with prefix.locked(layout, lock_timeout, on_wait) as lock:
+                result.notes += lock.notes
+                note = state.recover(layout)
+                if note:
+                    result.notes.append(note)
                 _install_locked(reader, verified, layout, current, result, on_bytes,
                                 modcache_dir)
-        except BaseException:
-            if created_root is not None:
-                prefix.remove_tree(created_root)
-            raise
-    result.seconds = time.monotonic() - started
+        except OSError as exc:
+            raise machine_error(f"installing into {layout.root}", exc) from None
+    result.seconds = round(time.monotonic() - started, 2)
     return result
 
 
@@ -108,21 +113,22 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                     modcache_dir: Optional[Path] = None) -> None:
     m = verified.manifest
     st = state.load(layout)
-    state.check_sequence(st, m.channel, m.sequence, m.name)
-    staging = Path(tempfile.mkdtemp(dir=layout.root, prefix=".staging-"))
-    added: List[Path] = []
+    state.check_sequence(st, m.channel, m.sequence, m.name, verified.manifest_sha256)
+    staging = Path(tempfile.mkdtemp(dir=layout.root, prefix=f".staging-{os.getpid()}-"))
+    made: List[Path] = []  # directories and version trees this install added: undone on failure
     journal: Optional[goproxy_merge.MergeJournal] = None
-    switched = False
     try:
         stage(reader, m, staging, on_bytes)
         for tc in m.toolchains:
             goroot = staging / tc.root
             wiring.write_go_env(goroot, layout)
-            prefix.make_read_only(goroot)
+            prefix.make_read_only(goroot, keep_top=True)
         if hasattr(os, "sync"):
             os.sync()  # everything staged is on disk before any rename makes it visible
-        layout.versions.mkdir(exist_ok=True)
-        layout.goproxy.mkdir(exist_ok=True)
+        for d in (layout.versions, layout.goproxy):
+            if not d.exists():
+                d.mkdir()
+                made.append(d)
         if (staging / "goproxy").is_dir():  # refused before anything moves if bundles disagree
             journal = goproxy_merge.merge(staging / "goproxy", layout.goproxy)
             result.modules_added, result.modules_kept = journal.added, journal.kept
@@ -133,7 +139,8 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                 result.reused.append(tc.id)  # same upstream sha256, already in place
                 continue
             os.rename(staging / tc.root, dest)
-            added.append(dest)
+            made.append(dest)
+            os.chmod(dest, 0o555)
             result.installed.append(tc.id)
         result.previous = prefix.current_target(layout)
         if current is None:
@@ -149,29 +156,47 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                                      f"({failed}); the previous toolchain stays active")
                 err.result = result  # type: ignore[attr-defined]
                 raise err
-            prefix.switch_symlink(layout.current, f"versions/{current.id}")
-            switched = True
-            result.current = current.id
         if modcache_dir is not None and m.modules:
             result.modcache = modcache.populate(layout.goproxy, m.modules, modcache_dir).to_dict()
         wiring.write_shell_snippets(layout)
-        state.record(layout, st, {
+        # Record and switch as one journaled step: a kill in between is finished by the next
+        # command, so the recorded state always matches `current`.
+        target = f"versions/{current.id}" if current is not None else None
+        entry = {
             "name": m.name, "channel": m.channel, "sequence": m.sequence,
             "manifest_sha256": verified.manifest_sha256, "signer": result.signer,
             "toolchains": [t.id for t in m.toolchains],
             "modules": [f"{x.path}@{x.version}" for x in m.modules],
             "installed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }, verified.manifest_bytes)
+        }
+        before = copy.deepcopy(st)
+        state.begin(layout, entry, verified.manifest_bytes, target)
+        try:
+            crashpoints.reached("install-journaled")
+            state.record(layout, st, entry, verified.manifest_bytes)
+            crashpoints.reached("install-recorded")
+            if target is not None:
+                prefix.switch_symlink(layout.current, target)
+        except BaseException:
+            state.save(layout, before)
+            state.finish(layout)
+            raise
+        # Committed: from here on nothing is undone.
+        made, journal = [], None
+        if current is not None:
+            result.current = current.id
+        crashpoints.reached("install-switched")
+        with contextlib.suppress(OSError):  # left behind, the next command re-does it harmlessly
+            state.finish(layout)
     except BaseException:
-        if switched:  # a later step failed: the previous toolchain becomes current again
-            if result.previous:
-                prefix.switch_symlink(layout.current, result.previous)
-            else:
-                layout.current.unlink()
         if journal is not None:
             journal.rollback()
-        for dest in added:
-            prefix.remove_tree(dest)
+        for dest in reversed(made):
+            if dest.is_dir() and dest.parent == layout.versions:
+                prefix.remove_tree(dest)
+            else:
+                with contextlib.suppress(OSError):
+                    dest.rmdir()  # versions/ or goproxy/, if this install left them empty
         raise
     finally:
         prefix.remove_tree(staging)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import sys
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, List, Optional
 
 from manifests.errors import NotReadyError
 
@@ -24,11 +27,11 @@ class Layout:
         self.current = root / "current"
         self.goproxy = root / "goproxy"
         self.state = root / "state"
-        self.lock = self.state / "lock"
         self.bundles = self.state / "bundles"
+        self.journal = self.state / "journal.json"
 
     def version_dir(self, toolchain_id: str) -> Path:
-        return self.versions / toolchain_id
+        return inside(self, self.versions / toolchain_id)
 
 
 def default_prefix() -> Path:
@@ -75,39 +78,129 @@ def check_free_space(root: Path, needed: int, margin: int) -> None:
             "a larger filesystem.")
 
 
-@contextmanager
-def locked(layout: Layout) -> Iterator[None]:
-    """One install at a time per prefix; a second one fails at once with a clear message."""
-    layout.state.mkdir(parents=True, exist_ok=True)
-    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+@dataclass
+class Lock:
+    """The prefix lock this process holds, and what it created to take it."""
+
+    created: List[Path] = field(default_factory=list)  # directories, parents first
+    notes: List[str] = field(default_factory=list)  # what was cleaned up on the way in
+
+
+def _make_dirs(root: Path) -> List[Path]:
+    """mkdir -p that reports which directories this call created (and no other process did)."""
+    missing = []
+    path = root
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    created = []
+    for d in reversed(missing):
         try:
-            import fcntl
+            d.mkdir()
+            created.append(d)
+        except FileExistsError:
+            pass  # another process made it first: it is not ours to remove
+    return created
 
+
+def _flock(fd: int, layout: Layout, timeout: float, on_wait: Callable[[str], None]) -> None:
+    import fcntl
+
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover - Windows
-            import msvcrt
-
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return
         except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise NotReadyError(f"installing into {layout.root}: another rescue command "
-                                    "holds the prefix lock; wait for it to finish") from None
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() >= deadline:
+            raise NotReadyError(
+                f"locking {layout.root}: another rescue command still holds the prefix lock "
+                f"after {timeout:g}s; wait for it to finish (see `ps -ef | grep rescue`), or "
+                "pass a longer --lock-timeout")
+        if not told:
+            on_wait(f"waiting for another rescue command to release the lock on {layout.root}")
+            told = True
+        time.sleep(0.05)
+
+
+@contextmanager
+def locked(layout: Layout, timeout: float = 300.0,
+           on_wait: Callable[[str], None] = lambda msg: None) -> Iterator[Lock]:
+    """Hold the one exclusive lock of a prefix: a flock on the prefix directory itself, so that
+    taking it writes nothing. The prefix is created first, and what this process created is
+    removed again (only if empty) while the lock is still held; a process that held the lock
+    before may have removed the directory we opened, so we check it is still the prefix."""
+    while True:
+        created = _make_dirs(layout.root)
+        fd = os.open(layout.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            _flock(fd, layout, timeout, on_wait)
+            same = os.path.samestat(os.fstat(fd), os.stat(layout.root))
+        except FileNotFoundError:
+            same = False
+        except BaseException:
+            os.close(fd)
             raise
-        yield
+        if same:
+            break
+        os.close(fd)
+    lock = Lock(created)
+    try:
+        lock.notes += remove_stale(layout)
+        yield lock
     finally:
+        for d in reversed(lock.created):  # empty: the command changed nothing there
+            try:
+                d.rmdir()
+            except OSError:
+                break
         os.close(fd)
 
 
-def make_read_only(tree: Path) -> None:
-    """A GOROOT nobody can edit by accident: files 0444/0555, dirs 0555 (children first)."""
+def remove_stale(layout: Layout) -> List[str]:
+    """Staging dirs and temp links of killed commands: with the lock held, nothing else is
+    writing, so every one of them is stale."""
+    notes = []
+    for entry in sorted(os.listdir(layout.root)):
+        path = layout.root / entry
+        if entry.startswith(".staging-"):
+            size = sum(f.stat().st_size for f in path.rglob("*")
+                       if f.is_file() and not f.is_symlink())
+            remove_tree(path)
+            notes.append(f"removed {entry} ({size / 1e6:.0f} MB), left by an interrupted "
+                         "install")
+        elif entry.startswith(".current.") and entry.endswith(".tmp"):
+            os.unlink(path)
+    return notes
+
+
+def inside(layout: Layout, path: Path) -> Path:
+    """`path`, after checking it lies under the prefix (a last guard behind the manifest's
+    own checks: every path the installer writes is built from validated ids)."""
+    root = os.path.normpath(layout.root)
+    full = os.path.normpath(path)
+    if os.path.commonpath([root, full]) != root or full == root:
+        raise AssertionError(f"refusing to write {full}: outside the prefix {root}")
+    return path
+
+
+def make_read_only(tree: Path, keep_top: bool = False) -> None:
+    """A GOROOT nobody can edit by accident: files 0444/0555, dirs 0555 (children first).
+
+    `keep_top` leaves `tree` itself writable: moving a directory to a new parent rewrites its
+    `..` entry, which needs write permission on it for every user but root.
+    """
     for dirpath, _dirs, filenames in os.walk(tree, topdown=False):
         for name in filenames:
             p = os.path.join(dirpath, name)
-            if not os.path.islink(p):
-                mode = os.stat(p).st_mode
-                os.chmod(p, 0o555 if mode & 0o111 else 0o444)
-        os.chmod(dirpath, 0o555)
+            st = os.lstat(p)
+            if stat.S_ISREG(st.st_mode):
+                os.chmod(p, 0o555 if st.st_mode & 0o111 else 0o444)
+        if not (keep_top and dirpath == str(tree)):
+            os.chmod(dirpath, 0o555)
 
 
 def remove_tree(tree: Path) -> None:

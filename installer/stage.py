@@ -6,12 +6,15 @@ import hashlib
 import os
 import posixpath
 import tarfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Optional, Set
+from typing import BinaryIO, Callable, Iterator, Optional, Set
 
 from installer.bundle_reader import BundleReader
+from installer.machine import machine_error
 from manifests.errors import SECURITY_NOTE, TrustError
 from manifests.model import Manifest, Member
+from manifests.text import shown
 
 CHUNK = 1 << 20
 _TYPES = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
@@ -22,9 +25,20 @@ def _refuse(path: str, why: str) -> TrustError:
     return TrustError(f"verifying member {path}: {why}\n\n{SECURITY_NOTE}")
 
 
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An error writing into staging is this machine's (disk full, no inodes), not the bundle's."""
+    try:
+        yield
+    except OSError as exc:
+        raise machine_error("staging the bundle", exc, path) from None
+
+
 def _check_header(info: tarfile.TarInfo, m: Optional[Member]) -> Member:
     if m is None:
-        raise _refuse(info.name, "the bundle carries it but the signed manifest does not list it")
+        # Not in the signed manifest: the name is the attacker's text, shown quoted.
+        raise _refuse(shown(info.name),
+                      "the bundle carries it but the signed manifest does not list it")
     kind = _TYPES.get(info.type)
     if kind != m.type:
         raise _refuse(m.path, f"type mismatch\n\tbundle:   {kind or repr(info.type)}\n"
@@ -40,19 +54,15 @@ def _check_header(info: tarfile.TarInfo, m: Optional[Member]) -> Member:
     return m
 
 
-def content_root(path: str) -> str:
-    """The tree a member is installed as: one GOROOT (`toolchains/<id>/go`) or `goproxy`."""
-    parts = path.split("/")
-    return "/".join(parts[:3]) if parts[0] == "toolchains" else parts[0]
-
-
 def _write_file(dest: Optional[Path], data: BinaryIO, m: Member) -> None:
     """Copy while hashing; a mismatch is caught before the staging dir is ever renamed."""
     digest = hashlib.sha256()
     size = 0
     out = None
     if dest is not None:
-        out = os.fdopen(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+        with _writing(dest):
+            out = os.fdopen(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW,
+                                    0o600), "wb")
     try:
         while True:
             chunk = data.read(CHUNK)
@@ -63,17 +73,23 @@ def _write_file(dest: Optional[Path], data: BinaryIO, m: Member) -> None:
                 break
             digest.update(chunk)
             if out is not None:
-                out.write(chunk)
+                with _writing(dest):  # type: ignore[arg-type]
+                    out.write(chunk)
     finally:
         if out is not None:
-            out.close()
+            with _writing(dest):  # type: ignore[arg-type]
+                out.close()
     if size != m.size:
         raise EOFError(f"{m.path} cut short")
     got = digest.hexdigest()
     if got != m.sha256:
         raise _refuse(m.path, f"sha256 mismatch\n\tbundle:   {got}\n\tmanifest: {m.sha256}")
     if dest is not None:
-        os.chmod(dest, m.mode)
+        with _writing(dest):
+            os.chmod(dest, m.mode)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def stage(reader: BundleReader, manifest: Manifest, staging: Optional[Path],
@@ -88,15 +104,12 @@ def stage(reader: BundleReader, manifest: Manifest, staging: Optional[Path],
             m = _check_header(info, manifest.member(info.name))
             if m.path in seen:
                 raise _refuse(m.path, "appears twice in the bundle")
-            # Paths were checked when the manifest was parsed (no `..`, no absolute paths), and
-            # parents are listed dirs created before their children, so no write can escape.
+            # Paths and link targets were checked with the whole manifest (no `..`, no absolute
+            # paths, links only through real directories), and parents are listed dirs created
+            # before their children, so no write can escape.
             parent = posixpath.dirname(m.path)
             if parent and parent not in seen:
                 raise _refuse(m.path, f"arrives before its directory {parent}")
-            if m.type == "symlink":
-                resolved = posixpath.normpath(posixpath.join(parent, m.target))
-                if not resolved.startswith(content_root(m.path) + "/"):
-                    raise _refuse(m.path, f"symlink to {m.target} leaves its own tree")
             if m.type == "hardlink" and m.target not in seen:
                 raise _refuse(m.path, f"hard link to {m.target}, which was not written yet")
             if m.type == "file":
@@ -105,12 +118,14 @@ def stage(reader: BundleReader, manifest: Manifest, staging: Optional[Path],
                 on_bytes(m.size)
             elif staging is None:
                 pass
-            elif m.type == "dir":
-                os.mkdir(staging / m.path, 0o700)
-            elif m.type == "symlink":
-                os.symlink(m.target, staging / m.path)
             else:
-                os.link(staging / m.target, staging / m.path, follow_symlinks=False)
+                with _writing(staging / m.path):
+                    if m.type == "dir":
+                        os.mkdir(staging / m.path, 0o700)
+                    elif m.type == "symlink":
+                        os.symlink(m.target, staging / m.path)
+                    else:
+                        os.link(staging / m.target, staging / m.path, follow_symlinks=False)
             seen.add(m.path)
     except reader.read_errors() as exc:
         raise reader.truncated(exc) from None
@@ -125,4 +140,5 @@ def stage(reader: BundleReader, manifest: Manifest, staging: Optional[Path],
     # Directories were created owner-only so nothing else could write into them while staging.
     for m in manifest.members if staging else ():
         if m.type == "dir":
-            os.chmod(staging / m.path, m.mode)
+            with _writing(staging / m.path):
+                os.chmod(staging / m.path, m.mode)

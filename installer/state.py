@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
+import os
+from typing import Any, Dict, Optional
 
+from installer import prefix
 from installer.prefix import Layout
 from manifests.errors import TrustError
 from manifests.files import write_atomic
@@ -25,9 +27,21 @@ def save(layout: Layout, state: Dict[str, Any]) -> None:
 
 
 
-def check_sequence(state: Dict[str, Any], channel: str, sequence: int, name: str) -> None:
-    """Refuse a bundle older than one already installed on its channel (a replay)."""
-    newest = state.get("channels", {}).get(channel, 0)
+def check_sequence(state: Dict[str, Any], channel: str, sequence: int, name: str,
+                   manifest_sha256: str) -> None:
+    """Refuse a bundle older than one already installed on its channel (a replay), and another
+    bundle under the sequence number already installed (only the identical one may come again).
+    """
+    channels = state.get("channels", {})
+    newest = channels.get(channel, 0)
+    if channel in channels and sequence == newest and not any(
+            b.get("channel") == channel and b.get("sequence") == sequence
+            and b.get("manifest_sha256") == manifest_sha256 for b in state.get("bundles", [])):
+        raise TrustError(
+            f"checking bundle {name} #{sequence}: channel {channel!r} already installed another "
+            f"bundle with sequence {sequence} here (its manifest differs); two bundles under one "
+            "sequence number are refused, since either could be a forgery or a replay. Build "
+            f"the bundle again with a sequence above {newest}.")
     if sequence < newest:
         raise TrustError(
             f"checking bundle {name} #{sequence}: channel {channel!r} already installed "
@@ -46,3 +60,36 @@ def record(layout: Layout, state: Dict[str, Any], entry: Dict[str, Any],
     channels = state.setdefault("channels", {})
     channels[entry["channel"]] = max(channels.get(entry["channel"], 0), entry["sequence"])
     save(layout, state)
+
+
+# The journal makes "record the bundle, switch `current`" one step: written before the record,
+# removed after the switch. Whoever takes the lock next and finds it finishes the step, so the
+# state always names the bundle that made `current` what it is.
+
+
+def begin(layout: Layout, entry: Dict[str, Any], manifest_bytes: bytes,
+          current: Optional[str]) -> None:
+    layout.state.mkdir(exist_ok=True)
+    write_atomic(layout.journal, json.dumps({
+        "op": "install", "entry": entry, "current": current,
+        "manifest": manifest_bytes.decode("utf-8")}, sort_keys=True))
+
+
+def finish(layout: Layout) -> None:
+    os.unlink(layout.journal)
+
+
+def recover(layout: Layout) -> Optional[str]:
+    """Finish an install that was killed between recording its bundle and switching `current`
+    (the checklist had passed). Returns a note saying so, or None."""
+    try:
+        doc = json.loads(layout.journal.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    entry, current = doc["entry"], doc.get("current")
+    record(layout, load(layout), entry, doc["manifest"].encode("utf-8"))
+    if current and (layout.root / current).is_dir():
+        prefix.switch_symlink(layout.current, current)
+    finish(layout)
+    return (f"finished an interrupted install of {entry['name']} #{entry['sequence']}"
+            + (f" (current -> {current})" if current else ""))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 from typing import Dict
 
 from installer.prefix import Layout
+from manifests.errors import SECURITY_NOTE, TrustError
 from manifests.files import write_atomic
+from manifests.model import GO_ENV_MAX_BYTES
 
 
 def file_url(path: Path) -> str:
@@ -40,11 +45,37 @@ def go_env_text(layout: Layout, upstream: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_go_env(path: Path) -> str:
+    """The upstream go.env, never through a link and never more than a small regular file:
+    the bundle chose what lies at this path."""
+    try:
+        # O_NONBLOCK: a FIFO at this path must not hang the install before fstat refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TrustError(f"wiring {path}: go.env is a symlink; refused\n\n{SECURITY_NOTE}"
+                             ) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > GO_ENV_MAX_BYTES:
+            raise TrustError(f"wiring {path}: go.env is not a regular file of at most "
+                             f"{GO_ENV_MAX_BYTES} bytes; refused\n\n{SECURITY_NOTE}")
+        data = f.read(GO_ENV_MAX_BYTES + 1)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TrustError(f"wiring {path}: go.env is not UTF-8 text\n\n{SECURITY_NOTE}"
+                         ) from None
+
+
 def write_go_env(goroot: Path, layout: Layout) -> None:
     path = goroot / "go.env"
-    upstream = path.read_text(encoding="utf-8") if path.exists() else ""
     # A new file, never an in-place write: go.env may be a hard link shared with another GOROOT.
-    write_atomic(path, go_env_text(layout, upstream))
+    write_atomic(path, go_env_text(layout, read_go_env(path)))
 
 
 def shell_snippets(layout: Layout) -> Dict[str, str]:

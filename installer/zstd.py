@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-MAX_WINDOW = 1 << 31
+from manifests.limits import DEFAULT_LIMITS, Limits
 
 
-def open_reader(raw: BinaryIO) -> BinaryIO:
+def open_reader(raw: BinaryIO, limits: Limits = DEFAULT_LIMITS) -> BinaryIO:
+    """A reader that refuses frames asking for a larger window than bundles are written with:
+    the window is memory the decompressor allocates before it checks anything."""
     try:
         import zstandard
     except ImportError:  # pragma: no cover - only on a 3.14 build without the wheel
         from compression import zstd  # type: ignore[import-not-found]
 
-        return zstd.ZstdFile(raw, "rb")  # type: ignore[no-any-return]
-    dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+        return zstd.ZstdFile(  # type: ignore[no-any-return]
+            raw, "rb", options={zstd.DecompressionParameter.window_log_max:
+                                limits.zstd_window_log_max})
+    dctx = zstandard.ZstdDecompressor(max_window_size=1 << limits.zstd_window_log_max)
     return dctx.stream_reader(raw, read_across_frames=True, closefd=False)  # type: ignore
 
 

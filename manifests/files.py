@@ -24,13 +24,18 @@ def write_atomic(path: Path, data: Union[bytes, str], mode: int = 0o644) -> None
     if isinstance(data, str):
         data = data.encode("utf-8")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)  # left by a killed process that had our pid
     try:
-        with open(tmp, "wb") as f:
+        # Never through a link someone else put at the temp name.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                     0o600)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if os.path.lexists(tmp):
             tmp.unlink()

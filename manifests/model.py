@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from manifests.errors import SECURITY_NOTE, TrustError
-from manifests.limits import DEFAULT_LIMITS, Limits
+from manifests.goversion import check_target, is_toolchain_version
+from manifests.limits import DEFAULT_LIMITS, KiB, Limits
+from manifests.modpath import ModulePathError, parse_proxy_file
 from manifests.paths import check_link_target, check_member_path
+from manifests.text import shown
 
 FORMAT_VERSION = 1
 
@@ -19,6 +23,19 @@ SUMS_NAME = "SHA256SUMS"
 HEADER_NAMES = (MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME)
 
 MEMBER_TYPES = ("file", "dir", "symlink", "hardlink")
+SOURCES = ("godl", "pypi")
+# Bundle names and channels become file names and appear in messages.
+NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
+_URL_RE = re.compile(r"\A[!-~]{1,2048}\Z")  # printable ASCII, no spaces
+# The installer rewrites each GOROOT's go.env; it must be a small regular file.
+GO_ENV_MAX_BYTES = 64 * KiB
+
+
+def content_root(path: str) -> str:
+    """The tree a member is installed as: one GOROOT (`toolchains/<id>/go`) or `goproxy`."""
+    parts = path.split("/")
+    return "/".join(parts[:3]) if parts[0] == "toolchains" else parts[0]
 
 
 @dataclass(frozen=True)
@@ -127,9 +144,15 @@ def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
     try:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise TrustError(f"reading manifest: not valid JSON: {exc}") from None
+        raise TrustError(f"reading manifest: not valid JSON: {shown(exc)}") from None
     if not isinstance(doc, dict):
         raise TrustError("reading manifest: expected a JSON object")
+    try:
+        # A lone surrogate (`\\udcff`) parses but can never become a file name or a message.
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise TrustError("reading manifest: a string is not valid Unicode (a lone surrogate)"
+                         f"\n\n{SECURITY_NOTE}") from None
     fmt = doc.get("format")
     if fmt != FORMAT_VERSION:
         raise TrustError(f"reading manifest: format {fmt!r} is not supported (this installer "
@@ -156,12 +179,90 @@ def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
         modules=modules,
         members=members,
     )
-    problems = check_members(manifest, limits)
+    if manifest.to_json() != data:
+        # Duplicate keys, unknown fields, other spacing: two parsers could read it two ways.
+        raise TrustError("reading manifest: not in canonical form (duplicate or unknown keys, "
+                         f"or bytes the builder never writes)\n\n{SECURITY_NOTE}")
+    problems = check_fields(manifest) + check_members(manifest, limits)
     if problems:
         raise TrustError("reading manifest: " + "; ".join(problems[:20])
                          + (f" (and {len(problems) - 20} more)" if len(problems) > 20 else "")
                          + f"\n\n{SECURITY_NOTE}")
     return manifest
+
+
+def check_fields(manifest: Manifest) -> List[str]:
+    """Every manifest field that becomes a path, a command argument or a message, checked."""
+    problems: List[str] = []
+    for key in ("name", "channel"):
+        if not NAME_RE.match(getattr(manifest, key)):
+            problems.append(f"{key} {shown(getattr(manifest, key))} is not 1-64 letters, digits, "
+                            "'.', '_' or '-'")
+    if manifest.sequence < 0:
+        problems.append(f"sequence {manifest.sequence} is negative")
+    ids = set()
+    for tc in manifest.toolchains:
+        if not is_toolchain_version(tc.version):
+            problems.append(f"toolchain version {shown(tc.version)} is not a Go release like "
+                            "go1.21.13")
+            continue
+        bad = check_target(tc.os, tc.arch)
+        if bad:
+            problems.append(f"toolchain {tc.version}: {shown(bad)}")
+            continue
+        if tc.id in ids:
+            problems.append(f"toolchain {tc.id} is listed twice")
+        ids.add(tc.id)
+        if tc.source not in SOURCES:
+            problems.append(f"toolchain {tc.id}: source {shown(tc.source)} is not one of "
+                            f"{', '.join(SOURCES)}")
+        if not _SHA256_RE.match(tc.sha256):
+            problems.append(f"toolchain {tc.id}: sha256 must be 64 lower-case hex digits")
+        if not _URL_RE.match(tc.url):
+            problems.append(f"toolchain {tc.id}: url {shown(tc.url)} is not printable ASCII")
+        root = manifest.member(tc.root)
+        if root is None or root.type != "dir":
+            problems.append(f"toolchain {tc.id}: its GOROOT {tc.root} is not a listed directory")
+    for t in manifest.targets:
+        goos, _, goarch = t.partition("-")
+        if check_target(goos, goarch):
+            problems.append(f"target {shown(t)} is not an os-arch Go builds for")
+    for mod in manifest.modules:
+        for text in (mod.path, mod.version, mod.zip_hash, mod.mod_hash):
+            if len(text) > 512 or not text.isprintable():
+                problems.append(f"module {shown(mod.path)}@{shown(mod.version)}: a field is not "
+                                "printable text of at most 512 characters")
+                break
+    return problems
+
+
+def _tree_problem(m: Member, ids: Dict[str, Toolchain], sizes: Dict[str, int]) -> Optional[str]:
+    """Where a member may live: `toolchains/<listed id>/go/...` or `goproxy/<module file>`."""
+    parts = m.path.split("/")
+    if parts[0] == "toolchains":
+        if len(parts) == 1 or (len(parts) == 2 and parts[1] in ids) or (
+                len(parts) >= 3 and parts[1] in ids and parts[2] == "go"):
+            if len(parts) <= 3 and m.type != "dir":
+                return f"{m.path}: must be a directory"
+            if len(parts) == 4 and parts[3] == "go.env" and (
+                    m.type not in ("file", "hardlink")
+                    or sizes.get(m.target if m.type == "hardlink" else m.path, 0)
+                    > GO_ENV_MAX_BYTES):
+                return (f"{m.path}: the installer rewrites go.env; it must be a regular file of "
+                        f"at most {GO_ENV_MAX_BYTES} bytes")
+            return None
+        return f"{m.path}: not inside a listed toolchain (toolchains/<id>/go)"
+    if parts[0] == "goproxy":
+        if len(parts) == 1 or m.type == "dir":
+            return None if m.type == "dir" else f"{m.path}: must be a directory"
+        if m.type not in ("file", "hardlink"):
+            return f"{m.path}: only plain files may go into the module proxy"
+        try:
+            parse_proxy_file("/".join(parts[1:]))
+        except ModulePathError as exc:
+            return f"{m.path}: not a GOPROXY module file ({exc})"
+        return None
+    return f"{m.path}: not under toolchains/ or goproxy/"
 
 
 def check_members(manifest: Manifest, limits: Limits = DEFAULT_LIMITS) -> List[str]:
@@ -194,10 +295,6 @@ def check_members(manifest: Manifest, limits: Limits = DEFAULT_LIMITS) -> List[s
             if len(m.sha256) != 64 or any(c not in "0123456789abcdef" for c in m.sha256):
                 problems.append(f"{m.path}: sha256 must be 64 lower-case hex digits")
             total += m.size
-        elif m.type == "symlink":
-            problem = check_link_target(m.path, m.target)
-            if problem:
-                problems.append(problem)
         elif m.type == "hardlink":
             first = seen.get(m.target)
             if first is None or first.type != "file":
@@ -206,12 +303,25 @@ def check_members(manifest: Manifest, limits: Limits = DEFAULT_LIMITS) -> List[s
         seen[m.path] = m
     if total > limits.total_bytes:
         problems.append(f"content totals {total} bytes, beyond the {limits.total_bytes} limit")
+    if problems:
+        return problems  # the checks below rely on every path being well formed
+    ids = {tc.id: tc for tc in manifest.toolchains}
+    sizes = {m.path: m.size for m in manifest.members if m.type == "file"}
     for m in manifest.members:
         parent = m.path.rpartition("/")[0]
         if parent and parent not in seen:
             problems.append(f"{m.path}: parent directory {parent} is not listed")
         elif parent and seen[parent].type != "dir":
             problems.append(f"{m.path}: parent {parent} is not a directory")
+        problem = _tree_problem(m, ids, sizes)
+        if problem:
+            problems.append(problem)
+        if m.type == "symlink":
+            problem = check_link_target(
+                m.path, m.target, lambda p: seen[p].type if p in seen else None,
+                content_root(m.path))
+            if problem:
+                problems.append(problem)
     return problems
 
 

@@ -318,3 +318,25 @@ def check_module_version(path: str, version: str) -> None:
         raise ModulePathError(
             f"{path}@{version}: version {_q(version)} invalid: should be v0 or v1, not {m}"
         )
+
+
+# --- GOPROXY layout -------------------------------------------------------------------------
+
+PROXY_FILE_KINDS = (".info", ".mod", ".zip")
+
+
+def parse_proxy_file(rel: str) -> Tuple[str, Optional[str], str]:
+    """`<escaped module>/@v/<file>` -> (module, version or None for `list`, file name).
+
+    The only files a file GOPROXY holds; anything else is refused by both sides.
+    """
+    head, sep, name = rel.rpartition("/@v/")
+    if not sep or "/" in name:
+        raise ModulePathError(f"{_q(rel)} is not <module>/@v/<file>")
+    module = unescape_path(head)
+    if name == "list":
+        return module, None, name
+    for ext in PROXY_FILE_KINDS:
+        if name.endswith(ext) and len(name) > len(ext):
+            return module, unescape_version(name[:-len(ext)]), name
+    raise ModulePathError(f"unexpected file {_q(name)} (list, .info, .mod or .zip)")

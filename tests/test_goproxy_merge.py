@@ -12,7 +12,7 @@ from installer import install as inst
 from installer import wiring
 from installer.goproxy_merge import merge
 from keys import allowed_signers
-from manifests.errors import SECURITY_NOTE, TrustError
+from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
 from tests.support import bundles
 from tests.support.goproxy_server import (
     FixtureModule,
@@ -181,6 +181,10 @@ def test_failed_install_takes_back_the_modules_it_added(proxies, signing, tmp_pa
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(wiring, "write_shell_snippets", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(NotReadyError) as e:
         _install(two, root, signing)
+    # A full disk is this machine's problem (exit 2, what to free), never "tampering".
+    assert "No space left on device" in str(e.value)
+    assert "the filesystem is full" in str(e.value)
+    assert "SECURITY" not in str(e.value)
     assert snapshot(root) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -58,18 +59,23 @@ def test_use_of_a_version_the_bundle_lacks_lists_what_it_has(tmp_path: Path,
     assert not (tmp_path / "p").exists()
 
 
-def test_second_install_into_a_locked_prefix_waits_for_none_and_says_why(
+def test_second_install_waits_for_the_prefix_lock_then_says_who_holds_it(
         tmp_path: Path, toolchain_bundle: Path, signing: bundles.Signing, capsys) -> None:
     prefix = tmp_path / "p"
-    (prefix / "state").mkdir(parents=True)
-    with open(prefix / "state" / "lock", "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # as a running install holds it
+    prefix.mkdir()
+    fd = os.open(prefix, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running install holds it
         code, _, err = run(["install", toolchain_bundle, "--prefix", prefix, "--trust",
-                            signing.signers], capsys)
+                            signing.signers, "--lock-timeout", "0.5"], capsys)
+    finally:
+        os.close(fd)
     assert code == 2
-    assert err == (f"rescue: installing into {prefix}: another rescue command holds the prefix "
-                   "lock; wait for it to finish\n")
-    assert sorted(p.name for p in prefix.rglob("*")) == ["lock", "state"]
+    assert err == (f"rescue: waiting for another rescue command to release the lock on {prefix}\n"
+                   f"rescue: locking {prefix}: another rescue command still holds the prefix "
+                   "lock after 0.5s; wait for it to finish (see `ps -ef | grep rescue`), or pass "
+                   "a longer --lock-timeout\n")
+    assert list(prefix.iterdir()) == [], "waiting for the lock writes nothing"
 
 
 def test_manifest_of_a_newer_format_asks_for_a_matching_installer() -> None:

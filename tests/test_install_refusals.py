@@ -166,8 +166,8 @@ def test_install_refuses_member_not_in_manifest(toolchain_bundle: Path, prefix: 
                          append=[(tamper.file_info(extra, data, 0o755), data)])
     code, err = refused(bad, prefix, signing, capsys, tmp_path)
     assert code == 3
-    assert f"verifying member {extra}: the bundle carries it but the signed manifest does not " \
-           "list it" in err
+    assert f"verifying member {extra!r}: the bundle carries it but the signed manifest does " \
+           "not list it" in err
     assert "Nothing was installed" in err
 
 
@@ -189,7 +189,7 @@ def test_install_refuses_escape_path_listed_in_signed_manifest(toolchain_bundle:
                        append=[(tamper.file_info("../escape", data), data)])
     code, err = refused(bad, prefix, signing, capsys, tmp_path)
     assert code == 3
-    assert "reading manifest: ../escape: path element '..' is not allowed" in err
+    assert "reading manifest: '../escape': path element '..' is not allowed" in err
     assert "do not install it" in err
     assert not (tmp_path / "escape").exists()
 
@@ -207,7 +207,7 @@ def test_install_refuses_escape_path_only_in_tar(toolchain_bundle: Path, prefix:
     bad = tamper.rewrite(toolchain_bundle, tmp_path / "escape.tar.zst", first_content)
     code, err = refused(bad, prefix, signing, capsys, tmp_path)
     assert code == 3
-    assert "verifying member ../escape: the bundle carries it but the signed manifest does " \
+    assert "verifying member '../escape': the bundle carries it but the signed manifest does " \
            "not list it" in err
     assert not (tmp_path / "escape").exists()
 

@@ -40,9 +40,10 @@ def full_bundle(tmp_path_factory, signing, godl_url, real, server):
     return bundles.build_bundle(path, work / "out", work / "cache")
 
 
-def _modules_only_spec(work: Path, signing, goproxy: str, **kw) -> Path:
+def _modules_only_spec(work: Path, signing, goproxy: str, channel: str = "stable",
+                       **kw) -> Path:
     return bundles.write_spec(work / "spec.toml", signing.key, "http://127.0.0.1:9",
-                              versions="[]", extra=modules_table(goproxy, **kw))
+                              versions="[]", channel=channel, extra=modules_table(goproxy, **kw))
 
 
 def _gosum_keys(gosum: Path) -> set:
@@ -219,16 +220,17 @@ def test_spec_with_only_modules_resolves_projects_relative_to_itself(signing, tm
     assert s.modules.goprivate == "corp.example"
 
 
-def test_failing_modcache_after_the_switch_puts_the_previous_current_back(full_bundle, real,
-                                                                          server, signing,
-                                                                          tmp_path):
+def test_failing_modcache_leaves_the_previous_current_and_no_new_version(full_bundle, real,
+                                                                         server, signing,
+                                                                         tmp_path):
     from installer import install as inst
     from keys import allowed_signers
 
     signers = allowed_signers.parse(signing.signers.read_text())
     root = tmp_path / "P"
     # A modules-only bundle first: the prefix exists but has no current toolchain.
-    only = _modules_only_spec(tmp_path, signing, server.url, projects=[real.project])
+    only = _modules_only_spec(tmp_path, signing, server.url, channel="modules",
+                              projects=[real.project])
     inst.install(bundles.build_bundle(only, tmp_path / "out", tmp_path / "cache").path, root,
                  signers, "test")
     assert not (root / "current").is_symlink()
@@ -237,7 +239,7 @@ def test_failing_modcache_after_the_switch_puts_the_previous_current_back(full_b
     with pytest.raises(NotReadyError) as e:
         inst.install(full_bundle.path, root, signers, "test", modcache_dir=blocker / "mod")
     assert "module cache" in str(e.value)
-    # The checklist passed and `current` was switched, then the module cache failed: the
-    # prefix is back to no current toolchain and no new version.
+    # The checklist passed, then the module cache failed before the switch: the prefix still
+    # has no current toolchain and no new version.
     assert not (root / "current").is_symlink()
     assert list((root / "versions").iterdir()) == []

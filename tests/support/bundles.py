@@ -28,13 +28,13 @@ def make_signing(directory: Path, name: str = "release") -> Signing:
 
 
 def write_spec(path: Path, key: Path, base_url: str, *, name: str = "rescue-test",
-               sequence: int = 1, level: int = 3, source: str = "godl",
+               channel: str = "stable", sequence: int = 1, level: int = 3, source: str = "godl",
                versions: str = '["1.21.13"]', extra: str = "") -> Path:
     """A spec for Go 1.21.13 linux-amd64 from a loopback go.dev (or PyPI) look-alike."""
     path.write_text(f"""
 [bundle]
 name = "{name}"
-channel = "stable"
+channel = "{channel}"
 sequence = {sequence}
 signing_key = "{key}"
 compression_level = {level}

@@ -1,0 +1,14 @@
+"""Named points where a test may kill the installer (SIGKILL), to prove crash safety.
+
+Only `RESCUE_CRASH_AT=<name>` in the environment arms one; nothing else changes behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+
+def reached(name: str) -> None:
+    if os.environ.get("RESCUE_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
