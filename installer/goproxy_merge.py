@@ -13,6 +13,11 @@ from manifests.files import sha256_file, write_atomic
 from manifests.modpath import ModulePathError, is_valid_semver, parse_proxy_file, sort_versions
 
 
+# Proxy files are read-only like a GOROOT's; directories stay writable by their owner only, so
+# that later bundles can merge into them.
+PROXY_FILE_MODE = 0o444
+
+
 @dataclass
 class MergeJournal:
     """What a merge changed, so that a later failure can take all of it back."""
@@ -30,7 +35,7 @@ class MergeJournal:
             if old is None:
                 _unlink(listing)
             else:
-                write_atomic(listing, old)
+                write_atomic(listing, old, PROXY_FILE_MODE)
         for f in reversed(self.files):
             _unlink(f)
         for d in reversed(self.dirs):
@@ -109,6 +114,7 @@ def merge(staged: Path, dest: Path) -> MergeJournal:
     try:
         for src, target in moves:
             _make_dirs(target.parent, journal)
+            os.chmod(src, PROXY_FILE_MODE)  # whatever mode the manifest gave it
             os.rename(src, target)
             journal.files.append(target)
         for listing, versions in sorted(lists.items()):
@@ -119,7 +125,7 @@ def merge(staged: Path, dest: Path) -> MergeJournal:
             if new == old:
                 continue
             journal.lists.append((listing, old))
-            write_atomic(listing, new)
+            write_atomic(listing, new, PROXY_FILE_MODE)
     except BaseException:
         journal.rollback()
         raise

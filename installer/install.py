@@ -123,6 +123,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             goroot = staging / tc.root
             wiring.write_go_env(goroot, layout)
             prefix.make_read_only(goroot, keep_top=True)
+        crashpoints.reached("install-staged")
         if hasattr(os, "sync"):
             os.sync()  # everything staged is on disk before any rename makes it visible
         for d in (layout.versions, layout.goproxy):
