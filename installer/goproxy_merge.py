@@ -12,7 +12,6 @@ from manifests.errors import SECURITY_NOTE, TrustError
 from manifests.files import sha256_file, write_atomic
 from manifests.modpath import ModulePathError, is_valid_semver, parse_proxy_file, sort_versions
 
-
 # Proxy files are read-only like a GOROOT's; directories stay writable by their owner only, so
 # that later bundles can merge into them.
 PROXY_FILE_MODE = 0o444
@@ -24,18 +23,19 @@ class MergeJournal:
 
     files: List[Path] = field(default_factory=list)  # moved in; absent before
     dirs: List[Path] = field(default_factory=list)  # created, parents first
-    lists: List[Tuple[Path, Optional[bytes]]] = field(default_factory=list)  # before rewrite
+    # Each rewritten list with its bytes and mode before (None: it did not exist).
+    lists: List[Tuple[Path, Optional[bytes], int]] = field(default_factory=list)
     added: List[str] = field(default_factory=list)  # module@version with a new file
     kept: List[str] = field(default_factory=list)  # module@version already fully present
     notes: List[str] = field(default_factory=list)
 
     def rollback(self) -> None:
         """Undo in reverse: lists back to their old bytes, new files and dirs removed."""
-        for listing, old in reversed(self.lists):
+        for listing, old, mode in reversed(self.lists):
             if old is None:
                 _unlink(listing)
             else:
-                write_atomic(listing, old, PROXY_FILE_MODE)
+                write_atomic(listing, old, mode)
         for f in reversed(self.files):
             _unlink(f)
         for d in reversed(self.dirs):
@@ -124,7 +124,7 @@ def merge(staged: Path, dest: Path) -> MergeJournal:
             new = "".join(v + "\n" for v in sort_versions(union)).encode()
             if new == old:
                 continue
-            journal.lists.append((listing, old))
+            journal.lists.append((listing, old, listing.stat().st_mode & 0o777 if old else 0))
             write_atomic(listing, new, PROXY_FILE_MODE)
     except BaseException:
         journal.rollback()
