@@ -91,19 +91,37 @@ def keys_list(store: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("dist"), show_default=True, help="Directory for the bundle file.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("dist"),
+              show_default=True,
+              help="Directory for the bundle file, or the bundle's own path if it ends in "
+                   ".tar.zst.")
+@click.option("--force", is_flag=True,
+              help="Replace a different bundle already at the output path.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Download cache (default ~/.cache/rescue or $RESCUE_CACHE_DIR).")
 @click.option("--json", "as_json", is_flag=True)
-def build(spec_path: Path, output: Path, cache: Optional[Path], as_json: bool) -> None:
-    """Build the signed bundle that SPEC (a TOML file) describes."""
+def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
+          as_json: bool) -> None:
+    """Build the signed bundle that SPEC (a TOML file) describes.
+
+    Prints the bundle's sha256 and writes BUNDLE.sha256 beside it (check a copy with
+    `sha256sum -c BUNDLE.sha256`). A different bundle already at the same path (same name,
+    channel and sequence) is refused unless --force.
+
+    \b
+    Examples:
+      rescue build spec.toml -o bundles/
+      rescue build spec.toml -o /media/usb/dc-emergency.tar.zst
+      SOURCE_DATE_EPOCH=1767225600 rescue build spec.toml --json
+    """
     from bundler import build as b
     from bundler import fetch, spec
 
     s = spec.load(spec_path)
-    result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()))
+    result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()), force=force)
     doc = {"ok": True, "bundle": str(result.path), "size": result.size,
+           "sha256": result.sha256, "sha256_file": str(result.sums_file),
+           "identical": result.identical, "replaced": result.replaced,
            "upstream_bytes": result.upstream_bytes, "key_id": result.key_id,
            "members": len(result.manifest.members),
            "toolchains": [t.id for t in result.manifest.toolchains],
@@ -111,8 +129,16 @@ def build(spec_path: Path, output: Path, cache: Optional[Path], as_json: bool) -
     if as_json:
         emit_json(doc)
         return
-    click.echo(f"wrote {result.path} ({result.size / 1e6:.1f} MB from "
-               f"{result.upstream_bytes / 1e6:.1f} MB upstream) in {result.seconds:.1f}s")
+    if result.identical:
+        click.echo(f"{result.path} is already there with the same bytes (identical rebuild); "
+                   f"kept it, built in {result.seconds:.1f}s")
+    else:
+        click.echo(f"wrote {result.path} ({result.size / 1e6:.1f} MB from "
+                   f"{result.upstream_bytes / 1e6:.1f} MB upstream) in {result.seconds:.1f}s"
+                   + ("; replaced a different bundle (--force)" if result.replaced else ""))
+    sums = result.sums_file or b.sums_path(result.path)
+    click.echo(f"sha256 {result.sha256}")
+    click.echo(f"  also in {sums}; check a copy with `sha256sum -c {sums.name}` in its directory")
     click.echo(f"signed by {result.key_id}; toolchains: {', '.join(doc['toolchains']) or '-'}; "
                f"modules: {doc['modules']}")
 

@@ -202,7 +202,10 @@ def test_rescue_build_json_reports_the_bundle(twice, signing: bundles.Signing) -
     assert doc["toolchains"] == ["go1.21.13.linux-amd64"]
     assert doc["upstream_bytes"] == gobin.godl_archive().stat().st_size
     assert int(str(doc["members"])) > 10000
-    assert sorted(p.name for p in second.parent.iterdir()) == [second.name]  # no .partial left
+    assert doc["sha256"] == upstream.sha256_file(second)
+    # no .partial left; the sha256 file beside the bundle
+    assert sorted(p.name for p in second.parent.iterdir()) == [second.name,
+                                                               f"{second.name}.sha256"]
 
 
 SPEC_ERRORS = {  # case -> (spec text, line the message names or None, message)
