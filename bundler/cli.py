@@ -150,20 +150,41 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
               default=Path("dist/rescue.pyz"), show_default=True)
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Wheel cache (default ~/.cache/rescue/wheels).")
+@click.option("-v", "--verbose", is_flag=True, help="Say each step (wheels, unpacking).")
 @click.option("--json", "as_json", is_flag=True)
-def zipapp(trust: Optional[Path], output: Path, cache: Optional[Path], as_json: bool) -> None:
-    """Build the offline installer rescue.pyz (CPython 3.9-3.14, linux x86_64/aarch64)."""
+def zipapp(trust: Optional[Path], output: Path, cache: Optional[Path], verbose: bool,
+           as_json: bool) -> None:
+    """Build the offline installer rescue.pyz (CPython 3.9-3.14, linux x86_64/aarch64).
+
+    Quiet unless -v (one summary line on a terminal). Without --trust the pyz carries no
+    trust store and needs --trust FILE on every install and inspect: a warning says so.
+
+    \b
+    Examples:
+      rescue zipapp --trust keys/allowed_signers -o dist/rescue.pyz
+      rescue zipapp --trust keys/allowed_signers -v
+      rescue zipapp --trust keys/allowed_signers --json
+    """
     from bundler import fetch
     from bundler import zipapp as z
 
+    say = (lambda m: click.echo(m, err=True)) if verbose and not as_json else None
     report = z.build_zipapp(output, trust_file=trust,
                             wheel_cache=cache or fetch.default_cache_dir() / "wheels",
-                            progress=None if as_json else (lambda m: click.echo(m, err=True)))
+                            progress=say)
+    if trust is None:
+        # Not an error: a site may hand out the trust store separately. But an operator who
+        # forgot --trust learns it here, not on the isolated host.
+        click.echo(f"rescue: warning: {report.output} has no trust store built in (no --trust):"
+                   " every `python3 rescue.pyz install` and `inspect` will need --trust FILE; "
+                   "build with --trust keys/allowed_signers to embed one", err=True)
     if as_json:
         emit_json({"ok": True, "output": str(report.output), "size": report.size,
-                   "build_id": report.build_id})
+                   "build_id": report.build_id,
+                   "trust_store": str(trust) if trust is not None else None})
         return
-    click.echo(f"wrote {report.output} ({report.size / 1e6:.1f} MB)")
+    if verbose or sys.stdout.isatty():
+        click.echo(f"wrote {report.output} ({report.size / 1e6:.1f} MB)")
 
 
 @cli.command()
