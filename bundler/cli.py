@@ -21,7 +21,14 @@ def cli() -> None:
 
 @cli.group()
 def keys() -> None:
-    """Signing keys (OpenSSH ed25519) and the allowed_signers trust store."""
+    """Signing keys (OpenSSH ed25519) and the allowed_signers trust store.
+
+    \b
+    Examples:
+      rescue keys generate release -d keys/
+      rescue keys trust keys/release.pub --store keys/allowed_signers
+      rescue keys list --store keys/allowed_signers
+    """
 
 
 @keys.command("generate")
@@ -30,7 +37,13 @@ def keys() -> None:
               default=Path("."), show_default=True, help="Where to write NAME and NAME.pub.")
 @click.option("--json", "as_json", is_flag=True)
 def keys_generate(name: str, directory: Path, as_json: bool) -> None:
-    """Write an ed25519 key pair NAME (0600) and NAME.pub; print the public line and key id."""
+    """Write an ed25519 key pair NAME (0600) and NAME.pub; print the public line and key id.
+
+    \b
+    Examples:
+      rescue keys generate release -d keys/
+      rescue keys generate release-2027 -d keys/ --json
+    """
     from keys import sshkey
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -51,7 +64,13 @@ def keys_generate(name: str, directory: Path, as_json: bool) -> None:
               help="The allowed_signers file to add the key to (created if missing).")
 @click.option("--principal", default=None, help="Name for the signer (default: key comment).")
 def keys_trust(pubkey: Path, store: Path, principal: Optional[str]) -> None:
-    """Add the public key in PUBKEY to the allowed_signers file --store."""
+    """Add the public key in PUBKEY to the allowed_signers file --store.
+
+    \b
+    Examples:
+      rescue keys trust keys/release.pub --store keys/allowed_signers
+      rescue keys trust keys/release.pub --store keys/allowed_signers --principal ops@dc1
+    """
     from keys import allowed_signers, sshkey
 
     line = pubkey.read_text(encoding="utf-8").strip()
@@ -64,7 +83,14 @@ def keys_trust(pubkey: Path, store: Path, principal: Optional[str]) -> None:
 @click.argument("key")
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def keys_untrust(key: str, store: Path) -> None:
-    """Remove KEY (a key id SHA256:... or a principal) from the allowed_signers --store."""
+    """Remove KEY (a key id SHA256:... or a principal) from the allowed_signers --store.
+
+    \b
+    Examples:
+      rescue keys untrust ops@dc1 --store keys/allowed_signers
+      rescue keys untrust SHA256:2/JimgXIpJoyqnI5o25pTto/hC3R3u7FJkylViUj6JI \\
+          --store keys/allowed_signers
+    """
     from keys import allowed_signers
 
     n = allowed_signers.remove_signer(store, key)
@@ -76,7 +102,13 @@ def keys_untrust(key: str, store: Path) -> None:
               required=True)
 @click.option("--json", "as_json", is_flag=True)
 def keys_list(store: Path, as_json: bool) -> None:
-    """Show the signers an allowed_signers file trusts, with their key ids."""
+    """Show the signers an allowed_signers file trusts, with their key ids.
+
+    \b
+    Examples:
+      rescue keys list --store keys/allowed_signers
+      rescue keys list --store keys/allowed_signers --json
+    """
     from keys import allowed_signers
 
     signers = allowed_signers.load(store)
@@ -201,7 +233,14 @@ def zipapp(trust: Optional[Path], output: Path, cache: Optional[Path], verbose: 
               help="zstd compression level.")
 def demo(workdir: Path, output: Path, go_version: str, source: str,
          pypi_index: Optional[str], level: int) -> None:
-    """Round trip: key, bundle, rescue.pyz, offline install into WORKDIR/prefix, checklist."""
+    """Round trip: key, bundle, rescue.pyz, offline install into WORKDIR/prefix, checklist.
+
+    \b
+    Examples:
+      rescue demo
+      rescue demo --source godl --go 1.22.5 --workdir /tmp/rescue-demo
+      rescue demo --pypi-index https://mirror.example/simple/ --level 3
+    """
     from bundler import demo as d
 
     code = d.run_demo(workdir, output, go_version, source, pypi_index, level)
