@@ -19,6 +19,7 @@ from bundler.pack import BundleWriter
 from bundler.spec import Spec, toolchain_ids
 from keys import sshkey, sshsig
 from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
+from manifests.files import sha256_file, write_atomic
 from manifests.limits import DEFAULT_LIMITS
 from manifests.model import (
     MANIFEST_NAME,
@@ -32,6 +33,7 @@ from manifests.model import (
 )
 
 BUILDER = "rescue 0.1.0"
+BUNDLE_SUFFIX = ".tar.zst"
 
 # Re-reads one upstream's non-directory entries in the order they were planned.
 Reopen = Callable[[], Iterator[Tuple[archives.Entry, Optional[BinaryIO]]]]
@@ -54,6 +56,42 @@ class BuildResult:
     key_id: str
     upstream_bytes: int
     seconds: float
+    sha256: str = ""
+    sums_file: Optional[Path] = None  # BUNDLE.sha256 beside the bundle, `sha256sum -c` format
+    identical: bool = False  # the same bytes were already there: nothing replaced
+    replaced: bool = False  # other bytes were there and --force replaced them
+
+
+def bundle_path(spec: Spec, out: Path) -> Path:
+    """`-o DIR` gets `<name>-<channel>-<sequence>.rescue.tar.zst` in it; `-o FILE.tar.zst`
+    is the bundle's own path."""
+    if out.name.endswith(BUNDLE_SUFFIX) and not out.is_dir():
+        return out
+    return out / f"{spec.name}-{spec.channel}-{spec.sequence}.rescue{BUNDLE_SUFFIX}"
+
+
+def sums_path(bundle: Path) -> Path:
+    return bundle.with_name(bundle.name + ".sha256")
+
+
+def _settle_existing(spec: Spec, out: Path, sha: str, force: bool) -> Tuple[bool, bool]:
+    """(identical, replaced) for a bundle path that may hold an earlier build.
+
+    Another build under the same name, channel and sequence may already be on its way to the
+    isolated hosts: replacing it silently would leave two different bundles with one name.
+    """
+    if not out.exists():
+        return False, False
+    old = sha256_file(out)
+    if old == sha:
+        return True, False
+    if not force:
+        raise NotReadyError(
+            f"writing bundle {out}: a different bundle with this name is already there\n"
+            f"\texisting: {old}\n\tnew:      {sha}\n"
+            f"Copies of the existing one may be in use: raise bundle.sequence in {spec.path} "
+            "for a new bundle, or pass --force to replace it.")
+    return False, True
 
 
 def _now(epoch: Optional[int]) -> datetime:
@@ -185,14 +223,18 @@ def write_parts(writer: BundleWriter, lead: List[Member], parts: List[Part],
                 bar.advance(m.size)
 
 
-def build(spec: Spec, out_dir: Path, cache: fetch.Cache,
-          client: Optional[httpx.Client] = None) -> BuildResult:
-    """Build the bundle named by `spec` into out_dir; nothing is left behind on failure."""
+def build(spec: Spec, out: Path, cache: fetch.Cache,
+          client: Optional[httpx.Client] = None, force: bool = False) -> BuildResult:
+    """Build the bundle named by `spec` into the directory `out` (or as the file `out`, when
+    it ends in .tar.zst); nothing is left behind on failure, and a different bundle already at
+    that path is replaced only with `force`."""
     started = time.monotonic()
     epoch = source_date_epoch()
     created = _now(epoch)
     private = sshkey.load_private_key(spec.signing_key)  # fail before any download
     public = sshkey.public_key_of(private, spec.signing_key.name)
+    bundle = bundle_path(spec, out)
+    out_dir = bundle.parent
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".rescue-write-test"
@@ -201,6 +243,9 @@ def build(spec: Spec, out_dir: Path, cache: fetch.Cache,
     except OSError as exc:
         raise NotReadyError(f"writing bundle to {out_dir}: {exc.strerror}; pass -o DIR with a "
                             "directory you can write") from None
+    if bundle.is_dir():
+        raise NotReadyError(f"writing bundle {bundle}: a directory is in the way; pass -o with "
+                            "another name")
     own_client = client is None
     client = client or fetch.new_client()
     try:
@@ -241,16 +286,23 @@ def build(spec: Spec, out_dir: Path, cache: fetch.Cache,
         modules=modules, members=tuple(members))
     manifest_bytes = manifest.to_json()
     signature = sshsig.sign(private, manifest_bytes).encode()
-    out = out_dir / f"{spec.name}-{spec.channel}-{spec.sequence}.rescue.tar.zst"
-    writer = BundleWriter(out, spec.compression_level, int(created.timestamp()))
+    writer = BundleWriter(bundle, spec.compression_level, int(created.timestamp()))
     try:
         writer.add_bytes(MANIFEST_NAME, manifest_bytes)
         writer.add_bytes(SIGNATURE_NAME, signature)
         writer.add_bytes(SUMS_NAME, sums_text(manifest))
         write_parts(writer, lead, parts, manifest.content_bytes)
-        writer.commit()
+        sha = writer.finish()
+        identical, replaced = _settle_existing(spec, bundle, sha, force)
+        if identical:
+            writer.abort()  # the same bytes are there already: leave that file untouched
+        else:
+            writer.commit()
     except BaseException:
         writer.abort()
         raise
-    return BuildResult(out, out.stat().st_size, manifest, public.key_id,
-                       upstream_bytes, time.monotonic() - started)
+    sums = sums_path(bundle)
+    write_atomic(sums, f"{sha}  {bundle.name}\n")  # `sha256sum -c` reads this line
+    return BuildResult(bundle, bundle.stat().st_size, manifest, public.key_id,
+                       upstream_bytes, time.monotonic() - started, sha, sums, identical,
+                       replaced)

@@ -21,7 +21,14 @@ def cli() -> None:
 
 @cli.group()
 def keys() -> None:
-    """Signing keys (OpenSSH ed25519) and the allowed_signers trust store."""
+    """Signing keys (OpenSSH ed25519) and the allowed_signers trust store.
+
+    \b
+    Examples:
+      rescue keys generate release -d keys/
+      rescue keys trust keys/release.pub --store keys/allowed_signers
+      rescue keys list --store keys/allowed_signers
+    """
 
 
 @keys.command("generate")
@@ -30,7 +37,13 @@ def keys() -> None:
               default=Path("."), show_default=True, help="Where to write NAME and NAME.pub.")
 @click.option("--json", "as_json", is_flag=True)
 def keys_generate(name: str, directory: Path, as_json: bool) -> None:
-    """Write an ed25519 key pair NAME (0600) and NAME.pub; print the public line and key id."""
+    """Write an ed25519 key pair NAME (0600) and NAME.pub; print the public line and key id.
+
+    \b
+    Examples:
+      rescue keys generate release -d keys/
+      rescue keys generate release-2027 -d keys/ --json
+    """
     from keys import sshkey
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -51,7 +64,13 @@ def keys_generate(name: str, directory: Path, as_json: bool) -> None:
               help="The allowed_signers file to add the key to (created if missing).")
 @click.option("--principal", default=None, help="Name for the signer (default: key comment).")
 def keys_trust(pubkey: Path, store: Path, principal: Optional[str]) -> None:
-    """Add the public key in PUBKEY to the allowed_signers file --store."""
+    """Add the public key in PUBKEY to the allowed_signers file --store.
+
+    \b
+    Examples:
+      rescue keys trust keys/release.pub --store keys/allowed_signers
+      rescue keys trust keys/release.pub --store keys/allowed_signers --principal ops@dc1
+    """
     from keys import allowed_signers, sshkey
 
     line = pubkey.read_text(encoding="utf-8").strip()
@@ -64,7 +83,14 @@ def keys_trust(pubkey: Path, store: Path, principal: Optional[str]) -> None:
 @click.argument("key")
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def keys_untrust(key: str, store: Path) -> None:
-    """Remove KEY (a key id SHA256:... or a principal) from the allowed_signers --store."""
+    """Remove KEY (a key id SHA256:... or a principal) from the allowed_signers --store.
+
+    \b
+    Examples:
+      rescue keys untrust ops@dc1 --store keys/allowed_signers
+      rescue keys untrust SHA256:2/JimgXIpJoyqnI5o25pTto/hC3R3u7FJkylViUj6JI \\
+          --store keys/allowed_signers
+    """
     from keys import allowed_signers
 
     n = allowed_signers.remove_signer(store, key)
@@ -76,7 +102,13 @@ def keys_untrust(key: str, store: Path) -> None:
               required=True)
 @click.option("--json", "as_json", is_flag=True)
 def keys_list(store: Path, as_json: bool) -> None:
-    """Show the signers an allowed_signers file trusts, with their key ids."""
+    """Show the signers an allowed_signers file trusts, with their key ids.
+
+    \b
+    Examples:
+      rescue keys list --store keys/allowed_signers
+      rescue keys list --store keys/allowed_signers --json
+    """
     from keys import allowed_signers
 
     signers = allowed_signers.load(store)
@@ -91,19 +123,37 @@ def keys_list(store: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("dist"), show_default=True, help="Directory for the bundle file.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("dist"),
+              show_default=True,
+              help="Directory for the bundle file, or the bundle's own path if it ends in "
+                   ".tar.zst.")
+@click.option("--force", is_flag=True,
+              help="Replace a different bundle already at the output path.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Download cache (default ~/.cache/rescue or $RESCUE_CACHE_DIR).")
 @click.option("--json", "as_json", is_flag=True)
-def build(spec_path: Path, output: Path, cache: Optional[Path], as_json: bool) -> None:
-    """Build the signed bundle that SPEC (a TOML file) describes."""
+def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
+          as_json: bool) -> None:
+    """Build the signed bundle that SPEC (a TOML file) describes.
+
+    Prints the bundle's sha256 and writes BUNDLE.sha256 beside it (check a copy with
+    `sha256sum -c BUNDLE.sha256`). A different bundle already at the same path (same name,
+    channel and sequence) is refused unless --force.
+
+    \b
+    Examples:
+      rescue build spec.toml -o bundles/
+      rescue build spec.toml -o /media/usb/dc-emergency.tar.zst
+      SOURCE_DATE_EPOCH=1767225600 rescue build spec.toml --json
+    """
     from bundler import build as b
     from bundler import fetch, spec
 
     s = spec.load(spec_path)
-    result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()))
+    result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()), force=force)
     doc = {"ok": True, "bundle": str(result.path), "size": result.size,
+           "sha256": result.sha256, "sha256_file": str(result.sums_file),
+           "identical": result.identical, "replaced": result.replaced,
            "upstream_bytes": result.upstream_bytes, "key_id": result.key_id,
            "members": len(result.manifest.members),
            "toolchains": [t.id for t in result.manifest.toolchains],
@@ -111,8 +161,16 @@ def build(spec_path: Path, output: Path, cache: Optional[Path], as_json: bool) -
     if as_json:
         emit_json(doc)
         return
-    click.echo(f"wrote {result.path} ({result.size / 1e6:.1f} MB from "
-               f"{result.upstream_bytes / 1e6:.1f} MB upstream) in {result.seconds:.1f}s")
+    if result.identical:
+        click.echo(f"{result.path} is already there with the same bytes (identical rebuild); "
+                   f"kept it, built in {result.seconds:.1f}s")
+    else:
+        click.echo(f"wrote {result.path} ({result.size / 1e6:.1f} MB from "
+                   f"{result.upstream_bytes / 1e6:.1f} MB upstream) in {result.seconds:.1f}s"
+                   + ("; replaced a different bundle (--force)" if result.replaced else ""))
+    sums = result.sums_file or b.sums_path(result.path)
+    click.echo(f"sha256 {result.sha256}")
+    click.echo(f"  also in {sums}; check a copy with `sha256sum -c {sums.name}` in its directory")
     click.echo(f"signed by {result.key_id}; toolchains: {', '.join(doc['toolchains']) or '-'}; "
                f"modules: {doc['modules']}")
 
@@ -124,20 +182,41 @@ def build(spec_path: Path, output: Path, cache: Optional[Path], as_json: bool) -
               default=Path("dist/rescue.pyz"), show_default=True)
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Wheel cache (default ~/.cache/rescue/wheels).")
+@click.option("-v", "--verbose", is_flag=True, help="Say each step (wheels, unpacking).")
 @click.option("--json", "as_json", is_flag=True)
-def zipapp(trust: Optional[Path], output: Path, cache: Optional[Path], as_json: bool) -> None:
-    """Build the offline installer rescue.pyz (CPython 3.9-3.14, linux x86_64/aarch64)."""
+def zipapp(trust: Optional[Path], output: Path, cache: Optional[Path], verbose: bool,
+           as_json: bool) -> None:
+    """Build the offline installer rescue.pyz (CPython 3.9-3.14, linux x86_64/aarch64).
+
+    Quiet unless -v (one summary line on a terminal). Without --trust the pyz carries no
+    trust store and needs --trust FILE on every install and inspect: a warning says so.
+
+    \b
+    Examples:
+      rescue zipapp --trust keys/allowed_signers -o dist/rescue.pyz
+      rescue zipapp --trust keys/allowed_signers -v
+      rescue zipapp --trust keys/allowed_signers --json
+    """
     from bundler import fetch
     from bundler import zipapp as z
 
+    say = (lambda m: click.echo(m, err=True)) if verbose and not as_json else None
     report = z.build_zipapp(output, trust_file=trust,
                             wheel_cache=cache or fetch.default_cache_dir() / "wheels",
-                            progress=None if as_json else (lambda m: click.echo(m, err=True)))
+                            progress=say)
+    if trust is None:
+        # Not an error: a site may hand out the trust store separately. But an operator who
+        # forgot --trust learns it here, not on the isolated host.
+        click.echo(f"rescue: warning: {report.output} has no trust store built in (no --trust):"
+                   " every `python3 rescue.pyz install` and `inspect` will need --trust FILE; "
+                   "build with --trust keys/allowed_signers to embed one", err=True)
     if as_json:
         emit_json({"ok": True, "output": str(report.output), "size": report.size,
-                   "build_id": report.build_id})
+                   "build_id": report.build_id,
+                   "trust_store": str(trust) if trust is not None else None})
         return
-    click.echo(f"wrote {report.output} ({report.size / 1e6:.1f} MB)")
+    if verbose or sys.stdout.isatty():
+        click.echo(f"wrote {report.output} ({report.size / 1e6:.1f} MB)")
 
 
 @cli.command()
@@ -154,7 +233,14 @@ def zipapp(trust: Optional[Path], output: Path, cache: Optional[Path], as_json: 
               help="zstd compression level.")
 def demo(workdir: Path, output: Path, go_version: str, source: str,
          pypi_index: Optional[str], level: int) -> None:
-    """Round trip: key, bundle, rescue.pyz, offline install into WORKDIR/prefix, checklist."""
+    """Round trip: key, bundle, rescue.pyz, offline install into WORKDIR/prefix, checklist.
+
+    \b
+    Examples:
+      rescue demo
+      rescue demo --source godl --go 1.22.5 --workdir /tmp/rescue-demo
+      rescue demo --pypi-index https://mirror.example/simple/ --level 3
+    """
     from bundler import demo as d
 
     code = d.run_demo(workdir, output, go_version, source, pypi_index, level)

@@ -49,8 +49,9 @@ def run_demo(work: Path, pyz_out: Path, go_version: str, source: str,
             "upstream": {"pypi_index": pypi_index} if pypi_index else {},
         }))
     click.echo(f"1/4 building the bundle from {spec_path} (source: {source})", err=True)
+    # force: the demo's bundle is a rehearsal nobody carries; each run may rebuild it.
     result = build.build(spec.load(spec_path), work / "bundles",
-                         fetch.Cache(fetch.default_cache_dir()))
+                         fetch.Cache(fetch.default_cache_dir()), force=True)
     click.echo(f"    {result.path} ({result.size / 1e6:.1f} MB, from "
                f"{result.upstream_bytes / 1e6:.1f} MB upstream), signed by {result.key_id}",
                err=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any, Iterable, List, Optional
 from urllib.parse import urljoin
 
+from manifests import goversion
 from manifests.errors import NotReadyError, TrustError
 
 DEFAULT_INDEX = "https://go.dev/dl/?mode=json&include=all"
@@ -32,6 +33,32 @@ def go_version(v: str) -> str:
     return v if v.startswith("go") else "go" + v
 
 
+def newest_first(versions: Iterable[Any]) -> List[str]:
+    """The Go versions among `versions`, newest first in Go's order; anything else dropped."""
+    valid = {go_version(v) for v in versions
+             if isinstance(v, str) and goversion.is_toolchain_version(go_version(v))}
+    return sorted(valid, key=goversion.version_key, reverse=True)
+
+
+def did_you_mean(version: str, available: Iterable[Any]) -> Optional[str]:
+    """For a version an index lacks (`go1.21`, `go1.21.99`): which releases of its Go line it
+    has, newest first, with the release to suggest; None when the line has none there."""
+    try:
+        minor = goversion.version_key(version)[0]
+    except ValueError:
+        return None
+    same_line = [v for v in newest_first(available) if goversion.version_key(v)[0] == minor]
+    if not same_line:
+        return None
+    releases = [v for v in same_line if goversion.version_key(v)[3] == 3]  # no rc, no beta
+    best = (releases or same_line)[0]
+    line = f"go1.{minor}"
+    note = (f"; a spec names a full release, not the Go line {line}"
+            if go_version(version) == line else "")
+    return (f"did you mean {best[2:]}?{note}\n"
+            f"\tnewest {line} releases there: {', '.join(same_line[:5])}")
+
+
 def parse_index(data: bytes, index_url: str) -> List[Any]:
     try:
         releases = json.loads(data)
@@ -49,7 +76,12 @@ def resolve(releases: List[Any], index_url: str, base_url: str, version: str, os
     release = next((r for r in releases if isinstance(r, dict) and r.get("version") == version),
                    None)
     if release is None:
-        known = [r.get("version") for r in releases if isinstance(r, dict)][:8]
+        listed = [r.get("version") for r in releases if isinstance(r, dict)]
+        hint = did_you_mean(version, listed)
+        if hint:
+            raise NotReadyError(f"resolving {version}: not in the download index {index_url}; "
+                                + hint)
+        known = newest_first(listed)[:8]
         raise NotReadyError(
             f"resolving {version}: not in the download index {index_url}\n"
             f"\tnewest listed: {', '.join(map(str, known)) or 'none'}\n"

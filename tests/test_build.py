@@ -202,45 +202,49 @@ def test_rescue_build_json_reports_the_bundle(twice, signing: bundles.Signing) -
     assert doc["toolchains"] == ["go1.21.13.linux-amd64"]
     assert doc["upstream_bytes"] == gobin.godl_archive().stat().st_size
     assert int(str(doc["members"])) > 10000
-    assert sorted(p.name for p in second.parent.iterdir()) == [second.name]  # no .partial left
+    assert doc["sha256"] == upstream.sha256_file(second)
+    # no .partial left; the sha256 file beside the bundle
+    assert sorted(p.name for p in second.parent.iterdir()) == [second.name,
+                                                               f"{second.name}.sha256"]
 
 
-SPEC_ERRORS = {
-    "not-toml": ("[bundle\nname = 1\n", "not valid TOML"),
+SPEC_ERRORS = {  # case -> (spec text, line the message names or None, message)
+    "not-toml": ("[bundle\nname = 1\n", None, "not valid TOML"),
     "no-name": ('[bundle]\nsequence = 1\nsigning_key = "k"\n[toolchains]\nversions = ["1.21.13"]\n',
-                "bundle.name is required"),
+                1, "bundle.name is required"),
     "bad-sequence": ('[bundle]\nname = "b"\nsequence = 0\nsigning_key = "k"\n'
-                     '[toolchains]\nversions = ["1.21.13"]\n', "bundle.sequence must be 1 or more"),
+                     '[toolchains]\nversions = ["1.21.13"]\n', 3,
+                     "bundle.sequence must be 1 or more"),
     "bad-version": ('[bundle]\nname = "b"\nsequence = 1\nsigning_key = "k"\n'
-                    '[toolchains]\nversions = ["latest"]\n',
+                    '[toolchains]\nversions = ["latest"]\n', 6,
                     "toolchains.versions: 'latest' is not a Go version like 1.21.13"),
     "bad-target": ('[bundle]\nname = "b"\nsequence = 1\nsigning_key = "k"\n'
-                   '[toolchains]\nversions = ["1.21.13"]\ntargets = ["linux/amd64"]\n',
+                   '[toolchains]\nversions = ["1.21.13"]\ntargets = ["linux/amd64"]\n', 7,
                    "toolchains.targets: 'linux/amd64' is not an os-arch like linux-amd64"),
     "bad-source": ('[bundle]\nname = "b"\nsequence = 1\nsigning_key = "k"\n'
-                   '[toolchains]\nversions = ["1.21.13"]\nsource = "ftp"\n',
+                   '[toolchains]\nversions = ["1.21.13"]\nsource = "ftp"\n', 7,
                    "toolchains.source 'ftp' must be one of godl, pypi"),
     "bad-pin": ('[bundle]\nname = "b"\nsequence = 1\nsigning_key = "k"\n'
                 '[toolchains]\nversions = ["1.21.13"]\n[toolchains.sha256]\n"1.21.13" = "xyz"\n',
-                "toolchains.sha256.1.21.13 must be 64 hex digits"),
+                8, "toolchains.sha256.1.21.13 must be 64 hex digits"),
     "bad-level": ('[bundle]\nname = "b"\nsequence = 1\nsigning_key = "k"\ncompression_level = 30'
-                  '\n[toolchains]\nversions = ["1.21.13"]\n',
+                  '\n[toolchains]\nversions = ["1.21.13"]\n', 5,
                   "bundle.compression_level must be between 1 and 22"),
-    "unknown-table": ('[bundle]\nname = "b"\nsequence = 1\nsigning_key = "k"\n[extras]\n',
-                      "unknown table(s) extras"),
+    "unknown-table": ('[bundle]\nname = "b"\nsequence = 1\nsigning_key = "k"\n[extras]\n', 5,
+                      "unknown table [extras]"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(SPEC_ERRORS))
 def test_build_shows_spec_errors(case: str, tmp_path: Path, capsys: pytest.CaptureFixture
                                  ) -> None:
-    text, message = SPEC_ERRORS[case]
+    text, line, message = SPEC_ERRORS[case]
     spec = tmp_path / "spec.toml"
     spec.write_text(text)
     code, _out, err = rescue_build(spec, tmp_path / "out", tmp_path / "cache", capsys)
     assert code == 2, err
-    assert f"rescue: reading spec {spec}: " in err
-    assert message in err
+    where = f"{spec}:{line}" if line else str(spec)
+    assert err.startswith(f"rescue: reading spec {where}: {message}"), err
 
 
 def test_build_names_a_missing_spec(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
