@@ -16,9 +16,9 @@ from bundler.goproxy import DEFAULT_GOPROXY, parse_goproxy
 from bundler.modules import parse_explicit
 from manifests import goversion
 from manifests.errors import NotReadyError
+from manifests.model import NAME_RE
 
 SOURCES = ("godl", "pypi")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TARGET = re.compile(r"^[a-z0-9]+-[a-z0-9_]+$")
 _MODULE_KEYS = ("projects", "require", "transitive", "goproxy", "goprivate")
 # Every key each table may hold: anything else is a typo, refused rather than silently ignored.
@@ -266,7 +266,7 @@ def load(path: Path) -> Spec:
     name = src.get(bundle, "bundle", "name", str)
     channel = src.get(bundle, "bundle", "channel", str, "stable")
     for label, value in (("name", name), ("channel", channel)):
-        if not _NAME.match(value):
+        if not NAME_RE.match(value):  # the installer refuses any other name
             raise src.error(("bundle", label), f"bundle.{label} {value!r} must be 1-64 "
                                                "letters, digits, . _ -")
     sequence = src.get(bundle, "bundle", "sequence", int)
