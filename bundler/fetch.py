@@ -12,7 +12,7 @@ from typing import Optional
 import httpx
 
 from bundler import progress
-from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
+from manifests.errors import NotReadyError, TrustError
 from manifests.files import sha256_file
 
 RETRIES = 4
@@ -105,7 +105,7 @@ class Cache:
                             if size is not None and got > size:
                                 raise TrustError(
                                     f"fetching {what}: {url}: more than the {size} bytes the "
-                                    f"index announced\n\n{SECURITY_NOTE}")
+                                    f"index announced", tampering=True)
                             digest.update(chunk)
                             out.write(chunk)
                             bar.advance(len(chunk))
@@ -115,7 +115,7 @@ class Cache:
                 if actual != sha256:
                     raise TrustError(
                         f"verifying {what}: sha256 mismatch\n\tdownloaded: {actual}\n"
-                        f"\texpected:   {sha256}\n\turl:        {url}\n\n{SECURITY_NOTE}")
+                        f"\texpected:   {sha256}\n\turl:        {url}", tampering=True)
                 os.replace(tmp, final)
                 return final
             finally:

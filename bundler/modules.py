@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 from bundler.goproxy import GoProxy
 from bundler.gosum import SumLine, parse_gomod, parse_gosum
 from manifests.dirhash import hash_gomod, hash_zip
-from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
+from manifests.errors import NotReadyError, TrustError
 from manifests.files import sha256_file
 from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.modpath import (
@@ -86,7 +86,7 @@ def load_gosums(files: Iterable[str | os.PathLike[str]]) -> dict[tuple[str, str,
             if other.hash != line.hash:
                 what = f"{line.path}@{line.version}" + ("/go.mod" if line.kind == "mod" else "")
                 raise TrustError(f"go.sum files disagree about {what}:\n\t{other.where}: "
-                                 f"{other.hash}\n\t{line.where}: {line.hash}\n\n{SECURITY_NOTE}")
+                                 f"{other.hash}\n\t{line.where}: {line.hash}", tampering=True)
     return merged
 
 
@@ -143,7 +143,7 @@ def _h1(kind: str, path: Path) -> str | None:
 def _mismatch(m: str, v: str, kind: str, got: str, want: str, label: str, note: str) -> TrustError:
     what = f"{m}@{v}" + ("/go.mod" if kind == "mod" else "")
     return TrustError(f"verifying {what}: checksum mismatch\n\tdownloaded: {got}\n\t{label:<11} "
-                      f"{want}\n\t({note})\n\n{SECURITY_NOTE}")
+                      f"{want}\n\t({note})", tampering=True)
 
 
 class _Fetcher:
@@ -170,7 +170,7 @@ class _Fetcher:
                 if problems:
                     lines = "\n\t".join(problems)
                     raise TrustError(f"verifying {m}@{v}: module zip from {url} is not valid:"
-                                     f"\n\t{lines}\n\n{SECURITY_NOTE}")
+                                     f"\n\t{lines}", tampering=True)
             else:
                 url = f"GOPROXY={self.proxy.goproxy}"
                 tmp.write_bytes(self.proxy.info(m, v) if kind == "info" else self.proxy.mod(m, v))
@@ -199,8 +199,8 @@ def _safe_h1(kind: str, path: Path, url: str = "", m: str = "", v: str = "") -> 
     except (zipfile.BadZipFile, ValueError, EOFError) as e:
         if not url:
             return None  # a damaged cache entry: fetch it again
-        raise TrustError(f"verifying {m}@{v}: {url}: not a readable module zip: {e}\n\n"
-                         f"{SECURITY_NOTE}") from None
+        raise TrustError(f"verifying {m}@{v}: {url}: not a readable module zip: {e}",
+                         tampering=True) from None
 
 
 def _run(pool: ThreadPoolExecutor, jobs: dict[Future, object],

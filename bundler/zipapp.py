@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
+from manifests.errors import NotReadyError, TrustError
 
 REPO = Path(__file__).resolve().parent.parent
 BOOTSTRAP = Path(__file__).resolve().with_name("pyz_bootstrap.py")
@@ -152,7 +152,7 @@ def _wheel_files(wheel: Path, pin: Pin) -> Iterator[Tuple[str, bytes]]:
             if expected.get(name) != _record_digest(data):
                 raise TrustError(f"verifying {wheel.name}: {name}: hash does not match RECORD\n"
                                  f"\trecord:     {expected.get(name)}\n"
-                                 f"\tdownloaded: {_record_digest(data)}\n\n{SECURITY_NOTE}")
+                                 f"\tdownloaded: {_record_digest(data)}", tampering=True)
             yield name, data
 
 

@@ -12,7 +12,7 @@ from typing import BinaryIO, Iterator, List, Optional, Tuple
 from installer import zstd
 from keys import trust
 from keys.allowed_signers import AllowedSigner
-from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
+from manifests.errors import NotReadyError, TrustError
 from manifests.limits import DEFAULT_LIMITS, KiB, Limits
 from manifests.model import (
     HEADER_NAMES,
@@ -46,10 +46,10 @@ class _BoundedTarInfo(tarfile.TarInfo):
         if self.type not in _ALLOWED_TYPES:
             what = _TYPE_NAMES.get(self.type, f"type {self.type!r}")
             raise TrustError(f"reading bundle: member {shown(self.name)} is a {what} record, "
-                             f"which rescue bundles never contain\n\n{SECURITY_NOTE}")
+                             f"which rescue bundles never contain", tampering=True)
         if self.type == tarfile.XHDTYPE and self.size > PAX_HEADER_MAX:
             raise TrustError(f"reading bundle: a PAX header of {self.size} bytes (at most "
-                             f"{PAX_HEADER_MAX} are ever written)\n\n{SECURITY_NOTE}")
+                             f"{PAX_HEADER_MAX} are ever written)", tampering=True)
         return super()._proc_member(tarfile_)  # type: ignore[misc,no-any-return]
 
 
@@ -73,7 +73,7 @@ def parse_time(text: str) -> datetime:
 def _truncated(path: Path, exc: BaseException) -> TrustError:
     return TrustError(f"reading bundle {path}: the file is truncated or damaged "
                       f"({shown(exc)}); copy "
-                      f"it again from the build host and compare its sha256\n\n{SECURITY_NOTE}")
+                      f"it again from the build host and compare its sha256", tampering=True)
 
 
 class BundleReader:
@@ -153,7 +153,7 @@ class BundleReader:
         manifest = parse_manifest(manifest_bytes, self.limits)
         if got[SUMS_NAME] != sums_text(manifest):
             raise TrustError(f"reading bundle {self.path}: SHA256SUMS does not match the signed "
-                             f"manifest\n\n{SECURITY_NOTE}")
+                             f"manifest", tampering=True)
         expires = parse_time(manifest.expires)
         if now > expires:
             raise TrustError(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
 
-from manifests.errors import NotReadyError, RescueError
+from manifests.errors import Interrupted, NotReadyError, RescueError
 
 VERSION = "0.1.0"
 
@@ -23,6 +25,12 @@ def load_signers(trust: Optional[str]) -> Tuple[List[Any], str]:
             text = Path(trust).read_text(encoding="utf-8")
         except OSError as exc:
             raise NotReadyError(f"reading trust store {trust}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise NotReadyError(f"reading trust store {trust}: not a text file; pass an "
+                                "OpenSSH allowed_signers file") from None
+        wrong = allowed_signers.not_a_trust_store(text)
+        if wrong:
+            raise NotReadyError(f"reading trust store {trust}: {wrong}")
         return allowed_signers.parse(text), trust
     from installer import embedded
 
@@ -34,13 +42,9 @@ def load_signers(trust: Optional[str]) -> Tuple[List[Any], str]:
 
 
 def emit_json(doc: Dict[str, Any]) -> None:
+    """One JSON document on stdout, in the schema every command shares (README "JSON")."""
+    doc = {"ok": True, "exit_code": 0, "error": None, **doc}
     click.echo(json.dumps(doc, indent=2, sort_keys=True))
-
-
-def _fail(exc: RescueError, as_json: bool) -> None:
-    if as_json:
-        emit_json({"ok": False, "error": str(exc), "kind": type(exc).__name__})
-    raise exc
 
 
 def print_checks(checks: List[Any]) -> None:
@@ -90,26 +94,37 @@ def cli() -> None:
               help="OpenSSH allowed_signers file (default: the one built into rescue.pyz).")
 @click.option("--use", type=str, default=None, metavar="VERSION",
               help="The toolchain to make current (default: the newest for this machine).")
-@click.option("--modcache", "modcache", is_flag=False, flag_value="", default=None,
-              metavar="[DIR]",
-              help="Also fill a Go module cache from the bundle's modules, so GOPROXY=off builds "
-                   "work (default DIR: your `go env GOMODCACHE`). Put it after BUNDLE.")
+@click.option("--modcache", "modcache", is_flag=True,
+              help="Also fill your Go module cache (`go env GOMODCACHE`) from the bundle's "
+                   "modules, so GOPROXY=off builds work.")
+@click.option("--modcache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="Fill the module cache in DIR instead (implies --modcache).")
 @click.option("--lock-timeout", type=float, default=300.0, show_default=True, metavar="SECONDS",
               help="How long to wait for another rescue command working on the prefix.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Optional[str],
-            modcache: Optional[str], lock_timeout: float, as_json: bool) -> None:
-    """Verify BUNDLE and install it; run the emergency checklist."""
+            modcache: bool, modcache_dir: Optional[Path], lock_timeout: float,
+            as_json: bool) -> None:
+    """Verify BUNDLE and install it; run the emergency checklist.
+
+    \b
+    Examples:
+      python3 rescue.pyz install dc-emergency-stable-7.rescue.tar.zst
+      python3 rescue.pyz install BUNDLE --prefix ~/go-emergency --use 1.21.13
+      python3 rescue.pyz install BUNDLE --modcache --json
+      . ~/.local/share/go-emergency/env.sh     # then: go version
+    """
     from installer import install as inst
     from installer.prefix import default_prefix
 
     root = prefix or default_prefix()
-    try:
-        signers, source = load_signers(trust)
-        cache_dir = _modcache_dir(modcache)
-        def waiting(msg: str) -> None:
-            click.echo(f"rescue: {msg}", err=True)
+    signers, source = load_signers(trust)
+    cache_dir = _modcache_dir(modcache, modcache_dir)
 
+    def waiting(msg: str) -> None:
+        click.echo(f"rescue: {msg}", err=True)
+
+    try:
         if as_json or not sys.stderr.isatty():
             result = inst.install(bundle, root, signers, source, use, modcache_dir=cache_dir,
                                   on_wait=waiting, lock_timeout=lock_timeout)
@@ -120,20 +135,23 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
                                       on_wait=waiting, lock_timeout=lock_timeout)
     except RescueError as exc:
         partial = getattr(exc, "result", None)
-        if partial is not None and not as_json:
-            print_checks(partial.checks)
-        if as_json and partial is not None:
-            doc = inst.result_dict(partial)
-            doc.update(error=str(exc), kind=type(exc).__name__)
-            emit_json(doc)
-            raise
-        _fail(exc, as_json)
+        if partial is not None:
+            if not as_json:
+                print_checks(partial.checks)
+            exc.details = inst.result_dict(partial)  # type: ignore[attr-defined]
         raise
+    except KeyboardInterrupt:
+        from installer.prefix import Layout, current_target
+
+        now = current_target(Layout(root.absolute()))
+        raise Interrupted(f"installing {bundle}: interrupted; nothing of it was kept, and "
+                          + (f"`current` is still {now}" if now else "no toolchain is current")
+                          + f" in {root}") from None
     if as_json:
         emit_json(inst.result_dict(result))
         return
     click.echo(f"bundle   {result.name} (channel {result.channel}, #{result.sequence}) "
-               f"signed by {result.signer}")
+               f"signed by {result.signer['key_id']}")
     for tid in result.installed:
         click.echo(f"installed {tid}")
     for tid in result.reused:
@@ -153,13 +171,15 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
     click.echo(f"done in {result.seconds:.1f}s; use it with:  . {Path(result.prefix) / 'env.sh'}")
 
 
-def _modcache_dir(value: Optional[str]) -> Optional[Path]:
-    """--modcache: None when absent; the user's GOMODCACHE when given without a DIR."""
-    if value is None:
+def _modcache_dir(flag: bool, directory: Optional[Path]) -> Optional[Path]:
+    """--modcache: the user's GOMODCACHE; --modcache-dir DIR: that one; neither: None."""
+    if directory is not None:
+        return directory.absolute()
+    if not flag:
         return None
     from installer.modcache import default_gomodcache
 
-    return Path(value).absolute() if value else default_gomodcache()
+    return default_gomodcache()
 
 
 @cli.command()
@@ -168,15 +188,17 @@ def _modcache_dir(value: Optional[str]) -> Optional[Path]:
               help="OpenSSH allowed_signers file (default: the one built into rescue.pyz).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def inspect(bundle: Path, trust: Optional[str], as_json: bool) -> None:
-    """Verify BUNDLE's signature and every member's hash without installing it."""
+    """Verify BUNDLE's signature and every member's hash without installing it.
+
+    \b
+    Examples:
+      python3 rescue.pyz inspect dc-emergency-stable-7.rescue.tar.zst
+      python3 rescue.pyz inspect BUNDLE --trust allowed_signers --json
+    """
     from installer import inspect as insp
 
-    try:
-        signers, source = load_signers(trust)
-        report = insp.inspect(bundle, signers, source)
-    except RescueError as exc:
-        _fail(exc, as_json)
-        raise
+    signers, source = load_signers(trust)
+    report = insp.inspect(bundle, signers, source)
     if as_json:
         emit_json(report)
         return
@@ -187,7 +209,13 @@ def inspect(bundle: Path, trust: Optional[str], as_json: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def selftest(as_json: bool) -> None:
-    """Prove the native parts (zstd, Ed25519) load and work on this Python."""
+    """Prove the native parts (zstd, Ed25519) load and work on this Python.
+
+    \b
+    Examples:
+      python3 rescue.pyz selftest
+      python3 -I rescue.pyz selftest --json
+    """
     from installer import selftest as st
 
     report = st.run()
@@ -198,26 +226,53 @@ def selftest(as_json: bool) -> None:
             click.echo(f"{key:20} {value}")
 
 
-def main(argv: Optional[Sequence[str]] = None, group: click.Group = cli) -> int:
-    """Entry point that tests call directly; returns the exit code instead of exiting."""
+def main(argv: Optional[Sequence[str]] = None, group: click.Group = cli,
+         prog_name: str = "rescue") -> int:
+    """Entry point that tests call directly; returns the exit code instead of exiting.
+
+    Every way out maps to the README's exit codes, and with --json every way out prints one
+    JSON document: errors of rescue, usage errors, interrupts and bugs alike.
+    """
+    args = list(argv) if argv is not None else sys.argv[1:]
+    args = [str(a) for a in args]
+    as_json = "--json" in args
     try:
-        group.main(args=list(argv) if argv is not None else None, prog_name="rescue",
-                   standalone_mode=False)
+        group.main(args=args, prog_name=prog_name, standalone_mode=False)
     except RescueError as exc:
-        click.echo(f"rescue: {exc}", err=True)
-        return exc.exit_code
+        return _report(exc, as_json, getattr(exc, "details", None))
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        return 130
-    except KeyboardInterrupt:
-        click.echo("Interrupted; the previous state stays active.", err=True)
-        return 130
+    except click.ClickException as exc:  # usage errors: exit 2, like a missing input
+        if not as_json:
+            exc.show()
+            return 2
+        return _report(NotReadyError(exc.format_message(), operation="reading the command line",
+                                     subject=" ".join(args[:1]),
+                                     hint=f"see `{prog_name} {' '.join(args[:1])} --help`"),
+                       as_json)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        return _report(Interrupted("interrupted; the previous state stays active"), as_json)
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for a report
+        if os.environ.get("RESCUE_DEBUG"):
+            traceback.print_exc()
+        return _report(RescueError(
+            f"internal error: {type(exc).__name__}: {exc}", operation="running rescue",
+            subject=" ".join(args[:1]),
+            hint="this is a bug in rescue; run again with RESCUE_DEBUG=1 for the traceback and "
+                 "report it; what was installed before stays active"), as_json)
     return 0
+
+
+def _report(exc: RescueError, as_json: bool, details: Optional[Dict[str, Any]] = None) -> int:
+    """The error on stderr for people; with --json also the document on stdout for scripts."""
+    text = str(exc)
+    if exc.hint and exc.hint not in text:
+        text += f"\n{exc.hint}"
+    click.echo(f"rescue: {text}", err=True)
+    if as_json:
+        emit_json({**(details or {}), "ok": False, "exit_code": exc.exit_code,
+                   "error": exc.to_dict()})
+    return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
-from manifests.errors import SECURITY_NOTE, TrustError
+from manifests.errors import TrustError
 from manifests.files import sha256_file, write_atomic
 from manifests.modpath import ModulePathError, is_valid_semver, parse_proxy_file, sort_versions
 
@@ -66,7 +66,7 @@ def _parse(rel: str) -> Tuple[str, Optional[str], str]:
     try:
         return parse_proxy_file(rel)
     except ModulePathError as e:
-        raise TrustError(f"merging goproxy/{rel}: {e}\n\n{SECURITY_NOTE}") from None
+        raise TrustError(f"merging goproxy/{rel}: {e}", tampering=True) from None
 
 
 def merge(staged: Path, dest: Path) -> MergeJournal:
@@ -86,7 +86,7 @@ def merge(staged: Path, dest: Path) -> MergeJournal:
         rel = src.relative_to(staged).as_posix()
         if src.is_symlink() or not src.is_file():
             raise TrustError(f"merging goproxy/{rel}: only plain files may be merged into the "
-                             f"module proxy\n\n{SECURITY_NOTE}")
+                             f"module proxy", tampering=True)
         module, version, name = _parse(rel)
         target = dest / rel
         if version is None:
@@ -109,8 +109,8 @@ def merge(staged: Path, dest: Path) -> MergeJournal:
             f"merging {key} into {dest}: {name} differs from the copy an earlier bundle "
             f"installed\n\tinstalled: sha256 {have}\n\tbundle:    sha256 {got}\n"
             "Two signed bundles disagree about the bytes of one module version; nothing was "
-            f"changed. Find out which build saw the right bytes before installing.\n\n"
-            f"{SECURITY_NOTE}")
+            "changed. Find out which build saw the right bytes before installing.",
+            expected=f"sha256 {have}", got=f"sha256 {got}", tampering=True)
     try:
         for src, target in moves:
             _make_dirs(target.parent, journal)

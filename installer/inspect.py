@@ -22,9 +22,7 @@ def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str) -> Di
         "name": m.name, "channel": m.channel, "sequence": m.sequence,
         "created": m.created, "expires": m.expires, "builder": m.builder,
         "targets": list(m.targets),
-        "signer": {"key_id": v.signer.public_key.key_id,
-                   "principals": list(v.signer.principals),
-                   "comment": v.signer.public_key.comment},
+        "signer": v.signer.to_dict(),
         "manifest_sha256": v.manifest_sha256,
         "toolchains": [{"id": t.id, "version": t.version, "os": t.os, "arch": t.arch,
                         "source": t.source, "url": t.url, "sha256": t.sha256}

@@ -42,7 +42,7 @@ class InstallResult:
     name: str
     channel: str
     sequence: int
-    signer: str
+    signer: Dict[str, object]  # {key_id, principals, comment}, as every command reports it
     prefix: str
     installed: List[str] = field(default_factory=list)
     reused: List[str] = field(default_factory=list)
@@ -90,7 +90,7 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
         prefix.check_free_space(layout.root, m.content_bytes, DEFAULT_LIMITS.free_space_margin)
         on_total(m.content_bytes)
         result = InstallResult(str(bundle), m.name, m.channel, m.sequence,
-                               verified.signer.public_key.key_id, str(layout.root))
+                               verified.signer.to_dict(), str(layout.root))
         try:
             # Nothing is decided about the prefix before the lock: what this process created,
             # what it may remove, what is stale, all after it holds the lock.
@@ -165,7 +165,8 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
         target = f"versions/{current.id}" if current is not None else None
         entry = {
             "name": m.name, "channel": m.channel, "sequence": m.sequence,
-            "manifest_sha256": verified.manifest_sha256, "signer": result.signer,
+            "manifest_sha256": verified.manifest_sha256,
+            "signer": verified.signer.public_key.key_id,
             "toolchains": [t.id for t in m.toolchains],
             "modules": [f"{x.path}@{x.version}" for x in m.modules],
             "installed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

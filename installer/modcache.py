@@ -78,12 +78,12 @@ def default_gomodcache(env: Optional[Mapping[str, str]] = None) -> Path:
             home = env.get("USERPROFILE" if sys.platform == "win32" else "HOME")
             if not home:
                 raise NotReadyError("finding the module cache: neither GOMODCACHE, GOPATH nor "
-                                    "HOME is set; pass --modcache DIR")
+                                    "HOME is set; pass --modcache-dir DIR")
             gopath = str(Path(home) / "go")
         value = str(Path(gopath) / "pkg" / "mod")
     if not os.path.isabs(value):
         raise NotReadyError(f"finding the module cache: GOMODCACHE {value!r} is not an absolute "
-                            "path (go refuses it too); pass --modcache DIR")
+                            "path (go refuses it too); pass --modcache-dir DIR")
     return Path(value)
 
 
@@ -151,7 +151,7 @@ def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
             done = list(pool.map(lambda group: [_one(goproxy, m, cache_dir, read_only)
                                                 for m in group], groups.values()))
     except OSError as exc:
-        raise NotReadyError(f"writing module cache {cache_dir}: {exc}; pass --modcache DIR "
+        raise NotReadyError(f"writing module cache {cache_dir}: {exc}; pass --modcache-dir DIR "
                             "with a directory you can write") from None
     for group, changed in zip(groups.values(), done):
         for mod, wrote in zip(group, changed):

@@ -12,7 +12,7 @@ from typing import BinaryIO, Callable, Iterator, Optional, Set
 
 from installer.bundle_reader import BundleReader
 from installer.machine import machine_error
-from manifests.errors import SECURITY_NOTE, TrustError
+from manifests.errors import TrustError
 from manifests.model import Manifest, Member
 from manifests.text import shown
 
@@ -22,7 +22,7 @@ _TYPES = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "d
 
 
 def _refuse(path: str, why: str) -> TrustError:
-    return TrustError(f"verifying member {path}: {why}\n\n{SECURITY_NOTE}")
+    return TrustError(f"verifying member {path}: {why}", tampering=True)
 
 
 @contextmanager
@@ -136,7 +136,7 @@ def stage(reader: BundleReader, manifest: Manifest, staging: Optional[Path],
         raise TrustError(
             f"reading bundle {reader.path}: {len(missing)} member(s) the manifest lists are not "
             f"in the bundle (first: {missing[0]}); the file is truncated or was altered. Copy it "
-            f"again from the build host.\n\n{SECURITY_NOTE}")
+            f"again from the build host.", tampering=True)
     # Directories were created owner-only so nothing else could write into them while staging.
     for m in manifest.members if staging else ():
         if m.type == "dir":

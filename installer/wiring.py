@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict
 
 from installer.prefix import Layout
-from manifests.errors import SECURITY_NOTE, TrustError
+from manifests.errors import TrustError
 from manifests.files import write_atomic
 from manifests.model import GO_ENV_MAX_BYTES
 
@@ -56,19 +56,19 @@ def read_go_env(path: Path) -> str:
         return ""
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise TrustError(f"wiring {path}: go.env is a symlink; refused\n\n{SECURITY_NOTE}"
+            raise TrustError(f"wiring {path}: go.env is a symlink; refused", tampering=True
                              ) from None
         raise
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode) or st.st_size > GO_ENV_MAX_BYTES:
             raise TrustError(f"wiring {path}: go.env is not a regular file of at most "
-                             f"{GO_ENV_MAX_BYTES} bytes; refused\n\n{SECURITY_NOTE}")
+                             f"{GO_ENV_MAX_BYTES} bytes; refused", tampering=True)
         data = f.read(GO_ENV_MAX_BYTES + 1)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise TrustError(f"wiring {path}: go.env is not UTF-8 text\n\n{SECURITY_NOTE}"
+        raise TrustError(f"wiring {path}: go.env is not UTF-8 text", tampering=True
                          ) from None
 
 

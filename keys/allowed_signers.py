@@ -49,6 +49,11 @@ class AllowedSigner:
             names += f", {self.public_key.comment}"
         return f"{self.public_key.key_id} ({names})"
 
+    def to_dict(self) -> dict:
+        """How every command reports a signer (`signer` in the JSON schema)."""
+        return {"key_id": self.public_key.key_id, "principals": list(self.principals),
+                "comment": self.public_key.comment}
+
     def permits_namespace(self, namespace: str) -> bool:
         """OpenSSH match_pattern_list: `*`/`?` wildcards, a matching `!pattern` denies."""
         if self.namespaces is None:
@@ -347,3 +352,20 @@ def remove_signer(path: Path, key_id_or_principal: str) -> int:
                 f"removing signer {key_id_or_principal}: writing {path}: {e.strerror}"
             ) from None
     return len(drop)
+
+
+_PUBLIC_PREFIXES = ("ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-", "sk-ssh-ed25519@", "ssh-dss ")
+
+
+def not_a_trust_store(text: str) -> Optional[str]:
+    """Why `text` is a key file rather than an allowed_signers file (the usual mix-up), or None."""
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if "PRIVATE KEY-----" in first:
+        return ("this is a PRIVATE key: never carry it to the isolated host. Pass the "
+                "allowed_signers file instead (on the build host: `rescue keys trust KEY.pub "
+                "--store allowed_signers`)")
+    if first.startswith(_PUBLIC_PREFIXES):
+        return ("this is a public key, not an allowed_signers file; make one with `rescue keys "
+                "trust FILE.pub --store allowed_signers`, or write the line `NAME "
+                f"{first.split()[0]} AAAA...` (a principal, then the key)")
+    return None

@@ -7,7 +7,7 @@ import re
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from manifests.errors import SECURITY_NOTE, TrustError
+from manifests.errors import TrustError
 from manifests.goversion import check_target, is_toolchain_version
 from manifests.limits import DEFAULT_LIMITS, KiB, Limits
 from manifests.modpath import ModulePathError, parse_proxy_file
@@ -151,8 +151,8 @@ def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
         # A lone surrogate (`\\udcff`) parses but can never become a file name or a message.
         json.dumps(doc, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise TrustError("reading manifest: a string is not valid Unicode (a lone surrogate)"
-                         f"\n\n{SECURITY_NOTE}") from None
+        raise TrustError("reading manifest: a string is not valid Unicode (a lone surrogate)",
+                         tampering=True) from None
     fmt = doc.get("format")
     if fmt != FORMAT_VERSION:
         raise TrustError(f"reading manifest: format {fmt!r} is not supported (this installer "
@@ -182,12 +182,12 @@ def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
     if manifest.to_json() != data:
         # Duplicate keys, unknown fields, other spacing: two parsers could read it two ways.
         raise TrustError("reading manifest: not in canonical form (duplicate or unknown keys, "
-                         f"or bytes the builder never writes)\n\n{SECURITY_NOTE}")
+                         "or bytes the builder never writes)", tampering=True)
     problems = check_fields(manifest) + check_members(manifest, limits)
     if problems:
         raise TrustError("reading manifest: " + "; ".join(problems[:20])
-                         + (f" (and {len(problems) - 20} more)" if len(problems) > 20 else "")
-                         + f"\n\n{SECURITY_NOTE}")
+                         + (f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""),
+                         tampering=True)
     return manifest
 
 

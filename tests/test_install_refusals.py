@@ -112,8 +112,10 @@ def test_install_refuses_manifest_signed_by_untrusted_key(toolchain_bundle: Path
     # --json reports the same refusal to a script.
     code, out, _ = run_install(bad, prefix, signing.signers, capsys, "--json")
     doc = json.loads(out)
-    assert (code, doc["ok"], doc["kind"]) == (3, False, "TrustError")
-    assert mallory.key_id in doc["error"]
+    assert (code, doc["ok"], doc["exit_code"]) == (3, False, 3)
+    assert doc["error"]["type"] == "untrusted"
+    assert doc["error"]["operation"] == "verifying bundle signature"
+    assert mallory.key_id in doc["error"]["message"]
 
 
 def test_install_refuses_edited_manifest_with_old_signature(toolchain_bundle: Path, prefix: Path,

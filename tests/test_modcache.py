@@ -130,7 +130,7 @@ def test_list_keeps_versions_go_downloaded_before(real, modules, cache):
 def test_unwritable_cache_dir_is_a_not_ready_error(real, modules, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(NotReadyError, match=r"writing module cache .*pass --modcache DIR"):
+    with pytest.raises(NotReadyError, match=r"writing module cache .*pass --modcache-dir DIR"):
         populate(real.proxy_dir, modules, blocker / "modcache")
 
 

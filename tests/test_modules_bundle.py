@@ -90,7 +90,7 @@ def test_offline_go_builds_and_verifies_after_installing_the_bundle(full_bundle,
     base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
     done = subprocess.run(
         ["unshare", "-n", PYTHON, "-I", str(pyz), "install", str(full_bundle.path),
-         "--prefix", str(prefix), "--modcache", str(modcache), "--json"],
+         "--prefix", str(prefix), "--modcache-dir", str(modcache), "--json"],
         env=base_env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
