@@ -11,6 +11,7 @@ import click
 from installer.cli import cli as installer_cli
 from installer.cli import emit_json
 from installer.cli import main as run_main
+from manifests.errors import NotReadyError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,7 +64,8 @@ def keys_generate(name: str, directory: Path, as_json: bool) -> None:
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The allowed_signers file to add the key to (created if missing).")
 @click.option("--principal", default=None, help="Name for the signer (default: key comment).")
-def keys_trust(pubkey: Path, store: Path, principal: Optional[str]) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def keys_trust(pubkey: Path, store: Path, principal: Optional[str], as_json: bool) -> None:
     """Add the public key in PUBKEY to the allowed_signers file --store.
 
     \b
@@ -74,15 +76,23 @@ def keys_trust(pubkey: Path, store: Path, principal: Optional[str]) -> None:
     from keys import allowed_signers, sshkey
 
     line = pubkey.read_text(encoding="utf-8").strip()
+    if "PRIVATE KEY-----" in line:
+        raise NotReadyError(f"reading public key {pubkey}: this is a PRIVATE key; pass its .pub "
+                            f"file ({pubkey}.pub), and keep the private key on the build host")
     pub = sshkey.parse_public_line(line)
-    allowed_signers.add_signer(store, principal or pub.comment or pub.key_id, line)
-    click.echo(f"trusted {pub.key_id} ({principal or pub.comment}) in {store}")
+    name = principal or pub.comment or pub.key_id
+    allowed_signers.add_signer(store, name, line)
+    if as_json:
+        emit_json({"store": str(store), "key_id": pub.key_id, "principals": [name]})
+        return
+    click.echo(f"trusted {pub.key_id} ({name}) in {store}")
 
 
 @keys.command("untrust")
 @click.argument("key")
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def keys_untrust(key: str, store: Path) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def keys_untrust(key: str, store: Path, as_json: bool) -> None:
     """Remove KEY (a key id SHA256:... or a principal) from the allowed_signers --store.
 
     \b
@@ -94,6 +104,9 @@ def keys_untrust(key: str, store: Path) -> None:
     from keys import allowed_signers
 
     n = allowed_signers.remove_signer(store, key)
+    if as_json:
+        emit_json({"store": str(store), "removed": n})
+        return
     click.echo(f"removed {n} signer line(s) from {store}")
 
 
@@ -154,10 +167,11 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
     doc = {"ok": True, "bundle": str(result.path), "size": result.size,
            "sha256": result.sha256, "sha256_file": str(result.sums_file),
            "identical": result.identical, "replaced": result.replaced,
-           "upstream_bytes": result.upstream_bytes, "key_id": result.key_id,
+           "upstream_bytes": result.upstream_bytes, "signer": {"key_id": result.key_id},
            "members": len(result.manifest.members),
            "toolchains": [t.id for t in result.manifest.toolchains],
-           "modules": len(result.manifest.modules), "seconds": round(result.seconds, 2)}
+           "modules": [{"path": x.path, "version": x.version} for x in result.manifest.modules],
+           "seconds": round(result.seconds, 2)}
     if as_json:
         emit_json(doc)
         return
@@ -172,7 +186,7 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
     click.echo(f"sha256 {result.sha256}")
     click.echo(f"  also in {sums}; check a copy with `sha256sum -c {sums.name}` in its directory")
     click.echo(f"signed by {result.key_id}; toolchains: {', '.join(doc['toolchains']) or '-'}; "
-               f"modules: {doc['modules']}")
+               f"modules: {len(result.manifest.modules)}")
 
 
 @cli.command()

@@ -20,9 +20,21 @@ HINT = ("Set RESCUE_NATIVE_DIR to a directory you can write to, on a filesystem 
         "executables (not mounted noexec).")
 
 
+SUPPORTED = ((3, 9), (3, 14))
+
+
 def _fail(message):
+    # Every start-up failure is this machine's (its Python, its disks): exit 2, "not ready".
     sys.stderr.write("rescue: " + message + "\n")
-    raise SystemExit(3)
+    raise SystemExit(2)
+
+
+def _readable(tags):
+    """cp39-x86_64 before cp310-x86_64: by Python version as numbers, then machine."""
+    def key(tag):
+        py, _, machine = tag.partition("-")
+        return (int(py[2]), int(py[3:] or 0), machine)
+    return ", ".join(sorted(tags, key=key)) or "nothing"
 
 
 def _tag():
@@ -100,9 +112,11 @@ def _setup():
         BUILD_ID = index["build_id"]
         tag = _tag()
         target = index["targets"].get(tag)
-        if target is None:
-            built = ", ".join(sorted(index["targets"])) or "nothing"
-            _fail(f"this rescue.pyz has no native parts for {tag}; it was built for: {built}")
+        if target is None or not SUPPORTED[0] <= sys.version_info[:2] <= SUPPORTED[1]:
+            built = _readable(index["targets"])
+            _fail("this rescue.pyz needs CPython 3.9-3.14 on the machines it was built for; "
+                  f"this is {tag} ({sys.executable}). It carries: {built}. Run it with one of "
+                  "those, e.g. `python3.11 rescue.pyz ...`")
         tried = []
         for base, explicit in _candidates(archive):
             try:
@@ -124,4 +138,4 @@ if __name__ == "__main__":
     _setup()
     from installer.cli import main
 
-    raise SystemExit(main())
+    raise SystemExit(main(prog_name="python3 " + os.path.basename(sys.argv[0] or "rescue.pyz")))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from installer.bundle_reader import BundleReader
+from installer.install import no_toolchain_for_host
 from installer.stage import stage
 from keys.allowed_signers import AllowedSigner
 
@@ -24,6 +25,7 @@ def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str) -> Di
         "targets": list(m.targets),
         "signer": v.signer.to_dict(),
         "manifest_sha256": v.manifest_sha256,
+        "warnings": [w for w in [no_toolchain_for_host(list(m.toolchains))] if w],
         "toolchains": [{"id": t.id, "version": t.version, "os": t.os, "arch": t.arch,
                         "source": t.source, "url": t.url, "sha256": t.sha256}
                        for t in m.toolchains],
@@ -45,6 +47,8 @@ def describe(r: Dict[str, Any]) -> List[str]:
     ]
     for t in r["toolchains"]:
         lines.append(f"toolchain  {t['id']}  from {t['url']}")
+    for w in r["warnings"]:
+        lines.append(f"warning    {w}")
     for x in r["modules"]:
         lines.append(f"module     {x['path']} {x['version']}")
     return lines

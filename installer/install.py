@@ -60,6 +60,16 @@ class InstallResult:
         return all(c.ok for c in self.checks)
 
 
+def no_toolchain_for_host(toolchains: List[Toolchain]) -> Optional[str]:
+    """Why a bundle that carries toolchains is of no use on this machine, or None."""
+    host = host_target()
+    if not toolchains or any(f"{t.os}-{t.arch}" == host for t in toolchains):
+        return None
+    return (f"this bundle has no toolchain for {host} (it carries "
+            f"{', '.join(t.id for t in toolchains)}); build one with {host} in the spec's "
+            "toolchains.targets")
+
+
 def choose_current(toolchains: List[Toolchain], use: Optional[str]) -> Optional[Toolchain]:
     host = host_target()
     mine = [t for t in toolchains if f"{t.os}-{t.arch}" == host]
@@ -85,6 +95,9 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
     with BundleReader(bundle) as reader:
         verified = reader.header(signers, trust_source, now or datetime.now(timezone.utc))
         m = verified.manifest
+        wrong = no_toolchain_for_host(list(m.toolchains))
+        if wrong:
+            raise NotReadyError(f"installing {bundle}: {wrong}")
         current = choose_current(list(m.toolchains), use)
         prefix.check_writable(layout.root)
         prefix.check_free_space(layout.root, m.content_bytes, DEFAULT_LIMITS.free_space_margin)

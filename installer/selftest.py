@@ -23,7 +23,6 @@ def _has_stdlib_zstd() -> bool:
 
 def run() -> Dict[str, Any]:
     """Round-trip zstd and an Ed25519 signature; report versions and where natives came from."""
-    import click
     import cryptography
     import zstandard
     from cryptography.exceptions import InvalidSignature
@@ -49,9 +48,19 @@ def run() -> Dict[str, Any]:
         "zstandard": zstandard.__version__,
         "zstandard_backend": zstandard.backend,
         "cryptography": cryptography.__version__,
-        "click": getattr(click, "__version__", "unknown"),
+        "click": _click_version(),
         "stdlib_zstd": _has_stdlib_zstd(),
         "native_dir": _native_dir(),
         "build_id": getattr(sys.modules.get("__main__"), "BUILD_ID", None),
         "isolated": bool(sys.flags.isolated),
     }
+
+
+def _click_version() -> str:
+    """Click 8.2 deprecates `click.__version__`; the pyz may carry no dist-info to ask."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("click")
+    except metadata.PackageNotFoundError:
+        return "bundled"

@@ -198,7 +198,7 @@ def test_rescue_build_json_reports_the_bundle(twice, signing: bundles.Signing) -
     _first, second, _hits, doc = twice
     assert doc["ok"] is True
     assert second.is_file() and doc["size"] == second.stat().st_size
-    assert doc["key_id"] == signing.key_id
+    assert doc["signer"]["key_id"] == signing.key_id
     assert doc["toolchains"] == ["go1.21.13.linux-amd64"]
     assert doc["upstream_bytes"] == gobin.godl_archive().stat().st_size
     assert int(str(doc["members"])) > 10000
