@@ -12,7 +12,7 @@ from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 
 import httpx
 
-from bundler import archives, fetch, godl, progress, pypi_source
+from bundler import archives, fetch, godl, progress, pypi_source, rehearsal
 from bundler.goproxy import GoProxy
 from bundler.modules import resolve_and_fetch
 from bundler.pack import BundleWriter
@@ -54,6 +54,7 @@ class BuildResult:
     key_id: str
     upstream_bytes: int
     seconds: float
+    rehearsal: rehearsal.Rehearsal
 
 
 def _now(epoch: Optional[int]) -> datetime:
@@ -186,8 +187,12 @@ def write_parts(writer: BundleWriter, lead: List[Member], parts: List[Part],
 
 
 def build(spec: Spec, out_dir: Path, cache: fetch.Cache,
-          client: Optional[httpx.Client] = None) -> BuildResult:
-    """Build the bundle named by `spec` into out_dir; nothing is left behind on failure."""
+          client: Optional[httpx.Client] = None, rehearse: bool = True) -> BuildResult:
+    """Build the bundle named by `spec` into out_dir; nothing is left behind on failure.
+
+    With `rehearse`, the packed bundle must build each spec project offline before it gets
+    its name (bundler/rehearsal.py): a bundle that fails is removed, never left to be carried.
+    """
     started = time.monotonic()
     epoch = source_date_epoch()
     created = _now(epoch)
@@ -248,9 +253,13 @@ def build(spec: Spec, out_dir: Path, cache: fetch.Cache,
         writer.add_bytes(SIGNATURE_NAME, signature)
         writer.add_bytes(SUMS_NAME, sums_text(manifest))
         write_parts(writer, lead, parts, manifest.content_bytes)
+        writer.finish()
+        projects = spec.modules.projects if spec.modules is not None else ()
+        report = (rehearsal.rehearse(writer.tmp, manifest, projects) if rehearse
+                  else rehearsal.Rehearsal(skipped="--no-rehearsal"))
         writer.commit()
     except BaseException:
         writer.abort()
         raise
     return BuildResult(out, out.stat().st_size, manifest, public.key_id,
-                       upstream_bytes, time.monotonic() - started)
+                       upstream_bytes, time.monotonic() - started, report)

@@ -95,19 +95,28 @@ def keys_list(store: Path, as_json: bool) -> None:
               default=Path("dist"), show_default=True, help="Directory for the bundle file.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Download cache (default ~/.cache/rescue or $RESCUE_CACHE_DIR).")
+@click.option("--no-rehearsal", is_flag=True,
+              help="Do not build the spec's projects offline from the packed bundle.")
 @click.option("--json", "as_json", is_flag=True)
-def build(spec_path: Path, output: Path, cache: Optional[Path], as_json: bool) -> None:
-    """Build the signed bundle that SPEC (a TOML file) describes."""
+def build(spec_path: Path, output: Path, cache: Optional[Path], no_rehearsal: bool,
+          as_json: bool) -> None:
+    """Build the signed bundle that SPEC (a TOML file) describes.
+
+    Then, unless --no-rehearsal, build each [modules] project with the bundle's toolchain for
+    this host and nothing but the bundle's modules, offline; a failure removes the bundle.
+    """
     from bundler import build as b
     from bundler import fetch, spec
 
     s = spec.load(spec_path)
-    result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()))
+    result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()),
+                     rehearse=not no_rehearsal)
     doc = {"ok": True, "bundle": str(result.path), "size": result.size,
            "upstream_bytes": result.upstream_bytes, "key_id": result.key_id,
            "members": len(result.manifest.members),
            "toolchains": [t.id for t in result.manifest.toolchains],
-           "modules": len(result.manifest.modules), "seconds": round(result.seconds, 2)}
+           "modules": len(result.manifest.modules), "seconds": round(result.seconds, 2),
+           "rehearsal": result.rehearsal.to_dict()}
     if as_json:
         emit_json(doc)
         return
@@ -115,6 +124,7 @@ def build(spec_path: Path, output: Path, cache: Optional[Path], as_json: bool) -
                f"{result.upstream_bytes / 1e6:.1f} MB upstream) in {result.seconds:.1f}s")
     click.echo(f"signed by {result.key_id}; toolchains: {', '.join(doc['toolchains']) or '-'}; "
                f"modules: {doc['modules']}")
+    click.echo(result.rehearsal.summary())
 
 
 @cli.command()

@@ -184,6 +184,13 @@ class _Fetcher:
                                 f"pinned at first download in "
                                 f"{self.cache.record_path(m, v, kind)}; downloaded from {url}")
             item = self.cache.store(m, v, kind, tmp, got)
+        except NotReadyError as e:
+            line = pin or self.sums.get((m, v, "zip")) or self.sums.get((m, v, "mod"))
+            if line is None:
+                raise
+            project = Path(line.where.rpartition(":")[0]).parent
+            raise NotReadyError(f"{e}\n\tneeded by project {project} (go.sum line "
+                                f"{line.where}); the bundle cannot carry it") from None
         finally:
             tmp.unlink(missing_ok=True)
         self._report(m, v, kind, False, item.blob)
@@ -271,11 +278,23 @@ def resolve_and_fetch(proxy: GoProxy, cache_dir: str | os.PathLike[str], *,
                 for (m, v), kinds in wanted.items() for kind in sorted(kinds)
                 if (m, v, kind) not in items}
         _run(pool, todo, lambda tag, item: items.__setitem__(tag, item))  # type: ignore[arg-type]
-        edges = {key for f in gosum_files for key in _pruned_edge(Path(f), items)
-                 if key not in wanted}
+        edges: dict[Key, Path] = {}
+        for f in gosum_files:
+            for key in _pruned_edge(Path(f), items):
+                if key not in wanted:
+                    edges.setdefault(key, Path(f).parent)
         for key in edges:
             wanted[key] = {"info"}
-        more = {pool.submit(fetcher.obtain, m, v, "info"): (m, v, "info") for m, v in edges}
+
+        def edge_info(m: str, v: str) -> _Item:
+            try:
+                return fetcher.obtain(m, v, "info")
+            except NotReadyError as e:
+                raise NotReadyError(f"{e}\n\tneeded by project {edges[(m, v)]} (in its build "
+                                    "list, required by a go.mod of its module graph); the "
+                                    "bundle cannot carry it") from None
+
+        more = {pool.submit(edge_info, m, v): (m, v, "info") for m, v in edges}
         _run(pool, more, lambda tag, item: items.__setitem__(tag, item))  # type: ignore[arg-type]
     out = []
     for (m, v), kinds in sorted(wanted.items(), key=lambda kv: (kv[0][0], semver_key(kv[0][1]))):

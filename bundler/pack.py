@@ -20,7 +20,8 @@ CHUNK = 1 << 20
 
 
 class BundleWriter:
-    """Appends members to `<out>.partial`; `commit()` fsyncs and renames it to `out`."""
+    """Appends members to `<out>.partial`; `commit()` fsyncs and renames it to `out`, and
+    `abort()` removes it: a bundle exists under its name only once it is complete."""
 
     def __init__(self, out: Path, level: int, mtime: int, threads: int = 0) -> None:
         self.out = out
@@ -61,12 +62,18 @@ class BundleWriter:
             self._tar.addfile(self._info(m.path, tarfile.REGTYPE, m.mode, m.size), checked)
             checked.finish()
 
-    def commit(self) -> None:
+    def finish(self) -> None:
+        """Complete and fsync `<out>.partial` (readable, e.g. to rehearse) without naming it."""
+        if self._raw.closed:
+            return
         self._tar.close()
         self._zst.close()
         self._raw.flush()
         os.fsync(self._raw.fileno())
         self._raw.close()
+
+    def commit(self) -> None:
+        self.finish()
         os.replace(self.tmp, self.out)
 
     def abort(self) -> None:
