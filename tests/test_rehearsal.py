@@ -100,13 +100,19 @@ def test_rehearsal_refuses_a_bundle_that_cannot_build_a_project(real, signing, g
     assert "rehearsal skipped: --no-rehearsal" in capsys.readouterr().out
 
 
-def test_rehearsal_names_the_module_whose_file_the_bundle_lacks(graph, signing, godl_url,
-                                                                 tmp_path):
-    """A build-list module's file missing from the bundle: go's words, module and project."""
+@pytest.fixture(scope="module")
+def graph_unrehearsed(graph, signing, godl_url, tmp_path_factory) -> build.BuildResult:
+    """Go 1.21.13 and the `graph` project's modules, built with --no-rehearsal."""
+    work = tmp_path_factory.mktemp("unrehearsed")
     with ProxyServer(graph.proxy_dir) as srv:
-        path = _spec(tmp_path, signing, godl_url, srv.url, [graph.project])
-        result = build.build(spec.load(path), tmp_path / "out", fetch.Cache(tmp_path / "cache"),
-                             rehearse=False)
+        path = _spec(work, signing, godl_url, srv.url, [graph.project])
+        return build.build(spec.load(path), work / "out", fetch.Cache(work / "cache"),
+                           rehearse=False)
+
+
+def test_rehearsal_names_the_module_whose_file_the_bundle_lacks(graph, graph_unrehearsed):
+    """A build-list module's file missing from the bundle: go's words, module and project."""
+    result = graph_unrehearsed
     assert result.rehearsal.skipped == "--no-rehearsal"
     # Rehearse as if the bundle had not carried leaf's .info (the pruned edge of the graph).
     gone = "goproxy/example.com/leaf/@v/v1.1.0.info"
@@ -121,6 +127,24 @@ def test_rehearsal_names_the_module_whose_file_the_bundle_lacks(graph, signing, 
                           "\tgo: example.com/leaf@v1.1.0: reading file:///")
     assert msg.split("\n")[1].endswith("/goproxy/example.com/leaf/@v/v1.1.0.info: no such file "
                                         "or directory")
+
+
+
+def test_rehearsal_without_unshare_runs_and_says_it_was_not_isolated(graph, graph_unrehearsed,
+                                                                     tmp_path, monkeypatch):
+    result = graph_unrehearsed
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no unshare (and no C compiler)
+    rehearsal.probe_unshare.cache_clear()
+    try:
+        report = rehearsal.rehearse(result.path, result.manifest, [graph.project])
+    finally:
+        rehearsal.probe_unshare.cache_clear()
+    assert not report.isolated
+    assert report.note.startswith("WITHOUT network isolation: unshare -rn is not available (")
+    assert report.summary().startswith(
+        "rehearsal passed: 1 project(s) built, listed and verified with go1.21.13.linux-amd64 "
+        "and only the bundle's modules, WITHOUT network isolation: unshare -rn is not available")
 
 
 def test_rehearsal_is_skipped_without_a_toolchain_for_this_host(real, server_url, signing,
