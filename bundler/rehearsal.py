@@ -115,6 +115,8 @@ def _env(work: Path, goproxy: Path) -> Dict[str, str]:
         "GOFLAGS": "-mod=readonly -modcacherw",
         "GOMODCACHE": str(work / "modcache"), "GOPATH": str(work / "gopath"),
         "GOCACHE": str(work / "gocache"),
+        # The bundle covers each project's own go.mod + go.sum, not a go.work around it.
+        "GOWORK": "off",
     })
     (work / "home").mkdir(exist_ok=True)
     return env
