@@ -12,7 +12,7 @@ from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 
 import httpx
 
-from bundler import archives, fetch, godl, progress, pypi_source
+from bundler import archives, fetch, godl, progress, pypi_source, rehearsal
 from bundler.goproxy import GoProxy
 from bundler.modules import resolve_and_fetch
 from bundler.pack import BundleWriter
@@ -60,6 +60,7 @@ class BuildResult:
     sums_file: Optional[Path] = None  # BUNDLE.sha256 beside the bundle, `sha256sum -c` format
     identical: bool = False  # the same bytes were already there: nothing replaced
     replaced: bool = False  # other bytes were there and --force replaced them
+    rehearsal: Optional[rehearsal.Rehearsal] = None
 
 
 def bundle_path(spec: Spec, out: Path) -> Path:
@@ -224,10 +225,15 @@ def write_parts(writer: BundleWriter, lead: List[Member], parts: List[Part],
 
 
 def build(spec: Spec, out: Path, cache: fetch.Cache,
-          client: Optional[httpx.Client] = None, force: bool = False) -> BuildResult:
+          client: Optional[httpx.Client] = None, force: bool = False,
+          rehearse: bool = True) -> BuildResult:
     """Build the bundle named by `spec` into the directory `out` (or as the file `out`, when
     it ends in .tar.zst); nothing is left behind on failure, and a different bundle already at
-    that path is replaced only with `force`."""
+    that path is replaced only with `force`.
+
+    With `rehearse`, the packed bundle must build each spec project offline before it gets
+    its name (bundler/rehearsal.py): a bundle that fails is removed, never left to be carried.
+    """
     started = time.monotonic()
     epoch = source_date_epoch()
     created = _now(epoch)
@@ -293,6 +299,9 @@ def build(spec: Spec, out: Path, cache: fetch.Cache,
         writer.add_bytes(SUMS_NAME, sums_text(manifest))
         write_parts(writer, lead, parts, manifest.content_bytes)
         sha = writer.finish()
+        projects = spec.modules.projects if spec.modules is not None else ()
+        report = (rehearsal.rehearse(writer.tmp, manifest, projects) if rehearse
+                  else rehearsal.Rehearsal(skipped="--no-rehearsal"))
         identical, replaced = _settle_existing(spec, bundle, sha, force)
         if identical:
             writer.abort()  # the same bytes are there already: leave that file untouched
@@ -305,4 +314,4 @@ def build(spec: Spec, out: Path, cache: fetch.Cache,
     write_atomic(sums, f"{sha}  {bundle.name}\n")  # `sha256sum -c` reads this line
     return BuildResult(bundle, bundle.stat().st_size, manifest, public.key_id,
                        upstream_bytes, time.monotonic() - started, sha, sums, identical,
-                       replaced)
+                       replaced, report)

@@ -144,26 +144,32 @@ def keys_list(store: Path, as_json: bool) -> None:
               help="Replace a different bundle already at the output path.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Download cache (default ~/.cache/rescue or $RESCUE_CACHE_DIR).")
+@click.option("--no-rehearsal", is_flag=True,
+              help="Do not build the spec's projects offline from the packed bundle.")
 @click.option("--json", "as_json", is_flag=True)
 def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
-          as_json: bool) -> None:
+          no_rehearsal: bool, as_json: bool) -> None:
     """Build the signed bundle that SPEC (a TOML file) describes.
 
     Prints the bundle's sha256 and writes BUNDLE.sha256 beside it (check a copy with
     `sha256sum -c BUNDLE.sha256`). A different bundle already at the same path (same name,
-    channel and sequence) is refused unless --force.
+    channel and sequence) is refused unless --force. Then, unless --no-rehearsal, each
+    [modules] project is built with the bundle's toolchain for this host and nothing but the
+    bundle's modules, offline; a failure removes the bundle.
 
     \b
     Examples:
       rescue build spec.toml -o bundles/
       rescue build spec.toml -o /media/usb/dc-emergency.tar.zst
       SOURCE_DATE_EPOCH=1767225600 rescue build spec.toml --json
+      rescue build spec.toml --no-rehearsal
     """
     from bundler import build as b
     from bundler import fetch, spec
 
     s = spec.load(spec_path)
-    result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()), force=force)
+    result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()), force=force,
+                     rehearse=not no_rehearsal)
     doc = {"ok": True, "bundle": str(result.path), "size": result.size,
            "sha256": result.sha256, "sha256_file": str(result.sums_file),
            "identical": result.identical, "replaced": result.replaced,
@@ -171,7 +177,8 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
            "members": len(result.manifest.members),
            "toolchains": [t.id for t in result.manifest.toolchains],
            "modules": [{"path": x.path, "version": x.version} for x in result.manifest.modules],
-           "seconds": round(result.seconds, 2)}
+           "seconds": round(result.seconds, 2),
+           "rehearsal": result.rehearsal.to_dict() if result.rehearsal else None}
     if as_json:
         emit_json(doc)
         return
@@ -187,6 +194,8 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
     click.echo(f"  also in {sums}; check a copy with `sha256sum -c {sums.name}` in its directory")
     click.echo(f"signed by {result.key_id}; toolchains: {', '.join(doc['toolchains']) or '-'}; "
                f"modules: {len(result.manifest.modules)}")
+    if result.rehearsal:
+        click.echo(result.rehearsal.summary())
 
 
 @cli.command()

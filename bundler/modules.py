@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -183,6 +184,13 @@ class _Fetcher:
                                 f"pinned at first download in "
                                 f"{self.cache.record_path(m, v, kind)}; downloaded from {url}")
             item = self.cache.store(m, v, kind, tmp, got)
+        except NotReadyError as e:
+            line = pin or self.sums.get((m, v, "zip")) or self.sums.get((m, v, "mod"))
+            if line is None:
+                raise
+            project = Path(line.where.rpartition(":")[0]).parent
+            raise NotReadyError(f"{e}\n\tneeded by project {project} (go.sum line "
+                                f"{line.where}); the bundle cannot carry it") from None
         finally:
             tmp.unlink(missing_ok=True)
         self._report(m, v, kind, False, item.blob)
@@ -226,16 +234,21 @@ def resolve_and_fetch(proxy: GoProxy, cache_dir: str | os.PathLike[str], *,
                       limits: Limits = DEFAULT_LIMITS) -> list[FetchedModule]:
     """Fetch and verify every module file the go.sum files and explicit entries call for.
 
-    go.sum `M V h1:` lines carry M@V's .zip and .info, `M V/go.mod h1:` lines its .mod.
+    go.sum `M V h1:` lines carry M@V's .zip and .info, `M V/go.mod h1:` lines its .mod and
+    .info; modules at the pruned edge of a project's graph (`_pruned_edge`) their .info.
     Explicit module@version entries carry all three and, when `transitive`, the module graph
     their go.mod files require: the .mod of every module version in it and the .zip/.info of
     the versions minimal version selection picks (the highest required).
     """
+    gosum_files = list(gosum_files)
     sums = load_gosums(gosum_files)
     roots = [parse_explicit(e) for e in explicit]
     wanted: dict[Key, set[str]] = {}
     for (m, v, kind) in sums:
-        wanted.setdefault((m, v), set()).update({"zip", "info"} if kind == "zip" else {"mod"})
+        # `go list -m all` reads the .info of every module in the build list, and a module
+        # go.sum pins only by its go.mod can be in it (selected but providing no package).
+        wanted.setdefault((m, v), set()).update({"zip", "info"} if kind == "zip"
+                                                else {"mod", "info"})
     for key in roots:
         wanted.setdefault(key, set()).update({"mod", "info", "zip"})
     fetcher = _Fetcher(proxy, Path(cache_dir), sums, limits, progress)
@@ -265,6 +278,24 @@ def resolve_and_fetch(proxy: GoProxy, cache_dir: str | os.PathLike[str], *,
                 for (m, v), kinds in wanted.items() for kind in sorted(kinds)
                 if (m, v, kind) not in items}
         _run(pool, todo, lambda tag, item: items.__setitem__(tag, item))  # type: ignore[arg-type]
+        edges: dict[Key, Path] = {}
+        for f in gosum_files:
+            for key in _pruned_edge(Path(f), items):
+                if key not in wanted:
+                    edges.setdefault(key, Path(f).parent)
+        for key in edges:
+            wanted[key] = {"info"}
+
+        def edge_info(m: str, v: str) -> _Item:
+            try:
+                return fetcher.obtain(m, v, "info")
+            except NotReadyError as e:
+                raise NotReadyError(f"{e}\n\tneeded by project {edges[(m, v)]} (in its build "
+                                    "list, required by a go.mod of its module graph); the "
+                                    "bundle cannot carry it") from None
+
+        more = {pool.submit(edge_info, m, v): (m, v, "info") for m, v in edges}
+        _run(pool, more, lambda tag, item: items.__setitem__(tag, item))  # type: ignore[arg-type]
     out = []
     for (m, v), kinds in sorted(wanted.items(), key=lambda kv: (kv[0][0], semver_key(kv[0][1]))):
         info, mod, z = (items.get((m, v, k)) if k in kinds else None
@@ -273,6 +304,35 @@ def resolve_and_fetch(proxy: GoProxy, cache_dir: str | os.PathLike[str], *,
             m, v, info.blob.read_bytes() if info else None, mod.blob.read_bytes() if mod else None,
             z.blob if z else None, z.h1 if z else None, mod.h1 if mod else None))
     return out
+
+
+def _pruned_edge(gosum: Path, items: dict[tuple[str, str, str], _Item]) -> set[Key]:
+    """Module versions a project's build list holds that its go.sum does not name.
+
+    With graph pruning (go 1.17+) the requirements of a pruned dependency join the module
+    graph without their go.mod being read, so go.sum has no line for them; `go list -m all`
+    still lists the selected ones and reads their .info. Approximated without running go:
+    a version some go.mod of the project's graph requires, the highest of its path that the
+    project's go.mod, go.sum and those go.mod files name.
+    """
+    lines = parse_gosum(gosum.read_bytes(), str(gosum)).lines
+    pinned = {(x.path, x.version) for x in lines}
+    gomod = gosum.with_name("go.mod")
+    named = set(pinned)
+    # The project's own requirements only rank versions: one missing from go.sum is replaced
+    # by a directory (or go.sum is stale), and no proxy has it. No go.mod: go.sum lines only.
+    with contextlib.suppress(OSError):
+        named.update((r.path, r.version)
+                     for r in parse_gomod(gomod.read_bytes(), str(gomod)).requires)
+    required: set[Key] = set()
+    for m, v in pinned:
+        item = items.get((m, v, "mod"))
+        if item is not None:
+            required.update(_requirements(m, v, item.blob.read_bytes()))
+    highest: dict[str, str] = {}
+    for m, v in named | required:
+        highest[m] = max_version([highest[m], v]) if m in highest else v
+    return {(m, v) for m, v in required - named if highest[m] == v}
 
 
 def _requirements(m: str, v: str, data: bytes) -> list[Key]:

@@ -48,10 +48,10 @@ def _from_bytes(name: str, data: bytes) -> _File:
 def plan_modules(fetched: list[FetchedModule]) -> tuple[Part, tuple[Module, ...]]:
     """The `goproxy/` members for `fetched` and their manifest records, in a fixed order.
 
-    Each module path gets `@v/list` (every carried version, semver order) and, per version,
-    the `.info`, `.mod` and `.zip` that were fetched. A module version listed twice (two
-    projects sharing it) is carried once; two different copies of one is a programmer error
-    upstream of here, refused rather than guessed at.
+    Each module path gets `@v/list` (every version carried with its .mod, semver order) and,
+    per version, the `.info`, `.mod` and `.zip` that were fetched. A module version listed
+    twice (two projects sharing it) is carried once; two different copies of one is a
+    programmer error upstream of here, refused rather than guessed at.
     """
     unique: dict[tuple[str, str], FetchedModule] = {}
     for fm in fetched:
@@ -67,8 +67,11 @@ def plan_modules(fetched: list[FetchedModule]) -> tuple[Part, tuple[Module, ...]
         by_path.setdefault(fm.path, []).append(fm)
     for path, versions in by_path.items():
         vdir = f"{escape_path(path)}/@v"
-        listing = "".join(v + "\n" for v in sort_versions(fm.version for fm in versions))
-        files.append(_from_bytes(f"{vdir}/list", listing.encode()))
+        # As Go's cache lists versions: those with a .mod. A version carried only by its
+        # .info (the pruned edge of a graph) cannot be loaded, so a query must not pick it.
+        listed = sort_versions(fm.version for fm in versions if fm.mod is not None)
+        if listed:
+            files.append(_from_bytes(f"{vdir}/list", "".join(v + "\n" for v in listed).encode()))
         for fm in versions:
             base = f"{vdir}/{escape_version(fm.version)}"
             if fm.info is not None:

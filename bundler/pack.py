@@ -35,8 +35,9 @@ class _HashingFile:
 
 
 class BundleWriter:
-    """Appends members to `<out>.partial`; `finish()` fsyncs it and gives its sha256,
-    `commit()` renames it to `out`."""
+    """Appends members to `<out>.partial`; `finish()` fsyncs it (readable, e.g. to rehearse)
+    and gives its sha256, `commit()` renames it to `out`, and `abort()` removes it: a bundle
+    exists under its name only once it is complete."""
 
     def __init__(self, out: Path, level: int, mtime: int, threads: int = 0) -> None:
         self.out = out

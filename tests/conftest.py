@@ -34,6 +34,13 @@ def real(tmp_path_factory: pytest.TempPathFactory, go_bin: Path) -> RealGoProjec
 
 
 @pytest.fixture(scope="session")
+def graph(tmp_path_factory: pytest.TempPathFactory, go_bin: Path) -> RealGoProject:
+    """Like `real`, with graph-only modules in the build list (goproxy_server.graph_modules)."""
+    base = tmp_path_factory.mktemp("graph")
+    return real_go_project(base, go_bin, gobin.go_env(base / "home"), graph=True)
+
+
+@pytest.fixture(scope="session")
 def signing(tmp_path_factory: pytest.TempPathFactory) -> bundles.Signing:
     """A release key and an allowed_signers file that trusts it."""
     return bundles.make_signing(tmp_path_factory.mktemp("keys"))

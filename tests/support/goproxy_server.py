@@ -25,6 +25,7 @@ class FixtureModule:
     files: dict[str, str | bytes] = field(default_factory=dict)
     requires: list[tuple[str, str]] = field(default_factory=list)
     has_gomod: bool = True  # False models a pre-modules repo (+incompatible versions)
+    go: str | None = "1.21"  # the go line; below 1.17 (or None) the module graph is unpruned
     time: str = "2024-01-01T00:00:00Z"
 
     @property
@@ -35,7 +36,7 @@ class FixtureModule:
         """The go.mod in the zip; without one, proxies serve the synthesized `module M`."""
         if not self.has_gomod:
             return f"module {self.path}\n".encode()
-        text = f"module {self.path}\n\ngo 1.21\n"
+        text = f"module {self.path}\n" + (f"\ngo {self.go}\n" if self.go else "")
         if self.requires:
             text += "\nrequire (\n" + "".join(f"\t{m} {v}\n" for m, v in self.requires) + ")\n"
         return text.encode()
@@ -81,6 +82,28 @@ def fixture_modules() -> list[FixtureModule]:
         FixtureModule("example.com/app", "v1.0.0", {"app.go": app_src},
                       requires=[("example.com/dep", "v1.2.0")]),
     ]
+
+
+def graph_modules() -> tuple[list[FixtureModule], list[FixtureModule]]:
+    """(served, imported): a build list with modules that provide no package.
+
+    `tool` has an unpruned go.mod (go 1.16), so the graph reads the go.mod of what it
+    requires: `graphonly/v2` and, through it, `edge` end up in go.sum by `/go.mod` lines only.
+    `pruned` (go 1.21) requires `leaf`, which joins the build list with no go.sum line at all.
+    """
+    def simple(path: str, version: str, **kw: object) -> FixtureModule:
+        src = _go_file(path, f'"{path}@{version}"')
+        return FixtureModule(path, version, {"fixture.go": src}, **kw)  # type: ignore[arg-type]
+
+    tool = simple("example.com/tool", "v1.0.0", go="1.16",
+                  requires=[("example.com/graphonly/v2", "v2.0.3")])
+    pruned = simple("example.com/pruned", "v1.0.0", requires=[("example.com/leaf", "v1.1.0")])
+    served = [tool, pruned,
+              simple("example.com/graphonly/v2", "v2.0.3",
+                     requires=[("example.com/edge", "v1.0.0")]),
+              simple("example.com/edge", "v1.0.0"),
+              simple("example.com/leaf", "v1.0.0"), simple("example.com/leaf", "v1.1.0")]
+    return served, [tool, pruned]
 
 
 def write_module(proxy_dir: Path, mod: FixtureModule, *, zip_data: bytes | None = None) -> Path:
@@ -221,11 +244,15 @@ class RealGoProject:
     mods: list[FixtureModule]
 
 
-def real_go_project(base: Path, go: Path, env: dict[str, str]) -> RealGoProject:
-    """Fixture modules served on loopback, and a project whose go.sum the real `go` wrote."""
-    mods = fixture_modules()
+def real_go_project(base: Path, go: Path, env: dict[str, str],
+                    graph: bool = False) -> RealGoProject:
+    """Fixture modules served on loopback, and a project whose go.sum the real `go` wrote.
+
+    `graph=True`: the modules of graph_modules(), whose build list has graph-only modules.
+    """
+    mods, imported = graph_modules() if graph else (fixture_modules(), None)
     proxy_dir = write_modules(base / "proxy", mods)
     with ProxyServer(proxy_dir) as srv:
-        gosum = go_mod_tidy(go, make_project(base / "project", mods), srv.url, env)
+        gosum = go_mod_tidy(go, make_project(base / "project", imported or mods), srv.url, env)
     return RealGoProject(proxy_dir, base / "project", gosum,
                          Path(env["GOPATH"]) / "pkg" / "mod", mods)
