@@ -18,6 +18,7 @@ from bundler.modules import resolve_and_fetch
 from bundler.pack import BundleWriter
 from bundler.spec import Spec, toolchain_ids
 from keys import sshkey, sshsig
+from manifests import __version__
 from manifests.errors import NotReadyError, TrustError
 from manifests.files import sha256_file, write_atomic
 from manifests.limits import DEFAULT_LIMITS
@@ -32,7 +33,7 @@ from manifests.model import (
     sums_text,
 )
 
-BUILDER = "rescue 0.1.0"
+BUILDER = f"rescue {__version__}"
 BUNDLE_SUFFIX = ".tar.zst"
 
 # Re-reads one upstream's non-directory entries in the order they were planned.

@@ -11,13 +11,22 @@ import click
 from installer.cli import cli as installer_cli
 from installer.cli import emit_json
 from installer.cli import main as run_main
+from manifests import __version__
 from manifests.errors import NotReadyError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option("0.1.0", prog_name="rescue")
+@click.version_option(__version__, prog_name="rescue")
 def cli() -> None:
-    """Build signed bundles of Go toolchains and modules; install them offline."""
+    """Build signed bundles of Go toolchains and modules; install them offline.
+
+    \b
+    Examples:
+      rescue keys generate release -d keys/
+      rescue build spec.toml -o bundles/
+      rescue zipapp --trust keys/allowed_signers -o dist/rescue.pyz
+      rescue demo
+    """
 
 
 @cli.group()

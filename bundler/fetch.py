@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -13,7 +12,7 @@ import httpx
 
 from bundler import progress
 from manifests.errors import NotReadyError, TrustError
-from manifests.files import sha256_file
+from manifests.files import atomic_writer, sha256_file
 
 RETRIES = 4
 BACKOFF_SECONDS = 0.5
@@ -92,33 +91,27 @@ class Cache:
         final.parent.mkdir(parents=True, exist_ok=True)
 
         def attempt() -> Path:
-            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".part-")
-            try:
-                digest = hashlib.sha256()
-                got = 0
-                with os.fdopen(fd, "wb") as out, client.stream("GET", url) as resp:
-                    resp.raise_for_status()
-                    total = size or int(resp.headers.get("content-length") or 0) or None
-                    with progress.task(f"downloading {what}", total) as bar:
-                        for chunk in resp.iter_bytes(CHUNK):
-                            got += len(chunk)
-                            if size is not None and got > size:
-                                raise TrustError(
-                                    f"fetching {what}: {url}: more than the {size} bytes the "
-                                    f"index announced", tampering=True)
-                            digest.update(chunk)
-                            out.write(chunk)
-                            bar.advance(len(chunk))
-                    out.flush()
-                    os.fsync(out.fileno())
+            digest = hashlib.sha256()
+            got = 0
+            # Whole or nothing: a mismatch or a dropped connection leaves no file under `final`.
+            with atomic_writer(final) as out, client.stream("GET", url) as resp:
+                resp.raise_for_status()
+                total = size or int(resp.headers.get("content-length") or 0) or None
+                with progress.task(f"downloading {what}", total) as bar:
+                    for chunk in resp.iter_bytes(CHUNK):
+                        got += len(chunk)
+                        if size is not None and got > size:
+                            raise TrustError(
+                                f"fetching {what}: {url}: more than the {size} bytes the "
+                                f"index announced", tampering=True)
+                        digest.update(chunk)
+                        out.write(chunk)
+                        bar.advance(len(chunk))
                 actual = digest.hexdigest()
                 if actual != sha256:
                     raise TrustError(
                         f"verifying {what}: sha256 mismatch\n\tdownloaded: {actual}\n"
                         f"\texpected:   {sha256}\n\turl:        {url}", tampering=True)
-                os.replace(tmp, final)
-                return final
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            return final
+
         return _retrying(what, url, attempt)

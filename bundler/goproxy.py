@@ -17,6 +17,7 @@ from typing import BinaryIO, Callable, Mapping
 import httpx
 
 from manifests.errors import NotReadyError, TrustError
+from manifests.files import atomic_writer
 from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.modpath import (
     ModulePathError,
@@ -191,17 +192,8 @@ class GoProxy:
         """Stream the zip to a temp file beside `dest`, fsync, rename; returns the URL used."""
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".zip-", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "w+b") as f:
-                url = self._fetch(module, version, ".zip", self.limits.module_zip_bytes, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-            return url
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_writer(dest) as f:
+            return self._fetch(module, version, ".zip", self.limits.module_zip_bytes, f)
 
     def list(self, module: str) -> list[str]:
         """Released versions from `@v/list` (pseudo-versions dropped, as Go does), sorted."""

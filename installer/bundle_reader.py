@@ -13,7 +13,7 @@ from installer import zstd
 from keys import trust
 from keys.allowed_signers import AllowedSigner
 from manifests.errors import NotReadyError, TrustError
-from manifests.limits import DEFAULT_LIMITS, KiB, Limits
+from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.model import (
     HEADER_NAMES,
     MANIFEST_NAME,
@@ -27,7 +27,6 @@ from manifests.text import shown
 
 # A PAX record set carries a long path and link target (each <= Limits.path_chars) and nothing
 # else the builder writes: a far larger one is an attack on memory, refused before it is read.
-PAX_HEADER_MAX = 64 * KiB
 # Member types the builder writes: files, dirs, symlinks, hard links, and per-member PAX records.
 _ALLOWED_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
                   tarfile.LNKTYPE, tarfile.XHDTYPE)
@@ -47,9 +46,9 @@ class _BoundedTarInfo(tarfile.TarInfo):
             what = _TYPE_NAMES.get(self.type, f"type {self.type!r}")
             raise TrustError(f"reading bundle: member {shown(self.name)} is a {what} record, "
                              f"which rescue bundles never contain", tampering=True)
-        if self.type == tarfile.XHDTYPE and self.size > PAX_HEADER_MAX:
+        if self.type == tarfile.XHDTYPE and self.size > DEFAULT_LIMITS.pax_header_bytes:
             raise TrustError(f"reading bundle: a PAX header of {self.size} bytes (at most "
-                             f"{PAX_HEADER_MAX} are ever written)", tampering=True)
+                             f"{DEFAULT_LIMITS.pax_header_bytes} are ever written)", tampering=True)
         return super()._proc_member(tarfile_)  # type: ignore[misc,no-any-return]
 
 

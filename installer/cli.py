@@ -11,9 +11,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
 
+from manifests import __version__
 from manifests.errors import Interrupted, NotReadyError, RescueError
 
-VERSION = "0.1.0"
+VERSION = __version__
 
 
 def load_signers(trust: Optional[str]) -> Tuple[List[Any], str]:
@@ -82,7 +83,14 @@ class _Progress:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(VERSION, prog_name="rescue")
 def cli() -> None:
-    """Rebuild a working Go environment from a signed rescue bundle, offline."""
+    """Rebuild a working Go environment from a signed rescue bundle, offline.
+
+    \b
+    Examples:
+      python3 rescue.pyz inspect BUNDLE
+      python3 rescue.pyz install BUNDLE --prefix ~/go-emergency
+      . ~/go-emergency/env.sh && go version
+    """
 
 
 @cli.command()

@@ -12,7 +12,7 @@ from typing import Dict, Iterable, List, Mapping, Optional
 
 from installer import prefix
 from manifests.errors import NotReadyError
-from manifests.files import write_atomic
+from manifests.files import atomic_writer, write_atomic
 from manifests.model import Module
 from manifests.modpath import (
     ModulePathError,
@@ -112,12 +112,8 @@ def _rewrite_list(dl: Path) -> None:
 
 
 def _copy_atomic(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, dest)
+    with atomic_writer(dest) as out, open(src, "rb") as f:
+        shutil.copyfileobj(f, out)
 
 
 def _extracted_ok(dl: Path, ev: str, mod: Module, extracted: Path) -> bool:

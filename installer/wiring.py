@@ -11,7 +11,7 @@ from typing import Dict
 from installer.prefix import Layout
 from manifests.errors import TrustError
 from manifests.files import write_atomic
-from manifests.model import GO_ENV_MAX_BYTES
+from manifests.limits import DEFAULT_LIMITS
 
 
 def file_url(path: Path) -> str:
@@ -61,10 +61,10 @@ def read_go_env(path: Path) -> str:
         raise
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > GO_ENV_MAX_BYTES:
+        if not stat.S_ISREG(st.st_mode) or st.st_size > DEFAULT_LIMITS.go_env_bytes:
             raise TrustError(f"wiring {path}: go.env is not a regular file of at most "
-                             f"{GO_ENV_MAX_BYTES} bytes; refused", tampering=True)
-        data = f.read(GO_ENV_MAX_BYTES + 1)
+                             f"{DEFAULT_LIMITS.go_env_bytes} bytes; refused", tampering=True)
+        data = f.read(DEFAULT_LIMITS.go_env_bytes + 1)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

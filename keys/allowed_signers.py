@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,10 +11,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 from keys.sshkey import PublicKey, WireError, decode_public_key, parse_public_line
 from manifests.errors import NotReadyError
+from manifests.files import write_atomic
+from manifests.limits import DEFAULT_LIMITS
 
 DEFAULT_NAMESPACES = ("rescue-manifest",)
 # A trust store lists a handful of keys; a huge one is a mistake, not a store.
-MAX_FILE_BYTES = 1024 * 1024
 
 # Key types OpenSSH knows; such lines are valid for ssh-keygen but not usable by rescue.
 _OTHER_KEY_TYPES = (
@@ -262,15 +262,16 @@ def _read(path: Path) -> str:
     doing = f"reading trust store {path}"
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+            data = f.read(DEFAULT_LIMITS.trust_store_bytes + 1)
     except FileNotFoundError:
         raise NotReadyError(
             f"{doing}: no such file; add a builder's public key with `rescue keys trust`"
         ) from None
     except OSError as e:
         raise NotReadyError(f"{doing}: {e.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise NotReadyError(f"{doing}: larger than {MAX_FILE_BYTES} bytes, not a trust store")
+    if len(data) > DEFAULT_LIMITS.trust_store_bytes:
+        raise NotReadyError(f"{doing}: larger than {DEFAULT_LIMITS.trust_store_bytes} bytes, "
+                            "not a trust store")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -282,27 +283,12 @@ def load(path: Path, skipped: Optional[List[SkippedLine]] = None) -> List[Allowe
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    # Temp file in the same directory, fsync, rename: a crash leaves the old store or the new one.
+    # A crash leaves the old store or the new one; the store keeps its mode.
     try:
         mode = os.stat(path).st_mode & 0o777
     except FileNotFoundError:
         mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, text, mode)
 
 
 def add_signer(

@@ -18,12 +18,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from manifests.errors import NotReadyError
+from manifests.limits import DEFAULT_LIMITS
 
 KEY_TYPE = "ssh-ed25519"
 PASSPHRASE_ENV = "RESCUE_KEY_PASSPHRASE"
 # A key file is a few hundred bytes; anything far larger is not a key and is not read whole.
-MAX_KEY_FILE_BYTES = 64 * 1024
-MAX_PUBLIC_LINE_CHARS = 8 * 1024
 
 _PRIVATE_BEGIN = "-----BEGIN OPENSSH PRIVATE KEY-----"
 _PRIVATE_END = "-----END OPENSSH PRIVATE KEY-----"
@@ -143,7 +142,7 @@ def parse_public_line(line: str) -> PublicKey:
     shown = line.strip()
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    if len(line) > MAX_PUBLIC_LINE_CHARS:
+    if len(line) > DEFAULT_LIMITS.public_line_chars:
         raise NotReadyError(
             f"parsing public key {shown!r}: {len(line)} characters is too long for a key line"
         )
@@ -272,11 +271,12 @@ def _read_key_file(path: Path) -> bytes:
                 f"{doing}: permissions {stat.S_IMODE(st.st_mode):04o} are too open; the key "
                 f"must be readable by its owner only: run `chmod 600 {path}`"
             )
-        data = os.read(fd, MAX_KEY_FILE_BYTES + 1)
+        data = os.read(fd, DEFAULT_LIMITS.key_file_bytes + 1)
     finally:
         os.close(fd)
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise NotReadyError(f"{doing}: larger than {MAX_KEY_FILE_BYTES} bytes, not a key file")
+    if len(data) > DEFAULT_LIMITS.key_file_bytes:
+        raise NotReadyError(f"{doing}: larger than {DEFAULT_LIMITS.key_file_bytes} bytes, "
+                            "not a key file")
     return data
 
 

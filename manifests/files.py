@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Iterator, Union
 
 CHUNK = 1 << 20
 
@@ -19,19 +20,18 @@ def sha256_file(path: Union[str, os.PathLike]) -> str:
     return digest.hexdigest()
 
 
-def write_atomic(path: Path, data: Union[bytes, str], mode: int = 0o644) -> None:
-    """Readers see the old file or the new one, never half of one: temp name, fsync, rename."""
-    if isinstance(data, str):
-        data = data.encode("utf-8")
+@contextmanager
+def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Write `path` whole or not at all: into a temp name beside it (never through a link),
+    fsync, then rename over it. On any error the temp file goes and `path` is unchanged."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     if os.path.lexists(tmp):
         os.unlink(tmp)  # left by a killed process that had our pid
     try:
-        # Never through a link someone else put at the temp name.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
                      0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -39,3 +39,9 @@ def write_atomic(path: Path, data: Union[bytes, str], mode: int = 0o644) -> None
     finally:
         if os.path.lexists(tmp):
             tmp.unlink()
+
+
+def write_atomic(path: Path, data: Union[bytes, str], mode: int = 0o644) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    with atomic_writer(path, mode) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)

@@ -30,6 +30,13 @@ class Limits:
     free_space_margin: int = 64 * MiB  # kept free beyond what an install needs
     # GOPROXY `.info` and `@v/list` documents (Go reads them whole; real ones are tiny).
     module_meta_bytes: int = 16 * MiB
+    # Tar PAX records: a long path and link target (each <= path_chars), nothing else.
+    pax_header_bytes: int = 64 * KiB
+    go_env_bytes: int = 64 * KiB  # a GOROOT's go.env, which the installer rewrites
+    # Keys and the trust store (read before anything is trusted).
+    trust_store_bytes: int = 1 * MiB
+    key_file_bytes: int = 64 * KiB
+    public_line_chars: int = 8 * KiB
 
 
 DEFAULT_LIMITS = Limits()

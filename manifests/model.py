@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from manifests.errors import TrustError
 from manifests.goversion import check_target, is_toolchain_version
-from manifests.limits import DEFAULT_LIMITS, KiB, Limits
+from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.modpath import ModulePathError, parse_proxy_file
 from manifests.paths import check_link_target, check_member_path
 from manifests.text import shown
@@ -29,7 +29,6 @@ NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 _URL_RE = re.compile(r"\A[!-~]{1,2048}\Z")  # printable ASCII, no spaces
 # The installer rewrites each GOROOT's go.env; it must be a small regular file.
-GO_ENV_MAX_BYTES = 64 * KiB
 
 
 def content_root(path: str) -> str:
@@ -247,9 +246,9 @@ def _tree_problem(m: Member, ids: Dict[str, Toolchain], sizes: Dict[str, int]) -
             if len(parts) == 4 and parts[3] == "go.env" and (
                     m.type not in ("file", "hardlink")
                     or sizes.get(m.target if m.type == "hardlink" else m.path, 0)
-                    > GO_ENV_MAX_BYTES):
+                    > DEFAULT_LIMITS.go_env_bytes):
                 return (f"{m.path}: the installer rewrites go.env; it must be a regular file of "
-                        f"at most {GO_ENV_MAX_BYTES} bytes")
+                        f"at most {DEFAULT_LIMITS.go_env_bytes} bytes")
             return None
         return f"{m.path}: not inside a listed toolchain (toolchains/<id>/go)"
     if parts[0] == "goproxy":

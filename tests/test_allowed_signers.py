@@ -15,6 +15,7 @@ from keys import allowed_signers, sshkey, sshsig
 from keys.allowed_signers import SkippedLine
 from keys.sshkey import PublicKey
 from manifests.errors import NotReadyError
+from manifests.limits import DEFAULT_LIMITS
 from tests.support import sshkeygen
 
 needs_ssh_keygen = pytest.mark.skipif(
@@ -316,7 +317,7 @@ def test_store_that_is_a_directory_is_reported(tmp_path: Path):
 
 def test_huge_or_binary_store_is_refused(tmp_path: Path):
     big = tmp_path / "big"
-    big.write_bytes(b"#" * (allowed_signers.MAX_FILE_BYTES + 1))
+    big.write_bytes(b"#" * (DEFAULT_LIMITS.trust_store_bytes + 1))
     with pytest.raises(NotReadyError, match="larger than 1048576 bytes, not a trust store"):
         allowed_signers.load(big)
     binary = tmp_path / "bin"

@@ -32,3 +32,21 @@ def test_targets_are_a_closed_set() -> None:
     assert check_target("linux", "amd64") is None
     assert "GOARCH 'amd64/../../x'" in (check_target("linux", "amd64/../../x") or "")
     assert "GOOS 'linus'" in (check_target("linus", "amd64") or "")
+
+
+def test_order_agrees_with_the_real_go_about_its_own_version(go_bin, tmp_path) -> None:
+    # The real go 1.21.13 refuses a module whose `go` line is newer than itself (with
+    # GOTOOLCHAIN=local): that is Go's own comparison, one side fixed at go1.21.13.
+    import subprocess
+
+    from tests.support import gobin
+
+    env = {**gobin.go_env(tmp_path / "home"), "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
+    for line in ["1.21rc2", "1.21", "1.21.0", "1.21.13", "1.21.14", "1.22rc1", "1.22.0", "1.20"]:
+        mod = tmp_path / line
+        mod.mkdir()
+        (mod / "go.mod").write_text(f"module example.com/m\n\ngo {line}\n")
+        done = subprocess.run([str(go_bin), "list", "-m"], cwd=mod, env=env,
+                              capture_output=True, text=True)
+        go_accepts = done.returncode == 0
+        assert go_accepts == (compare("go" + line, "go1.21.13") <= 0), (line, done.stderr)

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from keys import sshkey
 from keys.sshkey import PublicKey, ssh_string
 from manifests.errors import NotReadyError
+from manifests.limits import DEFAULT_LIMITS
 
 needs_ssh_keygen = pytest.mark.skipif(
     shutil.which("ssh-keygen") is None, reason="stock ssh-keygen not installed"
@@ -197,7 +198,7 @@ def test_directory_in_place_of_key_is_reported(tmp_path: Path):
 
 
 def test_huge_file_is_not_read_as_a_key(tmp_path: Path):
-    key_path = write_key(tmp_path / "k", b"x" * (sshkey.MAX_KEY_FILE_BYTES + 1))
+    key_path = write_key(tmp_path / "k", b"x" * (DEFAULT_LIMITS.key_file_bytes + 1))
     with pytest.raises(NotReadyError, match="larger than 65536 bytes, not a key file"):
         sshkey.load_private_key(key_path)
 
