@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
+from installer import usersettings
 from installer.prefix import Layout
 from installer.wiring import go_settings
 
@@ -20,18 +22,21 @@ class Check:
     ok: bool
     expected: str
     got: str
+    warn: bool = False  # ok, but the user's own settings differ from the wiring
+    detail: Tuple[str, ...] = ()  # why, which file or variable, the command that fixes it
 
     def to_dict(self) -> Dict[str, object]:
-        return asdict(self)
+        d = asdict(self)
+        d["detail"] = list(self.detail)
+        return d
 
 
 def check_env(layout: Layout) -> Dict[str, str]:
-    """The caller's environment without Go settings: the checklist judges the install alone."""
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("GO") and k not in ("GOCACHE", "GOPATH", "GOMODCACHE"))}
-    env["GOENV"] = "off"  # a user's `go env -w` file is doctor's business, not the install's
+    """The caller's environment as it is: the checklist runs `go` as the user will, with their
+    exported Go variables and their GOENV file."""
+    env = dict(os.environ)
     if "GOCACHE" not in env and not env.get("HOME") and not env.get("XDG_CACHE_HOME"):
-        env["GOCACHE"] = str(layout.state / "gocache")
+        env["GOCACHE"] = str(layout.state / "gocache")  # go refuses to build without one
     return env
 
 
@@ -45,10 +50,34 @@ def _tail(text: str) -> str:
     return " | ".join(lines[-3:]) if lines else ""
 
 
+def _settings(go: Path, user_env: Dict[str, str], env: Dict[str, str]
+              ) -> Tuple[Dict[str, str], str]:
+    """The effective values of the settings the wiring cares about, or an error."""
+    # Exactly `go env GOTOOLCHAIN` is the one go command that never switches toolchains
+    # (cmd/go/internal/toolchain Select), so it reports the user's value without acting on it.
+    out = _go(go, ["env", "GOTOOLCHAIN"], user_env)
+    if out.returncode != 0:
+        return {}, _tail(out.stderr)
+    toolchain = out.stdout.strip()
+    out = _go(go, ["env", "-json", *usersettings.QUERY], env)
+    if out.returncode != 0:
+        return {}, _tail(out.stderr)
+    try:
+        values = {k: str(v) for k, v in json.loads(out.stdout).items()}
+    except (ValueError, AttributeError):
+        return {}, f"unreadable `go env -json` output: {out.stdout[:200]!r}"
+    values["GOTOOLCHAIN"] = toolchain
+    return values, ""
+
+
 def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
         env: Optional[Dict[str, str]] = None) -> List[Check]:
     go = goroot / "bin" / ("go.exe" if goos == "windows" else "go")
-    env = env if env is not None else check_env(layout)
+    user_env = env if env is not None else check_env(layout)
+    # The checklist itself never downloads a toolchain: GOTOOLCHAIN is read alone (above) and
+    # judged; every other go command here runs this go.
+    env = {**user_env, "GOTOOLCHAIN": "local"}
+    env_sh = layout.root / "env.sh"
     checks: List[Check] = []
     want = f"go version {version} {goos}/{goarch}"
     try:
@@ -60,13 +89,19 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
     out = _go(go, ["env", "GOROOT"], env)
     got = out.stdout.strip() or _tail(out.stderr)
     want_root = os.path.realpath(goroot)
-    checks.append(Check("go env GOROOT", out.returncode == 0 and got == want_root, want_root,
-                        got))
-    want_proxy = go_settings(layout)["GOPROXY"]
-    out = _go(go, ["env", "GOPROXY"], env)
-    got = out.stdout.strip() or _tail(out.stderr)
-    checks.append(Check("go env GOPROXY", out.returncode == 0 and got == want_proxy,
-                        want_proxy, got))
+    ok = out.returncode == 0 and got == want_root
+    values, error = _settings(go, user_env, env)
+    why = None if ok else usersettings.goroot_sources(user_env, values.get("GOENV", ""), env_sh)
+    checks.append(Check("go env GOROOT", ok, want_root, got, detail=tuple(why or ())))
+    wired = go_settings(layout)
+    if error:
+        checks.append(Check("go env", False, "the Go settings", error))
+    else:
+        for f in usersettings.judge(values, user_env, wired, version,
+                                    usersettings.carried_modules(layout.goproxy), env_sh):
+            checks.append(Check(f"go env {f.key}", f.level != usersettings.FAIL,
+                                f.expected or "(not set)", f.got,
+                                warn=f.level == usersettings.WARN, detail=f.lines))
     out = _go(go, ["list", "std"], env)
     count = len(out.stdout.split())
     ok = out.returncode == 0 and count > 100

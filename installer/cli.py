@@ -51,10 +51,12 @@ def emit_json(doc: Dict[str, Any]) -> None:
 def print_checks(checks: List[Any]) -> None:
     width = max((len(c.name) for c in checks), default=10)
     for c in checks:
-        mark = "ok  " if c.ok else "FAIL"
+        mark = "FAIL" if not c.ok else "WARN" if getattr(c, "warn", False) else "ok  "
         click.echo(f"  {mark} {c.name:<{width}}  {c.got}")
-        if not c.ok:
+        if not c.ok or getattr(c, "warn", False):
             click.echo(f"       {'':<{width}}  expected: {c.expected}")
+        for line in getattr(c, "detail", ()):  # why, where it is set, the fix
+            click.echo(f"       {'':<{width}}  {line}")
 
 
 class _Progress:

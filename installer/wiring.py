@@ -1,9 +1,11 @@
-"""Wire Go to work offline: the toolchain's own go.env, plus shell snippets for PATH."""
+"""Wire Go to work offline: the toolchain's own go.env, plus shell snippets for PATH and the
+same settings."""
 
 from __future__ import annotations
 
 import errno
 import os
+import shlex
 import stat
 from pathlib import Path
 from typing import Dict
@@ -78,22 +80,58 @@ def write_go_env(goroot: Path, layout: Layout) -> None:
     write_atomic(path, go_env_text(layout, read_go_env(path)))
 
 
+def _fish_quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _ps_quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def shell_snippets(layout: Layout) -> Dict[str, str]:
-    bin_dir = layout.current / "bin"
+    """`. P/env.sh` (or env.fish, env.ps1): the emergency go first on PATH, exactly once however
+    often it is sourced, and the wired settings exported. An exported variable beats the user's
+    GOENV file and any stale export, where the GOROOT's go.env loses to both (README "Offline
+    wiring")."""
+    bin_dir = str(layout.current / "bin")
+    settings = go_settings(layout)
+    b = shlex.quote(bin_dir)
+    sh_exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in settings.items())
     return {
         "env.sh": (
-            "# rescue: `. env.sh` puts the emergency Go toolchain first on PATH.\n"
-            f'export PATH="{bin_dir}:$PATH"\n'
+            "# rescue: `. env.sh` puts the emergency Go toolchain first on PATH (once, however\n"
+            "# often it is sourced) and exports its offline settings, which win over a stale\n"
+            "# export or a line in your GOENV file (~/.config/go/env) for this shell.\n"
+            f"_rescue_bin={b}\n"
+            '_rescue_path=":$PATH:"\n'
+            'while case $_rescue_path in *:"$_rescue_bin":*) true ;; *) false ;; esac; do\n'
+            '  _rescue_path=${_rescue_path%%:"$_rescue_bin":*}:${_rescue_path#*:"$_rescue_bin":}\n'
+            "done\n"
+            "_rescue_path=${_rescue_path#:}\n"
+            "_rescue_path=${_rescue_path%:}\n"
+            'PATH=$_rescue_bin${_rescue_path:+:$_rescue_path}\n'
+            "unset _rescue_bin _rescue_path\n"
+            f"export PATH {sh_exports}\n"
             "# A stale GOROOT would point this go at another tree; it finds its own.\n"
             "unset GOROOT\n"),
         "env.fish": (
-            "# rescue: `source env.fish` puts the emergency Go toolchain first on PATH.\n"
-            f'set -gx PATH "{bin_dir}" $PATH\n'
-            "set -e GOROOT\n"),
+            "# rescue: `source env.fish` puts the emergency Go toolchain first on PATH (once)\n"
+            "# and exports its offline settings.\n"
+            f"while set -l i (contains -i -- {_fish_quote(bin_dir)} $PATH)\n"
+            "    set -e PATH[$i]\n"
+            "end\n"
+            f"set -gx PATH {_fish_quote(bin_dir)} $PATH\n"
+            + "".join(f"set -gx {k} {_fish_quote(v)}\n" for k, v in settings.items())
+            + "set -e GOROOT\n"),
         "env.ps1": (
-            "# rescue: `. env.ps1` puts the emergency Go toolchain first on PATH.\n"
-            f'$env:PATH = "{bin_dir}" + [IO.Path]::PathSeparator + $env:PATH\n'
-            "Remove-Item Env:GOROOT -ErrorAction SilentlyContinue\n"),
+            "# rescue: `. env.ps1` puts the emergency Go toolchain first on PATH (once) and\n"
+            "# exports its offline settings.\n"
+            f"$rescueBin = {_ps_quote(bin_dir)}\n"
+            "$rescueSep = [IO.Path]::PathSeparator\n"
+            "$env:PATH = (@($rescueBin) + @(($env:PATH -split [regex]::Escape($rescueSep)) |"
+            " Where-Object { $_ -and $_ -ne $rescueBin })) -join $rescueSep\n"
+            + "".join(f"$env:{k} = {_ps_quote(v)}\n" for k, v in settings.items())
+            + "Remove-Item Env:GOROOT -ErrorAction SilentlyContinue\n"),
     }
 
 

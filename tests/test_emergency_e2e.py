@@ -68,7 +68,8 @@ def test_round_trip_keys_build_zipapp_install_offline_runs_hello_world(
     report = json.loads(out.stdout)
     assert report["ok"] and report["current"] == "go1.21.13.linux-amd64"
     assert [c["name"] for c in report["checks"]] == [
-        "go version", "go env GOROOT", "go env GOPROXY", "go list std"]
+        "go version", "go env GOROOT", "go env GOPROXY", "go env GOSUMDB", "go env GOTOOLCHAIN",
+        "go list std"]
     assert all(c["ok"] for c in report["checks"])
     assert os.readlink(prefix / "current") == "versions/go1.21.13.linux-amd64"
 

@@ -16,12 +16,20 @@ from typing import Any, Dict, List, Optional
 from tests.support import tamper
 
 FAKE_GO = """#!/bin/sh
-# A stand-in for `go` that answers the emergency checklist like the real one.
+# A stand-in for `go` that answers the emergency checklist like the real one: settings come
+# from this GOROOT's go.env unless exported (as the real go's precedence has it).
 here=$(cd "$(dirname "$0")/.." && pwd -P)
+setting() {{
+  eval "v=\\${{$1:-}}"
+  [ -n "$v" ] || v=$(sed -n "s/^$1=//p" "$here/go.env")
+  printf '%s' "$v"
+}}
 case "$1 $2" in
   "version ") echo "go version {version} {goos}/{goarch}" ;;
   "env GOROOT") echo "$here" ;;
-  "env GOPROXY") sed -n 's/^GOPROXY=//p' "$here/go.env" ;;
+  "env -json") shift 2; sep="{{"; for k in "$@"; do
+      printf '%s\\n  "%s": "%s"' "$sep" "$k" "$(setting "$k")"; sep=","; done; printf '\\n}}\\n' ;;
+  "env "*) setting "$2"; echo ;;
   "list std") i=0; while [ $i -lt 150 ]; do echo "pkg$i"; i=$((i+1)); done ;;
   *) echo "fake go: $*" >&2; exit 2 ;;
 esac

@@ -1,0 +1,229 @@
+"""Judge the user's own Go settings (exported variables, GOENV file) against the offline wiring."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from manifests.modpath import ModulePathError, unescape_path
+
+# Settings the GOROOT's go.env wires (installer/wiring.py go_settings) ...
+WIRED = ("GOPROXY", "GOSUMDB", "GOTOOLCHAIN")
+# ... and settings it leaves empty, which can still send `go` to the network.
+UNWIRED = ("GOFLAGS", "GONOSUMDB", "GOINSECURE", "GOPRIVATE", "GONOPROXY")
+# `go env -json` of these; GOTOOLCHAIN is asked alone, see checklist.py.
+QUERY = ("GOPROXY", "GOSUMDB", *UNWIRED, "GOENV")
+ENV_FILE_MAX_BYTES = 1 << 20
+
+FAIL, WARN = "fail", "warn"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a value comes from, and the command that removes it there."""
+
+    where: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    key: str
+    level: str  # FAIL or WARN
+    got: str
+    expected: str
+    lines: Tuple[str, ...]  # why, where it is set, how to fix it
+
+
+def env_file_lines(path: Path) -> Dict[str, Tuple[int, str]]:
+    """KEY -> (line number, value) as go reads a GOENV file: `KEY=VALUE` lines whose first
+    byte is A-Z, no quoting, the last line for a key wins (cmd/go/internal/cfg readEnvFile)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(ENV_FILE_MAX_BYTES)
+    except OSError:
+        return {}
+    found: Dict[str, Tuple[int, str]] = {}
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        key, eq, value = raw.partition(b"=")
+        if not eq or not b"A" <= raw[:1] <= b"Z":
+            continue
+        found[key.decode("utf-8", "replace")] = (number, value.decode("utf-8", "replace"))
+    return found
+
+
+def sources(key: str, env: Mapping[str, str], goenv: str) -> List[Source]:
+    """Every place the user sets `key`, the winning one first (go: environment, then GOENV
+    file, then the GOROOT's go.env; an empty variable does not count)."""
+    out = []
+    if env.get(key):
+        out.append(Source(f"exported in the environment ({key}={env[key]})",
+                          f"unset {key}  (and remove the export from your shell profile)"))
+    if goenv and goenv != "off":
+        line = env_file_lines(Path(goenv)).get(key)
+        if line is not None:
+            out.append(Source(f"set in your GOENV file {goenv} line {line[0]} "
+                              f"({key}={line[1]})", f"go env -u {key}"))
+    return out
+
+
+def carried_modules(goproxy: Path) -> List[str]:
+    """The module paths P/goproxy serves (each directory that holds an `@v`)."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(goproxy):
+        if "@v" in dirnames:
+            dirnames.remove("@v")
+            try:
+                found.append(unescape_path(Path(dirpath).relative_to(goproxy).as_posix()))
+            except (ModulePathError, ValueError):
+                continue
+    return sorted(found)
+
+
+def _glob_regex(glob: str) -> re.Pattern[str]:
+    # path.Match: `*` and `?` never cross a `/`; `[...]` classes pass through.
+    out, i = [], 0
+    while i < len(glob):
+        c = glob[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[" and "]" in glob[i + 1:]:
+            end = glob.index("]", i + 1)
+            body = glob[i + 1:end]
+            out.append("[" + ("^" + body[1:] if body.startswith("^") else body) + "]")
+            i = end
+        elif c == "\\" and i + 1 < len(glob):
+            i += 1
+            out.append(re.escape(glob[i]))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def match_prefix_patterns(globs: str, target: str) -> bool:
+    """Go's module.MatchPrefixPatterns: does a comma-separated glob list match a leading
+    run of `target`'s path elements?"""
+    for glob in globs.split(","):
+        glob = glob[:-1] if glob.endswith("/") else glob
+        if not glob:
+            continue
+        elems = target.split("/")
+        n = glob.count("/") + 1
+        if n > len(elems):
+            continue
+        try:
+            if _glob_regex(glob).match("/".join(elems[:n])):
+                return True
+        except re.error:
+            continue
+    return False
+
+
+def _judge_goproxy(value: str) -> Tuple[str, str]:
+    entries = [e for e in re.split(r"[,|]", value) if e]
+    network = [e for e in entries if e == "direct" or (e != "off" and not e.startswith("file:"))]
+    if network:
+        return FAIL, (f"go would fetch modules over the network ({', '.join(network)}) "
+                      "instead of from the bundles' proxy")
+    if entries == ["off"]:
+        return WARN, ("no network, but modules come only from your module cache, not from the "
+                      "bundles' proxy (install with --modcache to fill it)")
+    return WARN, "no network, but modules come from another file proxy than the bundles' one"
+
+
+def _judge_gotoolchain(value: str, version: str) -> Tuple[str, str]:
+    harmless = {"local", "path", "local+path", version, f"{version}+path"}
+    if value in harmless:
+        return WARN, "no download, but go may pick another toolchain found on PATH"
+    return FAIL, ("go would switch to another toolchain than the one installed, downloading it "
+                  "over the network")
+
+
+def _judge_goflags(value: str) -> Tuple[str, str]:
+    flags = value.split()
+    if any(f.lstrip("-") in ("mod=mod",) for f in flags):
+        return FAIL, ("-mod=mod lets go add modules that go.sum does not pin and rewrite go.mod "
+                      "instead of stopping; with GOSUMDB=off nothing checks what it adds")
+    if any(f.lstrip("-").split("=")[0] == "insecure" for f in flags):
+        return FAIL, "-insecure asks go to fetch modules without TLS checks"
+    return WARN, "go applies these flags to every command; none of them reaches the network"
+
+
+def _judge_noproxy(key: str, value: str, carried: Sequence[str]) -> Tuple[str, str]:
+    hit = [m for m in carried if match_prefix_patterns(value, m)]
+    if hit:
+        return FAIL, (f"go would fetch {', '.join(hit[:3])}{' ...' if len(hit) > 3 else ''} "
+                      "directly from version control over the network, not from the bundles' "
+                      "proxy")
+    return WARN, (f"matches no module the bundles carry; a module {key} matches would be "
+                  "fetched from version control over the network")
+
+
+def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[str, str],
+          version: str, carried: Sequence[str], env_sh: Path) -> List[Finding]:
+    """One finding per wired setting (always) and per unwired one the user set; a FAIL means
+    `go` would reach the network or trust what nothing pins."""
+    goenv = effective.get("GOENV", "")
+    findings = []
+
+    def add(key: str, level: str, why: str, expected: str, shell_fix: bool) -> None:
+        lines = [why]
+        srcs = sources(key, env, goenv)
+        if not srcs and effective.get(key) != expected:
+            lines.append("not set in your environment or GOENV file; the GOROOT's go.env "
+                         "was changed?")
+        for s in srcs:
+            lines += [s.where, f"fix: {s.fix}"]
+        if shell_fix:
+            lines.append(f"or, for one shell: . {env_sh}  (exports {key}={wired[key]})")
+        findings.append(Finding(key, level, effective.get(key, ""), expected, tuple(lines)))
+
+    for key in WIRED:
+        value = effective.get(key, "")
+        if value == wired[key]:
+            findings.append(Finding(key, "ok", value, wired[key], ()))
+            continue
+        if key == "GOPROXY":
+            level, why = _judge_goproxy(value)
+        elif key == "GOTOOLCHAIN":
+            level, why = _judge_gotoolchain(value, version)
+        else:
+            level, why = FAIL, (f"go would ask the checksum database {value!r} over the "
+                                "network about any module missing from go.sum")
+        add(key, level, why, wired[key], shell_fix=True)
+
+    own = {k: bool(sources(k, env, goenv)) for k in ("GONOPROXY", "GONOSUMDB")}
+    for key in UNWIRED:
+        value = effective.get(key, "")
+        if not value:
+            continue
+        if key in own and not own[key]:
+            continue  # derived from GOPRIVATE by go: judged there
+        if key == "GOFLAGS":
+            level, why = _judge_goflags(value)
+        elif key == "GONOPROXY" or (key == "GOPRIVATE" and not own["GONOPROXY"]):
+            level, why = _judge_noproxy(key, value, carried)
+        elif key == "GOINSECURE":
+            level, why = WARN, "affects only direct fetches, which the offline wiring never makes"
+        else:  # GONOSUMDB, or GOPRIVATE with its own GONOPROXY
+            level, why = WARN, "no effect on the network while GOSUMDB=off"
+        add(key, level, why, "", shell_fix=False)
+    return findings
+
+
+def goroot_sources(env: Mapping[str, str], goenv: str, env_sh: Path) -> Optional[List[str]]:
+    """Why `go env GOROOT` names another tree, if the user's settings say so."""
+    srcs = sources("GOROOT", env, goenv)
+    if not srcs:
+        return None
+    lines = ["a GOROOT setting points this go at another tree"]
+    for s in srcs:
+        lines += [s.where, f"fix: {s.fix}"]
+    lines.append(f"or, for one shell: . {env_sh}  (unsets GOROOT)")
+    return lines

@@ -1,0 +1,48 @@
+"""`. P/env.sh` and `source P/env.fish`, sourced for real: the emergency go first on PATH exactly
+once, and the wired Go settings exported over stale ones."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from installer import wiring
+from installer.prefix import Layout
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash", "fish"])
+def test_env_snippet_sourced_twice_puts_go_first_once_and_beats_stale_exports(
+        shell: str, tmp_path: Path) -> None:
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    prefix = tmp_path / "it's a $prefix"  # quoting must hold
+    prefix.mkdir()
+    wiring.write_shell_snippets(Layout(prefix))
+    bin_dir = f"{prefix}/current/bin"
+    if shell == "fish":
+        snippet = str(prefix / "env.fish")
+        argv = ["fish", "-c", 'source $argv[1]; source $argv[1]; string join : $PATH; '
+                'echo $GOPROXY $GOSUMDB $GOTOOLCHAIN; set -q GOROOT; or echo no-goroot',
+                snippet]
+    else:
+        snippet = str(prefix / "env.sh")
+        argv = [shell, "-c", '. "$1"; . "$1"; echo "$PATH"; echo $GOPROXY $GOSUMDB '
+                '$GOTOOLCHAIN; [ -z "${GOROOT+x}" ] && echo no-goroot', shell, snippet]
+    # The emergency bin already sits later on PATH (an earlier source, then a PATH change).
+    env = {"PATH": f"/usr/bin:{bin_dir}:/bin", "GOPROXY": "https://stale.example.com",
+           "GOSUMDB": "sum.golang.org", "GOTOOLCHAIN": "go1.23.0+auto", "GOROOT": "/old/go"}
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"{bin_dir}:/usr/bin:/bin",
+                                       f"file://{prefix}/goproxy off local", "no-goroot"]
+
+
+def test_env_sh_keeps_an_empty_or_missing_path_usable(tmp_path: Path) -> None:
+    wiring.write_shell_snippets(Layout(tmp_path))
+    out = subprocess.run(["/bin/sh", "-c", f'unset PATH; . {tmp_path}/env.sh; . '
+                          f'{tmp_path}/env.sh; echo "[$PATH]"'], env={},
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout == f"[{tmp_path}/current/bin]\n", out.stderr
