@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from bundler.spec import Spec, toolchain_ids
 from keys import sshkey, sshsig
 from manifests import __version__
 from manifests.errors import NotReadyError, TrustError
-from manifests.files import sha256_file, write_atomic
+from manifests.files import sha256_file, sha256_stream, write_atomic
 from manifests.limits import DEFAULT_LIMITS
 from manifests.model import (
     MANIFEST_NAME,
@@ -166,11 +165,7 @@ def plan_toolchain(tc: Toolchain, archive: Path, kind: str,
                 others.append(Member(path, "symlink", 0o777, target=entry.target))
                 continue
             assert data is not None
-            digest, size = hashlib.sha256(), 0
-            while chunk := data.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-            sha = digest.hexdigest()
+            sha, size = sha256_stream(data)
             key = (sha, entry.mode)
             if key in first_of:
                 others.append(Member(path, "hardlink", entry.mode, target=first_of[key]))

@@ -12,6 +12,7 @@ from bundler import archives
 from bundler.build import Part
 from bundler.modules import FetchedModule
 from manifests.errors import TrustError
+from manifests.files import sha256_stream
 from manifests.model import Member, Module
 from manifests.modpath import escape_path, escape_version, semver_key, sort_versions
 
@@ -33,12 +34,8 @@ class _File:
 
 
 def _hashed_file(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+        return sha256_stream(f)
 
 
 def _from_bytes(name: str, data: bytes) -> _File:

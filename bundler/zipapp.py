@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from manifests.errors import NotReadyError, TrustError
+from manifests.files import atomic_writer
 
 REPO = Path(__file__).resolve().parent.parent
 BOOTSTRAP = Path(__file__).resolve().with_name("pyz_bootstrap.py")
@@ -232,26 +233,17 @@ def _collect_wheels(wheel_cache: Path, targets: Sequence[str], pythons: Sequence
 
 
 def _write(output: Path, files: Dict[str, bytes]) -> None:
-    """Write the zip behind a shebang: sorted, fixed times, temp file + fsync + rename."""
+    """Write the zip behind a shebang: sorted, fixed times, whole or not at all."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            raw.write(b"#!/usr/bin/env python3\n")
-            # zipimport reads ZIP64 only from 3.13 on: refuse to write it rather than break 3.9.
-            with zipfile.ZipFile(raw, "w", allowZip64=False) as zf:
-                for name in sorted(files):
-                    info = zipfile.ZipInfo(name, FIXED_TIME)
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    info.external_attr = (stat.S_IFREG | 0o644) << 16
-                    zf.writestr(info, files[name], compresslevel=9)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp_name, 0o755)
-        os.replace(tmp_name, output)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_writer(output, 0o755) as raw:
+        raw.write(b"#!/usr/bin/env python3\n")
+        # zipimport reads ZIP64 only from 3.13 on: refuse to write it rather than break 3.9.
+        with zipfile.ZipFile(raw, "w", allowZip64=False) as zf:
+            for name in sorted(files):
+                info = zipfile.ZipInfo(name, FIXED_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = (stat.S_IFREG | 0o644) << 16
+                zf.writestr(info, files[name], compresslevel=9)
 
 
 def build_zipapp(output: Path, *, trust_file: Optional[Path], wheel_cache: Path,

@@ -7,17 +7,23 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO, Iterator, Tuple, Union
 
 CHUNK = 1 << 20
 
 
+def sha256_stream(f: BinaryIO) -> Tuple[str, int]:
+    """The sha256 and size of everything `f` still holds, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    for chunk in iter(lambda: f.read(CHUNK), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
 def sha256_file(path: Union[str, os.PathLike]) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha256_stream(f)[0]
 
 
 @contextmanager

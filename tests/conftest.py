@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -10,6 +11,16 @@ import pytest
 from bundler import zipapp
 from tests.support import bundles, gobin, upstream
 from tests.support.goproxy_server import RealGoProject, real_go_project
+
+
+@pytest.fixture(autouse=True)
+def _no_go_settings_from_the_test_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process installs run the checklist with this process's environment: a developer's
+    own GO* exports or GOENV file must not decide the suite's results."""
+    for name in list(os.environ):
+        if name.startswith("GO"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GOENV", "off")
 
 
 @pytest.fixture(scope="session")

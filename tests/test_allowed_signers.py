@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import stat
 from datetime import datetime, timezone
@@ -344,7 +345,7 @@ def test_failed_write_is_reported_and_leaves_the_store_as_it_was(
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(allowed_signers.tempfile, "mkstemp", disk_full)
+    monkeypatch.setattr(os, "fsync", disk_full)  # the disk fills up while the store is written
     with pytest.raises(NotReadyError) as err:
         allowed_signers.add_signer(store, "bob", BOB.openssh_line())
     assert str(err.value) == f"adding signer bob: writing {store}: No space left on device"
@@ -352,6 +353,7 @@ def test_failed_write_is_reported_and_leaves_the_store_as_it_was(
         allowed_signers.remove_signer(store, "alice")
     assert str(err.value) == f"removing signer alice: writing {store}: No space left on device"
     assert store.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"], "no temp file left behind"
 
 
 # --- interop with stock ssh-keygen -----------------------------------------------------------
