@@ -9,8 +9,8 @@ from typing import Optional, Sequence
 import click
 
 from installer.cli import cli as installer_cli
-from installer.cli import emit_json
 from installer.cli import main as run_main
+from installer.output import emit_json
 from manifests import __version__
 from manifests.errors import NotReadyError
 

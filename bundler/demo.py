@@ -12,7 +12,7 @@ import click
 import tomli_w
 
 from bundler import build, fetch, spec, zipapp
-from installer.install import host_target
+from installer.host import host_target
 from keys import allowed_signers, sshkey
 
 DEMO_GO = "1.21.13"

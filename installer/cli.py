@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -11,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
 
+from installer.output import emit_json, print_checks
 from manifests import __version__
 from manifests.errors import Interrupted, NotReadyError, RescueError
 
@@ -40,23 +40,6 @@ def load_signers(trust: Optional[str]) -> Tuple[List[Any], str]:
         raise NotReadyError("no trust store: pass --trust FILE (an OpenSSH allowed_signers "
                             "file), or use a rescue.pyz built with `rescue zipapp --trust FILE`")
     return allowed_signers.parse(text), "the trust store built into rescue.pyz"
-
-
-def emit_json(doc: Dict[str, Any]) -> None:
-    """One JSON document on stdout, in the schema every command shares (README "JSON")."""
-    doc = {"ok": True, "exit_code": 0, "error": None, **doc}
-    click.echo(json.dumps(doc, indent=2, sort_keys=True))
-
-
-def print_checks(checks: List[Any]) -> None:
-    width = max((len(c.name) for c in checks), default=10)
-    for c in checks:
-        mark = "FAIL" if not c.ok else "WARN" if getattr(c, "warn", False) else "ok  "
-        click.echo(f"  {mark} {c.name:<{width}}  {c.got}")
-        if not c.ok or getattr(c, "warn", False):
-            click.echo(f"       {'':<{width}}  expected: {c.expected}")
-        for line in getattr(c, "detail", ()):  # why, where it is set, the fix
-            click.echo(f"       {'':<{width}}  {line}")
 
 
 class _Progress:
@@ -285,5 +268,17 @@ def _report(exc: RescueError, as_json: bool, details: Optional[Dict[str, Any]] =
     return exc.exit_code
 
 
+def _register() -> None:
+    """Commands that live in their own modules (imported last: they use the helpers above)."""
+    from installer import cli_versions
+
+    for command in cli_versions.COMMANDS:
+        cli.add_command(command)
+
+
+_register()
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

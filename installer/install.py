@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import platform
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -14,9 +12,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from installer import checklist, crashpoints, goproxy_merge, modcache, prefix, state, wiring
+from installer import (
+    checklist,
+    crashpoints,
+    goproxy_merge,
+    history,
+    modcache,
+    prefix,
+    state,
+    versions,
+    wiring,
+)
 from installer.bundle_reader import BundleReader, Verified
 from installer.checklist import Check
+from installer.host import host_target
 from installer.machine import machine_error
 from installer.prefix import Layout
 from installer.stage import stage
@@ -25,15 +34,6 @@ from manifests.errors import ChecklistError, NotReadyError
 from manifests.goversion import version_key
 from manifests.limits import DEFAULT_LIMITS
 from manifests.model import Toolchain
-
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-         "i386": "386", "i686": "386", "x86": "386"}
-
-
-def host_target() -> str:
-    goos = {"linux": "linux", "darwin": "darwin", "win32": "windows"}.get(sys.platform,
-                                                                         sys.platform)
-    return f"{goos}-{_ARCH.get(platform.machine().lower(), platform.machine().lower())}"
 
 
 @dataclass
@@ -109,9 +109,7 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
             # what it may remove, what is stale, all after it holds the lock.
             with prefix.locked(layout, lock_timeout, on_wait) as lock:
                 result.notes += lock.notes
-                note = state.recover(layout)
-                if note:
-                    result.notes.append(note)
+                result.notes += versions.recover(layout)
                 _install_locked(reader, verified, layout, current, result, on_bytes,
                                 modcache_dir)
         except OSError as exc:
@@ -185,13 +183,19 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             "installed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         before = copy.deepcopy(st)
-        state.begin(layout, entry, verified.manifest_bytes, target)
+        switch = (history.new_record("install", result.previous, target,
+                                     f"installed bundle {m.name} #{m.sequence}")
+                  if target is not None and target != result.previous else None)
+        state.begin(layout, "install", target, switch, entry, verified.manifest_bytes)
         try:
             crashpoints.reached("install-journaled")
             state.record(layout, st, entry, verified.manifest_bytes)
             crashpoints.reached("install-recorded")
             if target is not None:
                 prefix.switch_symlink(layout.current, target)
+                crashpoints.reached("install-switched-unlogged")
+                if switch is not None:
+                    history.append(layout, switch)
         except BaseException:
             state.save(layout, before)
             state.finish(layout)

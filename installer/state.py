@@ -62,16 +62,16 @@ def record(layout: Layout, state: Dict[str, Any], entry: Dict[str, Any],
     save(layout, state)
 
 
-# The journal makes "record the bundle, switch `current`" one step: written before the record,
-# removed after the switch. Whoever takes the lock next and finds it finishes the step, so the
-# state always names the bundle that made `current` what it is.
+# The journal makes "record the bundle, switch `current`, note it in the history" one step:
+# written before, removed after. Whoever takes the lock next and finds it finishes the step (the
+# checklist had passed), so the state and the history always match `current`.
 
 
-def begin(layout: Layout, entry: Dict[str, Any], manifest_bytes: bytes,
-          current: Optional[str]) -> None:
+def begin(layout: Layout, op: str, current: Optional[str], record: Optional[Dict[str, Any]],
+          entry: Optional[Dict[str, Any]] = None, manifest_bytes: bytes = b"") -> None:
     layout.state.mkdir(exist_ok=True)
     write_atomic(layout.journal, json.dumps({
-        "op": "install", "entry": entry, "current": current,
+        "op": op, "entry": entry, "current": current, "history": record,
         "manifest": manifest_bytes.decode("utf-8")}, sort_keys=True))
 
 
@@ -80,16 +80,24 @@ def finish(layout: Layout) -> None:
 
 
 def recover(layout: Layout) -> Optional[str]:
-    """Finish an install that was killed between recording its bundle and switching `current`
-    (the checklist had passed). Returns a note saying so, or None."""
+    """Finish a command that was killed inside its journaled step. A note saying so, or None."""
+    from installer import history
+
     try:
         doc = json.loads(layout.journal.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    entry, current = doc["entry"], doc.get("current")
-    record(layout, load(layout), entry, doc["manifest"].encode("utf-8"))
+    except ValueError:  # cut short before its rename: the step never began
+        os.unlink(layout.journal)
+        return None
+    entry, current = doc.get("entry"), doc.get("current")
+    if entry:
+        record(layout, load(layout), entry, doc["manifest"].encode("utf-8"))
     if current and (layout.root / current).is_dir():
         prefix.switch_symlink(layout.current, current)
+    if doc.get("history") and current:
+        history.append(layout, doc["history"])
     finish(layout)
-    return (f"finished an interrupted install of {entry['name']} #{entry['sequence']}"
+    what = f" of {entry['name']} #{entry['sequence']}" if entry else ""
+    return (f"finished an interrupted {doc.get('op', 'command')}{what}"
             + (f" (current -> {current})" if current else ""))

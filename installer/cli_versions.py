@@ -1,0 +1,286 @@
+"""Day-two commands: list, use, rollback, remove, pin, unpin, prune, history."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import click
+
+from installer.output import emit_json, print_checks
+
+PREFIX = click.option("--prefix", type=click.Path(file_okay=False, path_type=Path),
+                      default=None, help="Install root (default: as for install).")
+LOCK_TIMEOUT = click.option("--lock-timeout", type=float, default=300.0, show_default=True,
+                            metavar="SECONDS",
+                            help="How long to wait for another rescue command on the prefix.")
+JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+def _layout(prefix_opt: Optional[Path]) -> Any:
+    from installer.prefix import Layout, default_prefix
+    from manifests.errors import NotReadyError
+
+    layout = Layout((prefix_opt or default_prefix()).absolute())
+    if not layout.versions.is_dir():
+        raise NotReadyError(f"reading prefix {layout.root}: no toolchain is installed there; "
+                            "install a bundle first, or pass --prefix")
+    return layout
+
+
+def _locked(prefix_opt: Optional[Path], timeout: float,
+            work: Callable[[Any], Any]) -> Tuple[Any, List[str], Any]:
+    """Run `work(layout)` holding the prefix lock, after finishing any interrupted command."""
+    from installer import prefix, versions
+
+    layout = _layout(prefix_opt)
+    with prefix.locked(layout, timeout,
+                       lambda msg: click.echo(f"rescue: {msg}", err=True)) as lock:
+        notes = lock.notes + versions.recover(layout)
+        return layout, notes, work(layout)
+
+
+def _say_notes(notes: List[str]) -> None:
+    for n in notes:
+        click.echo(f"note      {n}")
+
+
+def _switch_report(op: str, done: Any, notes: List[str], as_json: bool) -> None:
+    if as_json:
+        emit_json({"op": op, **done.to_dict(), "notes": notes + done.notes})
+        return
+    _say_notes(notes + done.notes)
+    click.echo(f"checklist ({done.current}):")
+    print_checks(done.checks)
+    click.echo(f"current   {done.current} (was {done.previous or 'nothing'}); "
+               f"{op} took {done.seconds:.1f}s")
+
+
+@click.command("list")
+@PREFIX
+@JSON
+def list_cmd(prefix: Optional[Path], as_json: bool) -> None:
+    """Show every installed toolchain: current, pinned, from which bundle, size.
+
+    \b
+    Examples:
+      python3 rescue.pyz list
+      python3 rescue.pyz list --prefix ~/go-emergency --json
+    """
+    from installer import versions
+
+    layout = _layout(prefix)
+    rows = versions.list_installed(layout)
+    if as_json:
+        emit_json({"prefix": str(layout.root), "toolchains": [r.to_dict() for r in rows],
+                   "previous": versions.previous_id(layout)})
+        return
+    for r in rows:
+        flags = ("*" if r.current else " ") + ("P" if r.pinned else " ")
+        click.echo(f"{flags} {r.id:<28} {r.bytes / 1e6:7.0f} MB  "
+                   f"{r.bundle or '-'}  {r.installed_at or ''}")
+    click.echo("(* current, P pinned)")
+
+
+@click.command("use")
+@click.argument("version")
+@PREFIX
+@LOCK_TIMEOUT
+@JSON
+def use_cmd(version: str, prefix: Optional[Path], lock_timeout: float, as_json: bool) -> None:
+    """Make an installed VERSION current (its checklist must pass first).
+
+    VERSION may be 1.21.13, go1.21.13 or go1.21.13.linux-amd64.
+
+    \b
+    Examples:
+      python3 rescue.pyz use 1.21.13
+      python3 rescue.pyz use go1.22.10.linux-amd64 --json
+    """
+    from installer import versions
+
+    def work(layout: Any) -> Any:
+        tc = versions.resolve(layout, version)
+        return versions.switch(layout, tc, "use", f"use {version}", versions.checks_for(layout))
+
+    _, notes, done = _locked(prefix, lock_timeout, work)
+    _switch_report("use", done, notes, as_json)
+
+
+@click.command("rollback")
+@click.option("--to", "to", default=None, metavar="VERSION",
+              help="Go back to this installed version (default: the one current before).")
+@PREFIX
+@LOCK_TIMEOUT
+@JSON
+def rollback_cmd(to: Optional[str], prefix: Optional[Path], lock_timeout: float,
+                 as_json: bool) -> None:
+    """Make the previously current toolchain current again; no bundle needed.
+
+    \b
+    Examples:
+      python3 rescue.pyz rollback
+      python3 rescue.pyz rollback --to 1.21.13 --json
+    """
+    from installer import versions
+    from manifests.errors import NotReadyError
+
+    def work(layout: Any) -> Any:
+        if to:
+            tc = versions.resolve(layout, to)
+        else:
+            tc = versions.previous_id(layout)
+            if tc is None or not (layout.versions / tc).is_dir():
+                raise NotReadyError(
+                    f"rolling back in {layout.root}: the history names no earlier toolchain "
+                    f"that is still installed{f' ({tc} was removed)' if tc else ''}; "
+                    "name one with --to VERSION (see `list`)")
+        return versions.switch(layout, tc, "rollback",
+                               f"rollback{' --to ' + to if to else ''}",
+                               versions.checks_for(layout))
+
+    _, notes, done = _locked(prefix, lock_timeout, work)
+    _switch_report("rollback", done, notes, as_json)
+
+
+@click.command("remove")
+@click.argument("version")
+@PREFIX
+@LOCK_TIMEOUT
+@JSON
+def remove_cmd(version: str, prefix: Optional[Path], lock_timeout: float,
+               as_json: bool) -> None:
+    """Delete an installed toolchain (never the current or a pinned one).
+
+    \b
+    Examples:
+      python3 rescue.pyz remove 1.21.12
+      python3 rescue.pyz remove go1.21.12.linux-amd64 --json
+    """
+    from installer import versions
+
+    def work(layout: Any) -> Tuple[str, int]:
+        tc = versions.resolve(layout, version)
+        return tc, versions.remove(layout, tc)
+
+    _, notes, (tc, freed) = _locked(prefix, lock_timeout, work)
+    if as_json:
+        emit_json({"removed": [tc], "freed_bytes": freed, "notes": notes})
+        return
+    _say_notes(notes)
+    click.echo(f"removed   {tc} ({freed / 1e6:.0f} MB freed)")
+
+
+def _pin(version: str, prefix: Optional[Path], lock_timeout: float, as_json: bool,
+         pinned: bool) -> None:
+    from installer import versions
+
+    def work(layout: Any) -> Tuple[str, List[str]]:
+        tc = versions.resolve(layout, version)
+        return tc, versions.set_pinned(layout, tc, pinned)
+
+    _, notes, (tc, now) = _locked(prefix, lock_timeout, work)
+    if as_json:
+        emit_json({"pinned": now, "notes": notes})
+        return
+    _say_notes(notes)
+    click.echo(f"{'pinned' if pinned else 'unpinned'}  {tc}")
+
+
+@click.command("pin")
+@click.argument("version")
+@PREFIX
+@LOCK_TIMEOUT
+@JSON
+def pin_cmd(version: str, prefix: Optional[Path], lock_timeout: float, as_json: bool) -> None:
+    """Keep VERSION: prune and remove leave it alone.
+
+    \b
+    Examples:
+      python3 rescue.pyz pin 1.21.13
+    """
+    _pin(version, prefix, lock_timeout, as_json, True)
+
+
+@click.command("unpin")
+@click.argument("version")
+@PREFIX
+@LOCK_TIMEOUT
+@JSON
+def unpin_cmd(version: str, prefix: Optional[Path], lock_timeout: float,
+              as_json: bool) -> None:
+    """Let prune and remove consider VERSION again.
+
+    \b
+    Examples:
+      python3 rescue.pyz unpin 1.21.13
+    """
+    _pin(version, prefix, lock_timeout, as_json, False)
+
+
+@click.command("prune")
+@click.option("--keep", type=click.IntRange(0), required=True, metavar="N",
+              help="How many toolchains to keep beside the current, previous and pinned ones.")
+@click.option("--dry-run", is_flag=True, help="Say what would go; remove nothing.")
+@PREFIX
+@LOCK_TIMEOUT
+@JSON
+def prune_cmd(keep: int, dry_run: bool, prefix: Optional[Path], lock_timeout: float,
+              as_json: bool) -> None:
+    """Remove the oldest toolchains (Go's version order), never current, previous or pinned.
+
+    \b
+    Examples:
+      python3 rescue.pyz prune --keep 2 --dry-run
+      python3 rescue.pyz prune --keep 2 --json
+    """
+    from installer import versions
+
+    def work(layout: Any) -> Tuple[List[str], int]:
+        plan = versions.prune_plan(layout, keep)
+        freed = 0 if dry_run else sum(versions.remove(layout, tc) for tc in plan)
+        return plan, freed
+
+    _, notes, (plan, freed) = _locked(prefix, lock_timeout, work)
+    if as_json:
+        emit_json({"removed": [] if dry_run else plan, "would_remove": plan if dry_run else [],
+                   "freed_bytes": freed, "dry_run": dry_run, "notes": notes})
+        return
+    _say_notes(notes)
+    for tc in plan:
+        click.echo(f"{'would remove' if dry_run else 'removed'}  {tc}")
+    if not plan:
+        click.echo("nothing to prune")
+    elif not dry_run:
+        click.echo(f"freed {freed / 1e6:.0f} MB")
+
+
+@click.command("history")
+@PREFIX
+@JSON
+def history_cmd(prefix: Optional[Path], as_json: bool) -> None:
+    """Every switch of `current`: when, from, to, why, which command, who, CI context.
+
+    \b
+    Examples:
+      python3 rescue.pyz history
+      python3 rescue.pyz history --json
+    """
+    from installer import history
+
+    layout = _layout(prefix)
+    records: List[Dict[str, Any]] = history.load(layout)
+    if as_json:
+        emit_json({"history": records})
+        return
+    for r in records:
+        ci = f" [{r['ci']['system']}]" if r.get("ci") else ""
+        click.echo(f"{r['time']}  {r['op']:<8} {r.get('from') or '-'} -> {r.get('to') or '-'}"
+                   f"  by {r.get('user')}{ci}  ({r.get('why')})")
+    if not records:
+        click.echo("no switches recorded yet", err=not sys.stdout.isatty())
+
+
+COMMANDS = [list_cmd, use_cmd, rollback_cmd, remove_cmd, pin_cmd, unpin_cmd, prune_cmd,
+            history_cmd]

@@ -1,0 +1,25 @@
+"""What every installer command prints: one JSON schema, and the checklist as a table."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List
+
+import click
+
+
+def emit_json(doc: Dict[str, Any]) -> None:
+    """One JSON document on stdout, in the schema every command shares (README "JSON")."""
+    doc = {"ok": True, "exit_code": 0, "error": None, **doc}
+    click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def print_checks(checks: List[Any]) -> None:
+    width = max((len(c.name) for c in checks), default=10)
+    for c in checks:
+        mark = "FAIL" if not c.ok else "WARN" if getattr(c, "warn", False) else "ok  "
+        click.echo(f"  {mark} {c.name:<{width}}  {c.got}")
+        if not c.ok or getattr(c, "warn", False):
+            click.echo(f"       {'':<{width}}  expected: {c.expected}")
+        for line in getattr(c, "detail", ()):  # why, where it is set, the fix
+            click.echo(f"       {'':<{width}}  {line}")

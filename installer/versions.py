@@ -1,0 +1,234 @@
+"""Day-two operations on installed toolchains: list, use, remove, pin, prune, rollback.
+
+Every command that changes the prefix holds its lock, finishes an interrupted command first,
+and keeps `current` pointing at a complete toolchain that passed the checklist: a switch is
+checked before it happens and journaled while it happens; a removal is a rename out of
+`versions/` first (atomic), then the delete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from installer import checklist, crashpoints, history, prefix, state
+from installer.checklist import Check
+from installer.host import host_target
+from installer.prefix import Layout
+from manifests.errors import ChecklistError, NotReadyError
+from manifests.goversion import is_toolchain_version, normalize, version_key
+
+PINS_FILE = "pins.json"
+TRASH = ".trash-"
+
+
+@dataclass
+class Installed:
+    id: str
+    version: str
+    target: str
+    current: bool
+    pinned: bool
+    bundle: Optional[str]  # name #sequence of the newest bundle that carried it
+    signer: Optional[str]
+    installed_at: Optional[str]
+    bytes: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Switched:
+    """What `use` / `rollback` did."""
+
+    previous: Optional[str]
+    current: Optional[str]
+    checks: List[Check] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"previous": self.previous, "current": self.current, "notes": self.notes,
+                "checks": [c.to_dict() for c in self.checks], "seconds": round(self.seconds, 2)}
+
+
+def _split(tc_id: str) -> Optional[tuple]:
+    """`go1.21.13.linux-amd64` -> (`go1.21.13`, `linux-amd64`), or None for any other name."""
+    head, _, plat = tc_id.rpartition(".")
+    if not head or "-" not in plat or not is_toolchain_version(head):
+        return None
+    return head, plat
+
+
+def installed_ids(layout: Layout) -> List[str]:
+    try:
+        names = os.listdir(layout.versions)
+    except FileNotFoundError:
+        return []
+    return sorted((n for n in names if _split(n) and (layout.versions / n).is_dir()),
+                  key=lambda n: (version_key(_split(n)[0]), n))
+
+
+def current_id(layout: Layout) -> Optional[str]:
+    link = prefix.current_target(layout)
+    return link.rsplit("/", 1)[-1] if link else None
+
+
+def pins(layout: Layout) -> List[str]:
+    try:
+        return list(json.loads((layout.state / PINS_FILE).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return []
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+    return total
+
+
+def list_installed(layout: Layout, sizes: bool = True) -> List[Installed]:
+    bundles = state.load(layout).get("bundles", [])
+    cur, pinned = current_id(layout), set(pins(layout))
+    out = []
+    for tc_id in installed_ids(layout):
+        version, target = _split(tc_id)
+        src = next((b for b in reversed(bundles) if tc_id in b.get("toolchains", [])), None)
+        out.append(Installed(
+            tc_id, version, target, tc_id == cur, tc_id in pinned,
+            f"{src['name']} #{src['sequence']}" if src else None,
+            src.get("signer") if src else None, src.get("installed_at") if src else None,
+            _tree_bytes(layout.versions / tc_id) if sizes else 0))
+    return out
+
+
+def resolve(layout: Layout, name: str) -> str:
+    """`1.21.13`, `go1.21.13` or `go1.21.13.linux-amd64` -> an installed toolchain id."""
+    have = installed_ids(layout)
+    if name in have:
+        return name
+    want = normalize(name)
+    matches = [i for i in have if _split(i)[0] == want]
+    mine = [i for i in matches if _split(i)[1] == host_target()]
+    if len(mine) == 1 or len(matches) == 1:
+        return (mine or matches)[0]
+    if matches:
+        raise NotReadyError(f"choosing {name}: several are installed ({', '.join(matches)}); "
+                            "name one in full")
+    raise NotReadyError(f"choosing {name}: not installed in {layout.root}; installed: "
+                        f"{', '.join(have) or 'none'}. Install it from a bundle first")
+
+
+def previous_id(layout: Layout) -> Optional[str]:
+    """The toolchain that was current before the present one (from the history)."""
+    cur = current_id(layout)
+    for rec in reversed(history.load(layout)):
+        if rec.get("to") == cur and rec.get("from") and rec.get("from") != cur:
+            return rec["from"]  # type: ignore[no-any-return]
+    return None
+
+
+def switch(layout: Layout, tc_id: str, op: str, why: str,
+           run_checks: Callable[[Path, str], List[Check]]) -> Switched:
+    """Make `tc_id` current: checklist first (its own go), then a journaled switch."""
+    started = time.monotonic()
+    version, target = _split(tc_id)
+    if target != host_target():
+        raise NotReadyError(f"switching to {tc_id}: it is built for {target}, this machine is "
+                            f"{host_target()}")
+    prev = prefix.current_target(layout)
+    result = Switched(current_id(layout), tc_id)
+    goroot = layout.version_dir(tc_id)
+    result.checks = run_checks(goroot, version)
+    if not all(c.ok for c in result.checks):
+        failed = ", ".join(c.name for c in result.checks if not c.ok)
+        err = ChecklistError(f"switching to {tc_id}: the emergency checklist failed ({failed});"
+                             f" {result.previous or 'nothing'} stays current")
+        err.details = result.to_dict()  # type: ignore[attr-defined]
+        raise err
+    link = f"versions/{tc_id}"
+    record = history.new_record(op, prev, link, why)
+    state.begin(layout, op, link, record)
+    crashpoints.reached(f"{op}-journaled")
+    prefix.switch_symlink(layout.current, link)
+    crashpoints.reached(f"{op}-switched")
+    record["seconds"] = round(time.monotonic() - started, 2)
+    history.append(layout, record)
+    crashpoints.reached(f"{op}-logged")
+    state.finish(layout)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def checks_for(layout: Layout) -> Callable[[Path, str], List[Check]]:
+    def run(goroot: Path, version: str) -> List[Check]:
+        target = goroot.name.rpartition(".")[2]
+        os_, _, arch = target.partition("-")
+        return checklist.run(goroot, version, os_, arch, layout)
+    return run
+
+
+def remove(layout: Layout, tc_id: str) -> int:
+    """Delete an installed toolchain (never the current one); the bytes freed."""
+    if tc_id == current_id(layout):
+        raise NotReadyError(f"removing {tc_id}: it is the current toolchain; make another one "
+                            f"current first (`use VERSION` or `rollback`), then remove it")
+    if tc_id in pins(layout):
+        raise NotReadyError(f"removing {tc_id}: it is pinned; `unpin {tc_id}` first")
+    src = layout.version_dir(tc_id)
+    size = _tree_bytes(src)
+    trash = layout.versions / f"{TRASH}{tc_id}-{os.getpid()}"
+    os.rename(src, trash)  # atomic: from here on `list` no longer shows it
+    crashpoints.reached("remove-renamed")
+    prefix.remove_tree(trash)
+    return size
+
+
+def remove_trash(layout: Layout) -> List[str]:
+    """Finish removals a kill interrupted."""
+    notes = []
+    try:
+        names = os.listdir(layout.versions)
+    except FileNotFoundError:
+        return notes
+    for n in names:
+        if n.startswith(TRASH):
+            prefix.remove_tree(layout.versions / n)
+            notes.append(f"finished removing {n[len(TRASH):].rsplit('-', 1)[0]}, interrupted "
+                         "before")
+    return notes
+
+
+def set_pinned(layout: Layout, tc_id: str, pinned: bool) -> List[str]:
+    from manifests.files import write_atomic
+
+    now = [p for p in pins(layout) if p != tc_id] + ([tc_id] if pinned else [])
+    layout.state.mkdir(exist_ok=True)
+    write_atomic(layout.state / PINS_FILE, json.dumps(sorted(now)) + "\n")
+    return sorted(now)
+
+
+def prune_plan(layout: Layout, keep: int) -> List[str]:
+    """The toolchains `prune --keep N` removes: oldest first in Go's order, never the current,
+    the previous or a pinned one; the N newest of the rest stay."""
+    protected = {current_id(layout), previous_id(layout), *pins(layout)}
+    candidates = [i for i in installed_ids(layout) if i not in protected]
+    return candidates[:max(0, len(candidates) - keep)]
+
+
+def recover(layout: Layout) -> List[str]:
+    """Everything the next command does about an interrupted one, said as notes."""
+    notes = remove_trash(layout)
+    note = state.recover(layout)
+    if note:
+        notes.append(note)
+    return notes
