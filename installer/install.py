@@ -145,6 +145,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             journal = goproxy_merge.merge(staging / "goproxy", layout.goproxy)
             result.modules_added, result.modules_kept = journal.added, journal.kept
             result.notes += journal.notes
+        crashpoints.reached("install-merged")
         for tc in m.toolchains:
             dest = layout.version_dir(tc.id)
             if dest.exists():
@@ -154,6 +155,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             made.append(dest)
             os.chmod(dest, 0o555)
             result.installed.append(tc.id)
+        crashpoints.reached("install-renamed")
         result.previous = prefix.current_target(layout)
         if current is None:
             result.notes.append(f"no toolchain for this machine ({host_target()}); "
@@ -168,6 +170,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                                      f"({failed}); the previous toolchain stays active")
                 err.result = result  # type: ignore[attr-defined]
                 raise err
+        crashpoints.reached("install-checked")
         if modcache_dir is not None and m.modules:
             result.modcache = modcache.populate(layout.goproxy, m.modules, modcache_dir).to_dict()
         wiring.write_shell_snippets(layout)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional, Set
 
+from installer import crashpoints
 from installer.bundle_reader import BundleReader
 from installer.machine import machine_error
 from manifests.errors import TrustError
@@ -127,6 +128,7 @@ def stage(reader: BundleReader, manifest: Manifest, staging: Optional[Path],
                     else:
                         os.link(staging / m.target, staging / m.path, follow_symlinks=False)
             seen.add(m.path)
+            crashpoints.reached(f"stage-member-{len(seen)}")
     except reader.read_errors() as exc:
         raise reader.truncated(exc) from None
     except EOFError as exc:

@@ -66,6 +66,19 @@ def godl_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def newer_toolchain_bundle(tmp_path_factory: pytest.TempPathFactory,
+                           signing: bundles.Signing) -> Path:
+    """A real signed bundle of Go 1.22.10 linux-amd64, sequence 2 (an upgrade over
+    `toolchain_bundle`), for tests of toolchains side by side."""
+    archive = gobin.godl_archive(gobin.NEWER_GO_VERSION)
+    work = tmp_path_factory.mktemp("bundle-newer")
+    with upstream.serve(upstream.godl_routes({archive.name: archive})) as url:
+        spec = bundles.write_spec(work / "spec.toml", signing.key, url, sequence=2,
+                                  versions=f'["{gobin.NEWER_GO_VERSION}"]')
+        return bundles.build_bundle(spec, work / "out", work / "cache").path
+
+
+@pytest.fixture(scope="session")
 def toolchain_bundle(tmp_path_factory: pytest.TempPathFactory, signing: bundles.Signing,
                      godl_url: str) -> Path:
     """A real signed bundle of Go 1.21.13 linux-amd64, built once per session."""

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 GO_VERSION = "1.21.13"  # the pinned toolchain the issues name
+NEWER_GO_VERSION = "1.22.10"  # a second real release, for upgrades and rollbacks
 
 
 def cache_root() -> Path:

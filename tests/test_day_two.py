@@ -1,0 +1,303 @@
+"""Day two: toolchains side by side, switching, rolling back in minutes, removing, pinning,
+pruning, and the history of every switch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+
+from installer import cli
+from tests.support import bundles, craft
+from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_user_dirs
+
+
+def run(argv: List[Any], capsys: pytest.CaptureFixture) -> Tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def three(tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> Path:
+    """A prefix with fake go1.21.12, go1.21.13 and go1.22.0 installed in that order."""
+    prefix = tmp_path / "P"
+    for seq, version in enumerate(["go1.21.12", "go1.21.13", "go1.22.0"], start=1):
+        c = craft.Craft(sequence=seq)
+        c.toolchain(version=version)
+        code, _, err = run(["install", c.write(tmp_path / f"{seq}.tar.zst", signing.key),
+                            "--prefix", prefix, "--trust", signing.signers], capsys)
+        assert code == 0, err
+    return prefix
+
+
+def ids(prefix: Path, capsys: pytest.CaptureFixture) -> List[Tuple[str, bool, bool]]:
+    code, out, _ = run(["list", "--prefix", prefix, "--json"], capsys)
+    assert code == 0
+    return [(t["id"], t["current"], t["pinned"]) for t in json.loads(out)["toolchains"]]
+
+
+def test_versions_side_by_side_switch_roll_back_and_log_every_switch(
+        three: Path, capsys: pytest.CaptureFixture) -> None:
+    assert ids(three, capsys) == [("go1.21.12.linux-amd64", False, False),
+                                  ("go1.21.13.linux-amd64", False, False),
+                                  ("go1.22.0.linux-amd64", True, False)]
+    code, out, _ = run(["use", "1.21.12", "--prefix", three], capsys)
+    assert code == 0
+    assert "current   go1.21.12.linux-amd64 (was go1.22.0.linux-amd64); use took" in out
+    # rollback goes back to what was current before, with no bundle.
+    code, out, _ = run(["rollback", "--prefix", three, "--json"], capsys)
+    doc = json.loads(out)
+    assert (code, doc["previous"], doc["current"]) == (0, "go1.21.12.linux-amd64",
+                                                       "go1.22.0.linux-amd64")
+    assert os.readlink(three / "current") == "versions/go1.22.0.linux-amd64"
+    code, out, _ = run(["rollback", "--to", "go1.21.13", "--prefix", three], capsys)
+    assert code == 0 and "current   go1.21.13.linux-amd64" in out
+    code, out, _ = run(["history", "--prefix", three, "--json"], capsys)
+    hist = json.loads(out)["history"]
+    assert [(h["op"], h["from"], h["to"]) for h in hist] == [
+        ("install", None, "go1.21.12.linux-amd64"),
+        ("install", "go1.21.12.linux-amd64", "go1.21.13.linux-amd64"),
+        ("install", "go1.21.13.linux-amd64", "go1.22.0.linux-amd64"),
+        ("use", "go1.22.0.linux-amd64", "go1.21.12.linux-amd64"),
+        ("rollback", "go1.21.12.linux-amd64", "go1.22.0.linux-amd64"),
+        ("rollback", "go1.22.0.linux-amd64", "go1.21.13.linux-amd64")]
+    assert all(h["user"] and h["time"] and h["command"] for h in hist)
+
+
+def test_history_records_the_ci_job_and_never_a_secret(
+        three: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_RUN_ID", "4242")
+    monkeypatch.setenv("GITHUB_SHA", "abc123")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret")
+    assert run(["use", "1.21.13", "--prefix", three], capsys)[0] == 0
+    text = (three / "state" / "history.jsonl").read_text()
+    last = json.loads(text.splitlines()[-1])
+    assert last["ci"] == {"system": "github", "GITHUB_RUN_ID": "4242", "GITHUB_SHA": "abc123"}
+    assert "ghp_secret" not in text
+
+
+def test_remove_frees_a_read_only_tree_but_never_the_current_or_a_pinned_one(
+        three: Path, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run(["remove", "go1.22.0.linux-amd64", "--prefix", three], capsys)
+    assert code == 2
+    assert ("removing go1.22.0.linux-amd64: it is the current toolchain; make another one "
+            "current first (`use VERSION` or `rollback`), then remove it") in err
+    assert run(["pin", "1.21.12", "--prefix", three], capsys)[0] == 0
+    code, _, err = run(["remove", "1.21.12", "--prefix", three], capsys)
+    assert code == 2 and "it is pinned; `unpin go1.21.12.linux-amd64` first" in err
+    code, out, _ = run(["remove", "1.21.13", "--prefix", three, "--json"], capsys)
+    assert (code, json.loads(out)["removed"]) == (0, ["go1.21.13.linux-amd64"])
+    assert not (three / "versions" / "go1.21.13.linux-amd64").exists()
+    code, _, err = run(["use", "1.21.13", "--prefix", three], capsys)
+    assert code == 2
+    assert ("choosing 1.21.13: not installed in " in err
+            and "installed: go1.21.12.linux-amd64, go1.22.0.linux-amd64" in err)
+
+
+def test_prune_keeps_current_previous_and_pinned_and_goes_oldest_first(
+        tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
+    prefix = tmp_path / "P"
+    versions = ["go1.20.14", "go1.21rc2", "go1.21.0", "go1.21.12", "go1.21.13", "go1.22.0"]
+    for seq, version in enumerate(versions, start=1):
+        c = craft.Craft(sequence=seq)
+        c.toolchain(version=version)
+        assert run(["install", c.write(tmp_path / f"{seq}.tar.zst", signing.key), "--prefix",
+                    prefix, "--trust", signing.signers], capsys)[0] == 0
+    assert run(["pin", "1.20.14", "--prefix", prefix], capsys)[0] == 0
+    code, out, _ = run(["prune", "--keep", "1", "--dry-run", "--prefix", prefix, "--json"],
+                       capsys)
+    doc = json.loads(out)
+    # Current go1.22.0, previous go1.21.13 and pinned go1.20.14 are safe; of the rest the
+    # newest one stays, and go1.21rc2 is older than go1.21.0 in Go's order.
+    assert doc["would_remove"] == ["go1.21rc2.linux-amd64", "go1.21.0.linux-amd64"]
+    assert len(ids(prefix, capsys)) == 6, "a dry run removes nothing"
+    code, out, _ = run(["prune", "--keep", "1", "--prefix", prefix], capsys)
+    assert code == 0 and "removed  go1.21rc2.linux-amd64" in out
+    assert [i for i, _, _ in ids(prefix, capsys)] == [
+        "go1.20.14.linux-amd64", "go1.21.12.linux-amd64", "go1.21.13.linux-amd64",
+        "go1.22.0.linux-amd64"]
+
+
+def test_rollback_with_no_earlier_toolchain_says_what_to_do(
+        tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
+    c = craft.Craft()
+    c.toolchain()
+    prefix = tmp_path / "P"
+    assert run(["install", c.write(tmp_path / "b.tar.zst", signing.key), "--prefix", prefix,
+                "--trust", signing.signers], capsys)[0] == 0
+    code, _, err = run(["rollback", "--prefix", prefix], capsys)
+    assert code == 2
+    assert (f"rolling back in {prefix}: the history names no earlier toolchain that is still "
+            "installed; name one with --to VERSION (see `list`)") in err
+    code, _, err = run(["list", "--prefix", tmp_path / "empty"], capsys)
+    assert code == 2
+    assert f"reading prefix {tmp_path / 'empty'}: no toolchain is installed there" in err
+
+
+def test_use_refuses_a_toolchain_whose_checklist_fails_and_keeps_current(
+        three: Path, capsys: pytest.CaptureFixture) -> None:
+    go = three / "versions" / "go1.21.12.linux-amd64" / "bin" / "go"
+    go.chmod(0o755)
+    go.parent.chmod(0o755)
+    go.write_text("#!/bin/sh\necho broken >&2\nexit 1\n")  # a corrupted toolchain
+    code, out, err = run(["use", "1.21.12", "--prefix", three], capsys)
+    assert code == 4
+    assert ("switching to go1.21.12.linux-amd64: the emergency checklist failed (go version, "
+            in err)
+    assert "go1.22.0.linux-amd64 stays current" in err
+    assert os.readlink(three / "current") == "versions/go1.22.0.linux-amd64"
+
+
+# --- two real toolchains, as every user -------------------------------------------------
+
+@pytest.fixture(params=USERS)
+def user(request: pytest.FixtureRequest) -> Iterator[User]:
+    u = make_user(request.param)
+    yield u
+    remove_user_dirs(u)
+
+
+def test_real_upgrade_then_rollback_in_seconds_for_every_user(
+        user: User, pyz: Path, toolchain_bundle: Path, newer_toolchain_bundle: Path) -> None:
+    rescue = [STOCK_PYTHON, "-I", str(user.give(pyz))]
+    old, new = user.give(toolchain_bundle), user.give(newer_toolchain_bundle)
+    prefix = user.home / "go-emergency"
+    p = ["--prefix", str(prefix)]
+
+    def rescue_json(*args: str) -> Any:
+        done = user.run([*rescue, *args, *p, "--json"], offline=True)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def go_version() -> str:
+        done = user.run([str(prefix / "current" / "bin" / "go"), "version"], offline=True)
+        return done.stdout.split()[2]
+
+    rescue_json("install", str(old))
+    rescue_json("install", str(new))
+    assert go_version() == "go1.22.10"
+    listed = rescue_json("list")["toolchains"]
+    assert [(t["id"], t["current"]) for t in listed] == [
+        ("go1.21.13.linux-amd64", False), ("go1.22.10.linux-amd64", True)]
+    assert all(t["bytes"] > 100e6 for t in listed)
+    back = rescue_json("rollback")
+    assert go_version() == "go1.21.13" and back["seconds"] < 60
+    rescue_json("use", "1.22.10")
+    assert go_version() == "go1.22.10"
+    rescue_json("pin", "1.21.13")
+    assert rescue_json("prune", "--keep", "0")["removed"] == []
+    rescue_json("unpin", "1.21.13")
+    removed = rescue_json("remove", "1.21.13")
+    assert removed["removed"] == ["go1.21.13.linux-amd64"] and removed["freed_bytes"] > 100e6
+    assert not (prefix / "versions" / "go1.21.13.linux-amd64").exists()
+    assert go_version() == "go1.22.10"
+    history = rescue_json("history")["history"]
+    assert [h["op"] for h in history] == ["install", "install", "rollback", "use"]
+
+
+# --- SIGKILL at any moment --------------------------------------------------------------
+
+INSTALL_POINTS = ["stage-member-1", "stage-member-1000", "stage-member-2500",
+                  "stage-member-5000", "stage-member-10000", "install-staged",
+                  "install-merged", "install-renamed", "install-checked", "install-journaled",
+                  "install-recorded", "install-switched-unlogged", "install-switched"]
+SWITCH_POINTS = ["rollback-journaled", "rollback-switched", "rollback-logged",
+                 "use-journaled", "use-switched", "use-logged", "remove-renamed"]
+
+
+@dataclass
+class Installed:
+    user: User
+    rescue: List[str]
+    new: Path  # the go1.22.10 bundle, the user's copy
+    one: Path  # a prefix with go1.21.13 installed
+    two: Path  # a prefix with go1.21.13, then go1.22.10 installed
+
+    def prefix(self, which: Path) -> Path:
+        """A copy of a ready prefix for one test (same owner, modes, links)."""
+        dest = self.user.home / f"P-{uuid.uuid4().hex[:8]}"
+        subprocess.run(["cp", "-a", str(which), str(dest)], check=True)
+        return dest
+
+
+@pytest.fixture(scope="module", params=USERS)
+def ready(request: pytest.FixtureRequest, pyz: Path, toolchain_bundle: Path,
+          newer_toolchain_bundle: Path) -> Iterator[Installed]:
+    """Real installs done once per user; each test kills a command on a copy."""
+    user = make_user(request.param)
+    rescue = [STOCK_PYTHON, "-I", str(user.give(pyz))]
+    old, new = user.give(toolchain_bundle), user.give(newer_toolchain_bundle)
+    one, two = user.work / "one", user.work / "two"
+    for prefix, bundles_ in ((one, [old]), (two, [old, new])):
+        for b in bundles_:
+            done = user.run([*rescue, "install", str(b), "--prefix", str(prefix)],
+                            offline=True)
+            assert done.returncode == 0, done.stderr
+    yield Installed(user, rescue, new, one, two)
+    remove_user_dirs(user)
+
+
+def _kill(ready: Installed, prefix: Path, argv: List[str], point: str) -> None:
+    killed = ready.user.run([*ready.rescue, *argv], env=ready.user.env(RESCUE_CRASH_AT=point),
+                            offline=True)
+    assert killed.returncode == -9, f"{point} never reached: {killed.stderr}"
+    # Whatever moment it died at, `current` is a complete toolchain that works.
+    done = ready.user.run([str(prefix / "current" / "bin" / "go"), "env", "GOROOT"],
+                          offline=True)
+    assert done.returncode == 0, done.stderr
+
+
+def _history(prefix: Path) -> List[Dict[str, Any]]:
+    text = (prefix / "state" / "history.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("point", INSTALL_POINTS)
+def test_install_killed_at_any_moment_leaves_a_working_current_and_is_finished_next(
+        point: str, ready: Installed) -> None:
+    if ready.user.uid and INSTALL_POINTS.index(point) % 2:
+        pytest.skip("the unprivileged user runs every other point (time)")
+    prefix = ready.prefix(ready.one)
+    argv = ["install", str(ready.new), "--prefix", str(prefix)]
+    _kill(ready, prefix, argv, point)
+    again = ready.user.run([*ready.rescue, *argv], offline=True)
+    assert again.returncode == 0, again.stderr
+    assert os.readlink(prefix / "current") == "versions/go1.22.10.linux-amd64"
+    if point.startswith("stage") or point == "install-staged":
+        assert "left by an interrupted install" in again.stdout
+    if point in INSTALL_POINTS[-4:]:
+        assert "note      finished an interrupted install of rescue-test #2" in again.stdout
+    assert not [n for n in os.listdir(prefix) if n.startswith(".staging-")]
+    assert [h["to"] for h in _history(prefix)] == ["go1.21.13.linux-amd64",
+                                                   "go1.22.10.linux-amd64"]
+
+
+@pytest.mark.parametrize("point", SWITCH_POINTS)
+def test_rollback_use_remove_killed_at_any_moment_leave_a_working_current(
+        point: str, ready: Installed) -> None:
+    prefix = ready.prefix(ready.two)
+    p = ["--prefix", str(prefix)]
+    argv = {"rollback": ["rollback", *p], "use": ["use", "1.21.13", *p],
+            "remove": ["remove", "1.21.13", *p]}[point.split("-")[0]]
+    _kill(ready, prefix, argv, point)
+    nxt = ready.user.run([*ready.rescue, "pin", "1.22.10", *p])  # any locked command
+    assert nxt.returncode == 0, nxt.stderr
+    if point.startswith("remove"):
+        assert "finished removing go1.21.13.linux-amd64" in nxt.stdout
+        assert sorted(os.listdir(prefix / "versions")) == ["go1.22.10.linux-amd64"]
+        return
+    # Killed after its checklist passed: the switch is finished, and logged once.
+    assert os.readlink(prefix / "current") == "versions/go1.21.13.linux-amd64"
+    if not point.endswith("logged"):
+        assert "finished an interrupted" in nxt.stdout
+    assert [h["to"] for h in _history(prefix)][-1] == "go1.21.13.linux-amd64"
+    assert len(_history(prefix)) == 3
