@@ -285,5 +285,9 @@ def _report(exc: RescueError, as_json: bool, details: Optional[Dict[str, Any]] =
     return exc.exit_code
 
 
+from installer.cli_snapshot import snapshot  # noqa: E402, I001  (it imports emit_json from here)
+cli.add_command(snapshot)
+
+
 if __name__ == "__main__":
     sys.exit(main())
