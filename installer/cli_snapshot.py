@@ -235,7 +235,7 @@ def prune(keep: Optional[int], older_than: Optional[float], dry_run: bool,
     if as_json:
         _emit({**result, "dry_run": dry_run})
         return
-    verb = "would remove" if dry_run else "removed"
     for sid in result["removed"]:
-        click.echo(f"{verb} {sid}")
-    click.echo(f"{len(result['removed'])} {verb}, {len(result['kept'])} kept")
+        click.echo(f"{'would remove' if dry_run else 'removed'} {sid}")
+    click.echo(f"{len(result['removed'])} {'to remove' if dry_run else 'removed'}, "
+               f"{len(result['kept'])} kept")

@@ -144,6 +144,16 @@ def goroot_files(goroot: Path) -> List[Dict[str, Any]]:
     return sorted(out, key=lambda e: e["path"])
 
 
+def read_goroot(goroot: Path) -> List[Dict[str, Any]]:
+    try:
+        return goroot_files(goroot)
+    except OSError as exc:
+        raise NotReadyError(
+            f"reading GOROOT {goroot}: {exc.strerror or exc} ({exc.filename}); run as a user "
+            "who can read the whole toolchain", operation="reading GOROOT",
+            subject=str(goroot)) from None
+
+
 def root_hash(files: List[Dict[str, Any]]) -> str:
     """One sha256 over every entry: equal trees, equal hashes (paths JSON-quoted, so no name
     can forge a line)."""
@@ -263,7 +273,7 @@ def take(layout: Layout, tag: Optional[str] = None, now: Optional[datetime] = No
     toolchain, goroot = current_goroot(layout, "taking a snapshot of")
     when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     ci = ci_context(env)
-    files = goroot_files(goroot)
+    files = read_goroot(goroot)
     go = run_go(goroot, layout, environ)
     bundles = installed_bundles(layout)
     go_env = go["env"]
@@ -455,7 +465,7 @@ def diff(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
 def verify(snap: Dict[str, Any], layout: Layout) -> Dict[str, Any]:
     """The live GOROOT against the snapshot's; raises TrustError naming what differs."""
     toolchain, goroot = current_goroot(layout, "verifying snapshot against")
-    files = goroot_files(goroot)
+    files = read_goroot(goroot)
     live_hash = root_hash(files)
     report = {"id": snap["id"], "toolchain": [snap["toolchain"], toolchain],
               "root_hash": [snap["goroot"]["root_hash"], live_hash], "goroot": str(goroot),
@@ -468,12 +478,18 @@ def verify(snap: Dict[str, Any], layout: Layout) -> Dict[str, Any]:
     count = sum(len(v) for v in named.values())
     what = "; ".join(f"{kind} {', '.join(paths[:10])}" + (" ..." if len(paths) > 10 else "")
                      for kind, paths in named.items() if paths)
-    other = (f" (the snapshot was of {snap['toolchain']}, `current` is now {toolchain})"
-             if toolchain != snap["toolchain"] else "")
+    if toolchain != snap["toolchain"]:
+        why = (f" (the snapshot was of {snap['toolchain']}, `current` is now {toolchain})")
+        todo = (f"the build environment changed since the snapshot; switch back to "
+                f"{snap['toolchain']} if that is the one to build with, or record the new one "
+                "with `rescue.pyz snapshot create`")
+    else:
+        why = ""
+        todo = ("if nobody changed it on purpose, treat the toolchain as tampered with: move "
+                f"{goroot} aside and install its bundle again")
     err = TrustError(
         f"verifying snapshot {snap['id']}: the GOROOT {goroot} differs from it in "
-        f"{count} path(s){other}: {what}; if nobody changed it on purpose, treat the "
-        "toolchain as tampered with: move it aside and install its bundle again",
+        f"{count} path(s){why}: {what}; {todo}",
         operation="verifying snapshot", subject=snap["id"],
         expected=snap["goroot"]["root_hash"], got=live_hash)
     err.details = report  # type: ignore[attr-defined]

@@ -213,6 +213,11 @@ def test_diff_after_an_upgrade_shows_files_env_and_modules(
     text = capsys.readouterr().out
     assert "~ VERSION (sha256)" in text and "module + example.com/m@v1.0.0" in text
     assert "env ~ GOVERSION: go1.21.12 -> go1.21.13" in text
+    # verify after the upgrade: a changed environment, not a tampered toolchain
+    assert rescue("snapshot", "verify", before["id"], "--prefix", prefix) == 3
+    err = capsys.readouterr().err
+    assert "(the snapshot was of go1.21.12.linux-amd64, `current` is now go1.21.13" in err
+    assert "switch back to go1.21.12.linux-amd64" in err and "tampered" not in err
 
 
 def test_verify_passes_then_names_the_file_someone_changed(
@@ -309,6 +314,37 @@ def test_every_error_a_user_can_meet(
     os.unlink(prefix / "current")
     msg = fails("snapshot", "verify", snap["id"])
     assert msg.startswith(f"verifying snapshot against {prefix}: no current toolchain")
+
+
+def test_a_user_who_cannot_write_the_store_still_gets_the_copy(
+        prefix: Path, old_and_new: Tuple[Path, Path], signing: bundles.Signing,
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    install(old_and_new[0], prefix, signing)
+    real_write = snapshot.write_atomic
+
+    def store_is_root_s(path: Path, data: Any) -> None:  # a CI user on root's prefix
+        if snapshot.store(Layout(prefix)) in path.parents:
+            raise PermissionError(13, "Permission denied", str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(snapshot, "write_atomic", store_is_root_s)
+    code, out = run_json(capsys, "snapshot", "create", "-o", tmp_path / "mine.json",
+                         "--prefix", prefix)
+    assert code == 0 and out["file"] is None, out
+    assert "only " + str(tmp_path / "mine.json") + " has it" in out["notes"][0]
+    code, out = run_json(capsys, "snapshot", "create", "--prefix", prefix)
+    assert code == 2 and out["error"]["message"].startswith(
+        f"writing snapshot {prefix}/state/snapshots: Permission denied; pass -o FILE")
+
+    def unreadable(goroot: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(goroot / "src"))
+
+    monkeypatch.setattr(snapshot, "goroot_files", unreadable)
+    code, out = run_json(capsys, "snapshot", "create", "-o", tmp_path / "x.json",
+                         "--prefix", prefix)
+    assert code == 2 and out["error"]["message"].startswith("reading GOROOT ")
+    assert "run as a user who can read the whole toolchain" in out["error"]["message"]
 
 
 def test_ci_context_reads_only_named_variables() -> None:
