@@ -1,0 +1,241 @@
+"""`rescue.pyz snapshot ...`: record the build environment, list, show, diff, verify, prune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import click
+
+from installer import snapshot as snap
+from installer.prefix import Layout
+
+
+def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(fn)
+    return click.option(
+        "--prefix", type=click.Path(file_okay=False, path_type=Path), default=None,
+        help="Install root (default: the one `install` uses).")(fn)
+
+
+def _layout(prefix: Optional[Path]) -> Layout:
+    from installer.prefix import default_prefix
+
+    return Layout((prefix or default_prefix()).absolute())
+
+
+def _emit(doc: Dict[str, Any]) -> None:
+    from installer.output import emit_json
+
+    emit_json(doc)
+
+
+@click.group("snapshot")
+def snapshot() -> None:
+    """Record the environment that builds your software, and check it later.
+
+    \b
+    Examples:
+      python3 rescue.pyz snapshot create --tag v1.2.0
+      python3 rescue.pyz snapshot list
+      python3 rescue.pyz snapshot diff v1.2.0-20261128T142307Z --live
+      python3 rescue.pyz snapshot verify v1.2.0-20261128T142307Z
+    """
+
+
+@snapshot.command()
+@click.option("--tag", default=None, metavar="T",
+              help="A semantic version (v1.2.0) or short free text; it starts the id.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Also write the snapshot to FILE.")
+@_common
+def create(tag: Optional[str], output: Optional[Path], prefix: Optional[Path],
+           as_json: bool) -> None:
+    """Snapshot the current GOROOT (every file's sha256), go env, modules and bundle.
+
+    Kept as P/state/snapshots/ID.json; the id joins the tag, the UTC time and the CI run.
+
+    \b
+    Examples:
+      python3 rescue.pyz snapshot create --tag v1.2.0
+      python3 rescue.pyz snapshot create --tag "before upgrade" -o audit/snap.json --json
+    """
+    layout = _layout(prefix)
+    doc = snap.take(layout, tag)
+    stored, notes = snap.save(layout, doc, output)
+    if as_json:
+        _emit({"snapshot": {k: v for k, v in doc.items() if k != "goroot"},
+               "id": doc["id"], "root_hash": doc["goroot"]["root_hash"],
+               "file": str(stored) if stored else None,
+               "output": str(output) if output else None, "notes": notes})
+        return
+    click.echo(f"snapshot  {doc['id']}")
+    for line in _describe(doc):
+        click.echo(line)
+    for note in notes:
+        click.echo(f"note      {note}")
+    click.echo(f"written   {', '.join(str(p) for p in (stored, output) if p)}")
+
+
+def _describe(doc: Dict[str, Any]) -> List[str]:
+    b, ci = doc.get("bundle") or {}, doc.get("ci") or {}
+    lines = [
+        f"created   {doc['created']} by {doc['user']['name']}@{doc['host']}",
+        f"toolchain {doc['toolchain']}: {doc['go']['version'] or doc['go']['error']}",
+        f"goroot    {doc['goroot']['path']} ({doc['goroot']['file_count']} files, "
+        f"{doc['goroot']['root_hash']})",
+        f"modules   {len(doc['modules'])} in {doc['prefix']}/goproxy",
+    ]
+    if doc.get("tag"):
+        lines.insert(0, f"tag       {doc['tag']} ({doc['tag_kind']})")
+    if b:
+        lines.append(f"bundle    {b['name']} (channel {b['channel']}, #{b['sequence']}) signed "
+                     f"by {b['signer']}, manifest sha256 {b['manifest_sha256']}")
+    if ci:
+        lines.append("ci        " + " ".join(f"{k}={v}" for k, v in ci.items() if k != "slug"))
+    return lines
+
+
+@snapshot.command("list")
+@_common
+def list_(prefix: Optional[Path], as_json: bool) -> None:
+    """The stored snapshots, oldest first."""
+    layout = _layout(prefix)
+    snaps = snap.listing(layout)
+    if as_json:
+        _emit({"snapshots": snaps, "store": str(snap.store(layout))})
+        return
+    if not snaps:
+        click.echo(f"no snapshots in {snap.store(layout)}; take one with `snapshot create`")
+    for s in snaps:
+        click.echo(f"{s['id']:<48} {s['created']}  {s['toolchain']}  {s['root_hash'][:19]}")
+
+
+@snapshot.command()
+@click.argument("snapshot_id", metavar="ID")
+@_common
+def show(snapshot_id: str, prefix: Optional[Path], as_json: bool) -> None:
+    """One snapshot: ID from `snapshot list`, or the path of a snapshot file."""
+    doc = snap.load(_layout(prefix), snapshot_id)
+    if as_json:
+        _emit({"snapshot": doc})
+        return
+    click.echo(f"snapshot  {doc['id']}")
+    for line in _describe(doc):
+        click.echo(line)
+    for m in doc["modules"]:
+        click.echo(f"  {m['module']} {m['zip_hash'] or m['mod_hash']}")
+
+
+@snapshot.command("diff")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B", required=False)
+@click.option("--live", is_flag=True, help="Compare A with the prefix as it is now.")
+@_common
+def diff_(a: str, b: Optional[str], live: bool, prefix: Optional[Path], as_json: bool) -> None:
+    """What changed from snapshot A to B (or to now, with --live).
+
+    \b
+    Examples:
+      python3 rescue.pyz snapshot diff v1.2.0-20261128T142307Z --live
+      python3 rescue.pyz snapshot diff ID_A ID_B --json
+    """
+    from manifests.errors import NotReadyError
+
+    if (b is None) == (not live):
+        raise NotReadyError("reading the command line: give two snapshots (diff A B) or one "
+                            "and --live (diff A --live)", operation="reading the command line",
+                            subject="snapshot diff")
+    layout = _layout(prefix)
+    old = snap.load(layout, a)
+    new = snap.take(layout) if live else snap.load(layout, b)  # type: ignore[arg-type]
+    if live:
+        new["id"] = "live"
+    report = snap.diff(old, new)
+    if as_json:
+        _emit({"diff": report})
+        return
+    click.echo(f"{report['from']} -> {report['to']}: "
+               + ("no changes" if report["same"] else "changed"))
+    for label, pair in (("toolchain", report["toolchain"]), ("go", report["go_version"])):
+        if pair[0] != pair[1]:
+            click.echo(f"  {label:<9} {pair[0]} -> {pair[1]}")
+    f = report["files"]
+    for path in f["added"]:
+        click.echo(f"  + {path}")
+    for path in f["removed"]:
+        click.echo(f"  - {path}")
+    for c in f["changed"]:
+        click.echo(f"  ~ {c['path']} ({', '.join(k for k in c if k != 'path')})")
+    e = report["env"]
+    for k, v in e["added"].items():
+        click.echo(f"  env + {k}={v}")
+    for k, v in e["removed"].items():
+        click.echo(f"  env - {k}={v}")
+    for k, (x, y) in e["changed"].items():
+        click.echo(f"  env ~ {k}: {x} -> {y}")
+    m = report["modules"]
+    for mod in m["added"]:
+        click.echo(f"  module + {mod}")
+    for mod in m["removed"]:
+        click.echo(f"  module - {mod}")
+    for c in m["changed"]:
+        click.echo(f"  module ~ {c['module']}")
+
+
+@snapshot.command()
+@click.argument("snapshot_id", metavar="ID")
+@_common
+def verify(snapshot_id: str, prefix: Optional[Path], as_json: bool) -> None:
+    """Check the live GOROOT against snapshot ID, file by file: exit 0 when equal, 3 when not.
+
+    \b
+    Examples:
+      python3 rescue.pyz snapshot verify v1.2.0-20261128T142307Z
+      python3 rescue.pyz snapshot verify audit/snap.json --json
+    """
+    layout = _layout(prefix)
+    report = snap.verify(snap.load(layout, snapshot_id), layout)
+    if as_json:
+        _emit({"verify": report})
+        return
+    click.echo(f"ok: {report['goroot']} matches snapshot {report['id']} "
+               f"({report['root_hash'][1]})")
+
+
+@snapshot.command()
+@click.option("--keep", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Keep the newest N snapshots.")
+@click.option("--older-than", type=click.FloatRange(min=0), default=None, metavar="DAYS",
+              help="Remove snapshots older than DAYS (those --keep keeps stay).")
+@click.option("--dry-run", is_flag=True, help="Say what would go; remove nothing.")
+@_common
+def prune(keep: Optional[int], older_than: Optional[float], dry_run: bool,
+          prefix: Optional[Path], as_json: bool) -> None:
+    """Remove old snapshots: all but the newest N, and/or those older than DAYS.
+
+    \b
+    Examples:
+      python3 rescue.pyz snapshot prune --keep 20
+      python3 rescue.pyz snapshot prune --keep 5 --older-than 90 --dry-run
+    """
+    from manifests.errors import NotReadyError
+
+    if keep is None and older_than is None:
+        raise NotReadyError("pruning snapshots: nothing to decide by; pass --keep N, "
+                            "--older-than DAYS, or both", operation="pruning snapshots",
+                            subject="")
+    layout = _layout(prefix)
+    try:
+        result = snap.prune(layout, keep, older_than, dry_run=dry_run)
+    except OSError as exc:
+        raise NotReadyError(f"pruning snapshots {snap.store(layout)}: {exc.strerror}; run as "
+                            "the user who owns the prefix", operation="pruning snapshots",
+                            subject=str(snap.store(layout))) from None
+    if as_json:
+        _emit({**result, "dry_run": dry_run})
+        return
+    for sid in result["removed"]:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {sid}")
+    click.echo(f"{len(result['removed'])} {'to remove' if dry_run else 'removed'}, "
+               f"{len(result['kept'])} kept")

@@ -1,0 +1,496 @@
+"""Snapshots of the environment that builds the software: record, store, compare, verify, prune."""
+
+from __future__ import annotations
+
+import errno
+import getpass
+import hashlib
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from installer import checklist, state
+from installer.prefix import Layout, current_target
+from manifests.errors import NotReadyError, TrustError
+from manifests.files import sha256_file, write_atomic
+from manifests.model import parse_manifest
+from manifests.modpath import ModulePathError, is_valid_semver, parse_proxy_file
+from manifests.text import shown
+
+FORMAT = 1
+GO_TIMEOUT = 60
+# An id becomes a file name: letters, digits and `._+-`, starting with a letter or digit.
+ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._+-]{0,159}\Z")
+TAG_MAX = 64
+# A variable whose name says it holds a credential is never read, let alone recorded.
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
+STAMP = "%Y%m%dT%H%M%SZ"
+
+# (provider, slug, the variable telling it is present, {field: variable}); the first match wins.
+CI_PROVIDERS: Tuple[Tuple[str, str, str, Dict[str, str]], ...] = (
+    ("github-actions", "gha", "GITHUB_ACTIONS", {
+        "job": "GITHUB_JOB", "run": "GITHUB_RUN_ID", "attempt": "GITHUB_RUN_ATTEMPT",
+        "commit": "GITHUB_SHA", "ref": "GITHUB_REF", "repository": "GITHUB_REPOSITORY",
+        "workflow": "GITHUB_WORKFLOW"}),
+    ("gitlab-ci", "gl", "GITLAB_CI", {
+        "job": "CI_JOB_NAME", "job_id": "CI_JOB_ID", "run": "CI_PIPELINE_ID",
+        "commit": "CI_COMMIT_SHA", "ref": "CI_COMMIT_REF_NAME", "repository": "CI_PROJECT_PATH"}),
+    ("buildkite", "bk", "BUILDKITE", {
+        "job": "BUILDKITE_LABEL", "job_id": "BUILDKITE_JOB_ID", "run": "BUILDKITE_BUILD_NUMBER",
+        "commit": "BUILDKITE_COMMIT", "ref": "BUILDKITE_BRANCH",
+        "repository": "BUILDKITE_PIPELINE_SLUG"}),
+    ("jenkins", "jenkins", "JENKINS_URL", {
+        "job": "JOB_NAME", "run": "BUILD_NUMBER", "commit": "GIT_COMMIT", "ref": "GIT_BRANCH"}),
+    ("ci", "ci", "CI", {}),
+)
+
+
+# --- who, where, when (pure: they take the environment as a mapping) -----------------------
+
+def is_secret_name(name: str) -> bool:
+    return any(word in name.upper() for word in SECRET_WORDS)
+
+
+def ci_context(env: Mapping[str, str]) -> Optional[Dict[str, str]]:
+    """The CI job this runs in, from the provider's documented variables only; None outside CI."""
+    for provider, slug, marker, fields in CI_PROVIDERS:
+        if env.get(marker, "").strip().lower() in ("", "false", "0"):
+            continue
+        ctx = {"provider": provider, "slug": slug}
+        for key, var in fields.items():
+            assert not is_secret_name(var), var  # the table itself may never name one
+            value = env.get(var, "")
+            if value:
+                ctx[key] = value[:200]
+        return ctx
+    return None
+
+
+def check_tag(tag: Optional[str]) -> Tuple[str, str]:
+    """(tag, kind): kind is "semver", "text", or "" without a tag. Refuses what cannot be shown
+    or named safely."""
+    if tag is None:
+        return "", ""
+    bad = ("it is empty" if not tag.strip() else
+           f"it is longer than {TAG_MAX} characters" if len(tag) > TAG_MAX else
+           "it holds control or bidi characters" if any(
+               ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or 0x202A <= ord(c) <= 0x202E
+               or 0x2066 <= ord(c) <= 0x2069 for c in tag) else
+           "it has no letter or digit" if not any(c.isalnum() for c in tag) else "")
+    if bad:
+        raise NotReadyError(
+            f"checking tag {shown(tag)}: {bad}; pass --tag with a semantic version (v1.2.0) or "
+            f"up to {TAG_MAX} characters of plain text (release 7, before-upgrade)",
+            operation="checking tag", subject=shown(tag))
+    semver = is_valid_semver(tag) or is_valid_semver("v" + tag)
+    return tag, "semver" if semver else "text"
+
+
+def _slug(text: str) -> str:
+    """Text as part of a file name: runs of anything but `A-Za-z0-9._+` become one `-`."""
+    return re.sub(r"[^A-Za-z0-9._+]+", "-", text).strip("-.")[:TAG_MAX]
+
+
+def make_id(tag: str, when: datetime, ci: Optional[Dict[str, str]]) -> str:
+    """`<tag>-<UTC stamp>-<ci slug>-<run>`, e.g. `v1.2.0-20261128T142307Z-gha-4242`."""
+    parts = [_slug(tag), when.strftime(STAMP)]
+    if ci:
+        parts.append("-".join(filter(None, (ci["slug"], _slug(ci.get("run", ""))))))
+    return "-".join(p for p in parts if p)
+
+
+def check_id(snapshot_id: str) -> str:
+    if not ID_RE.match(snapshot_id) or ".." in snapshot_id:
+        raise NotReadyError(
+            f"reading snapshot {shown(snapshot_id)}: not a snapshot id (letters, digits and "
+            "`._+-`); see `rescue.pyz snapshot list` for the ids, or pass the path of a "
+            "snapshot file", operation="reading snapshot", subject=shown(snapshot_id))
+    return snapshot_id
+
+
+def redact(value: str) -> str:
+    """A URL's `user:password@` never reaches a snapshot (GOPROXY, GOPRIVATE may carry one)."""
+    return re.sub(r"(?<=://)[^/@\s]+@", "***@", value)
+
+
+# --- the GOROOT, go, the proxy and the bundle (I/O) ----------------------------------------
+
+def goroot_files(goroot: Path) -> List[Dict[str, Any]]:
+    """Every entry of the tree, sorted by path: dirs (mode), files (mode, size, sha256),
+    symlinks (target). Links are recorded, never followed."""
+    out: List[Dict[str, Any]] = []
+    for dirpath, dirnames, filenames in os.walk(goroot):
+        dirnames.sort()
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, goroot).replace(os.sep, "/")
+            st = os.lstat(full)
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISLNK(st.st_mode):
+                out.append({"path": rel, "type": "symlink", "target": os.readlink(full)})
+            elif stat.S_ISDIR(st.st_mode):
+                out.append({"path": rel, "type": "dir", "mode": f"{mode:04o}"})
+            elif stat.S_ISREG(st.st_mode):
+                out.append({"path": rel, "type": "file", "mode": f"{mode:04o}",
+                            "size": st.st_size, "sha256": sha256_file(full)})
+            else:
+                out.append({"path": rel, "type": "other", "mode": f"{mode:04o}"})
+    return sorted(out, key=lambda e: e["path"])
+
+
+def read_goroot(goroot: Path) -> List[Dict[str, Any]]:
+    try:
+        return goroot_files(goroot)
+    except OSError as exc:
+        raise NotReadyError(
+            f"reading GOROOT {goroot}: {exc.strerror or exc} ({exc.filename}); run as a user "
+            "who can read the whole toolchain", operation="reading GOROOT",
+            subject=str(goroot)) from None
+
+
+def root_hash(files: List[Dict[str, Any]]) -> str:
+    """One sha256 over every entry: equal trees, equal hashes (paths JSON-quoted, so no name
+    can forge a line)."""
+    h = hashlib.sha256()
+    for e in sorted(files, key=lambda e: e["path"]):
+        h.update(" ".join([e["type"], e.get("mode", ""), str(e.get("size", "")),
+                           e.get("sha256", ""), json.dumps(e.get("target", "")),
+                           json.dumps(e["path"])]).encode("utf-8", "surrogateescape") + b"\n")
+    return "sha256:" + h.hexdigest()
+
+
+def go_env_for(layout: Layout, environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """The caller's environment, as the checklist uses it, plus GOTOOLCHAIN=local (a snapshot
+    never downloads or switches toolchains) and without GOFLAGS (`-mod=...` has no say here)."""
+    env = dict(environ) if environ is not None else checklist.check_env(layout)
+    env["GOTOOLCHAIN"] = "local"
+    env.pop("GOFLAGS", None)
+    return env
+
+
+def run_go(goroot: Path, layout: Layout, environ: Optional[Mapping[str, str]] = None
+           ) -> Dict[str, Any]:
+    """`go version` and `go env -json` of this GOROOT's own go; an error is recorded, not
+    raised: the files still say what is installed."""
+    go = goroot / "bin" / "go"
+    env = go_env_for(layout, environ)
+    info: Dict[str, Any] = {"version": None, "env": {}, "error": None}
+    try:
+        out = subprocess.run([str(go), "version"], env=env, capture_output=True, text=True,
+                             timeout=GO_TIMEOUT, cwd=str(goroot))
+        if out.returncode != 0:
+            info["error"] = f"go version: exit {out.returncode}: {out.stderr.strip()[-300:]}"
+            return info
+        info["version"] = out.stdout.strip()
+        out = subprocess.run([str(go), "env", "-json"], env=env, capture_output=True,
+                             text=True, timeout=GO_TIMEOUT, cwd=str(goroot))
+        values = json.loads(out.stdout) if out.returncode == 0 else None
+        if not isinstance(values, dict):
+            info["error"] = f"go env -json: exit {out.returncode}: {out.stderr.strip()[-300:]}"
+            return info
+        info["env"] = {str(k): redact(str(v)) for k, v in sorted(values.items())
+                       if not is_secret_name(str(k))}
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        info["error"] = f"running {go}: {getattr(exc, 'strerror', None) or exc}"
+    except ValueError:
+        info["error"] = "go env -json: unreadable output"
+    return info
+
+
+def proxy_modules(layout: Layout, manifests: List[Any]) -> List[Dict[str, Any]]:
+    """module@version served by P/goproxy, with the `h1:` hashes the installing bundle(s)
+    signed; a module no installed manifest lists is recorded with empty hashes."""
+    signed: Dict[Tuple[str, str], Dict[str, str]] = {}
+    for m in manifests:
+        for mod in m.modules:
+            signed.setdefault((mod.path, mod.version), {
+                "zip_hash": mod.zip_hash, "mod_hash": mod.mod_hash, "bundle": m.name})
+    found = set()
+    for dirpath, _dirs, filenames in os.walk(layout.goproxy):
+        for name in filenames:
+            rel = os.path.relpath(os.path.join(dirpath, name), layout.goproxy).replace(os.sep, "/")
+            try:
+                module, version, _ = parse_proxy_file(rel)
+            except ModulePathError:
+                continue
+            if version is not None and name.endswith((".mod", ".zip")):
+                found.add((module, version))
+    out = []
+    for module, version in sorted(found):
+        entry = {"module": f"{module}@{version}", "zip_hash": "", "mod_hash": "", "bundle": None}
+        entry.update(signed.get((module, version), {}))
+        out.append(entry)
+    return out
+
+
+def installed_bundles(layout: Layout) -> List[Tuple[Dict[str, Any], Any]]:
+    """(installed.json entry, parsed manifest) of each recorded bundle, oldest first."""
+    out = []
+    for entry in state.load(layout).get("bundles", []):
+        path = layout.bundles / f"{entry.get('manifest_sha256', '')}.json"
+        try:
+            manifest = parse_manifest(path.read_bytes())
+        except (OSError, TrustError):
+            manifest = None
+        out.append((entry, manifest))
+    return out
+
+
+def installing_bundle(bundles: List[Tuple[Dict[str, Any], Any]], toolchain: str
+                      ) -> Optional[Dict[str, Any]]:
+    for entry, _ in reversed(bundles):
+        if toolchain in entry.get("toolchains", []):
+            return {k: entry.get(k) for k in ("name", "channel", "sequence", "manifest_sha256",
+                                              "signer", "installed_at")}
+    return None
+
+
+def current_goroot(layout: Layout, operation: str) -> Tuple[str, Path]:
+    """(toolchain id, GOROOT) that `P/current` names, or the error a user can act on."""
+    target = current_target(layout)
+    goroot = layout.root / target if target else None
+    if target is None or goroot is None or not goroot.is_dir():
+        raise NotReadyError(
+            f"{operation} {layout.root}: no current toolchain (`{layout.current}` "
+            + ("is missing" if target is None else f"points at {target}, which is missing")
+            + "); install one first with `rescue.pyz install BUNDLE --prefix "
+            f"{layout.root}`, or pass the --prefix that has it",
+            operation=operation, subject=str(layout.root))
+    return Path(target).name, goroot
+
+
+def take(layout: Layout, tag: Optional[str] = None, now: Optional[datetime] = None,
+         environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """A snapshot of the prefix as it is now (not stored)."""
+    tag_text, tag_kind = check_tag(tag)
+    env = dict(os.environ) if environ is None else dict(environ)
+    toolchain, goroot = current_goroot(layout, "taking a snapshot of")
+    when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
+    ci = ci_context(env)
+    files = read_goroot(goroot)
+    go = run_go(goroot, layout, environ)
+    bundles = installed_bundles(layout)
+    go_env = go["env"]
+    return {
+        "format": FORMAT,
+        "id": make_id(tag_text, when, ci),
+        "tag": tag_text or None,
+        "tag_kind": tag_kind or None,
+        "created": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "host": socket.gethostname(),
+        "user": {"name": _user_name(), "uid": os.getuid() if hasattr(os, "getuid") else None},
+        "ci": ci,
+        "prefix": str(layout.root),
+        "toolchain": toolchain,
+        "goroot": {"path": str(goroot.resolve()), "root_hash": root_hash(files),
+                   "file_count": sum(1 for f in files if f["type"] == "file"),
+                   "bytes": sum(f.get("size", 0) for f in files), "files": files},
+        "go": {"version": go["version"], "env": go_env, "error": go["error"]},
+        "paths": {k: go_env.get(k, str(goroot.resolve()) if k == "GOROOT" else None)
+                  for k in ("GOROOT", "GOPATH", "GOMODCACHE")},
+        "modules": proxy_modules(layout, [m for _, m in bundles if m is not None]),
+        "bundle": installing_bundle(bundles, toolchain),
+    }
+
+
+def _user_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid with no passwd entry (containers)
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
+# --- the store: P/state/snapshots/<id>.json --------------------------------------------------
+
+def store(layout: Layout) -> Path:
+    return layout.state / "snapshots"
+
+
+def save(layout: Layout, snap: Dict[str, Any], copy_to: Optional[Path] = None
+         ) -> Tuple[Optional[Path], List[str]]:
+    """Write the snapshot into the store (a free id: `-2`, `-3` after a taken one) and to
+    `copy_to`. Returns (stored path or None, notes). A store this user may not write is an
+    error, unless the copy could be written."""
+    text = json.dumps(snap, indent=2, sort_keys=True) + "\n"
+    notes: List[str] = []
+    stored: Optional[Path] = None
+    try:
+        store(layout).mkdir(parents=True, exist_ok=True)
+        base, n = snap["id"], 1
+        while (store(layout) / f"{snap['id']}.json").exists():
+            n += 1
+            snap["id"] = f"{base}-{n}"
+            text = json.dumps(snap, indent=2, sort_keys=True) + "\n"
+        stored = store(layout) / f"{check_id(snap['id'])}.json"
+        write_atomic(stored, text)
+    except OSError as exc:
+        if copy_to is None or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise NotReadyError(
+                f"writing snapshot {store(layout)}: {exc.strerror or exc}; pass -o FILE to "
+                "write it elsewhere, or run as the user who owns the prefix",
+                operation="writing snapshot", subject=str(store(layout))) from None
+        stored = None
+        notes.append(f"not kept in {store(layout)} ({exc.strerror}): only {copy_to} has it")
+    if copy_to is not None:
+        try:
+            write_atomic(copy_to.absolute(), text)
+        except OSError as exc:
+            raise NotReadyError(
+                f"writing snapshot {copy_to}: {exc.strerror or exc}; pass -o with a file in a "
+                "directory you can write", operation="writing snapshot",
+                subject=str(copy_to)) from None
+    return stored, notes
+
+
+def load(layout: Layout, ref: str) -> Dict[str, Any]:
+    """A stored snapshot by id, or a snapshot file by path (one with a `/`)."""
+    by_path = "/" in ref or os.sep in ref
+    path = Path(ref) if by_path else store(layout) / f"{check_id(ref)}.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        known = [s["id"] for s in listing(layout)][-5:]
+        raise NotReadyError(
+            f"reading snapshot {shown(ref)}: no such snapshot in {store(layout)}; "
+            + (f"the newest are {', '.join(known)}; " if known else "there are none yet; ")
+            + "see `rescue.pyz snapshot list`", operation="reading snapshot",
+            subject=shown(ref)) from None
+    except OSError as exc:
+        raise NotReadyError(f"reading snapshot {path}: {exc.strerror}; check its permissions",
+                            operation="reading snapshot", subject=str(path)) from None
+    except (UnicodeDecodeError, ValueError):
+        doc = None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "goroot" not in doc:
+        raise NotReadyError(
+            f"reading snapshot {path}: not a rescue snapshot (format {FORMAT}); pass a file "
+            "written by `rescue.pyz snapshot create`", operation="reading snapshot",
+            subject=str(path))
+    return doc
+
+
+def listing(layout: Layout) -> List[Dict[str, Any]]:
+    """A summary of every stored snapshot, oldest first (unreadable files are skipped)."""
+    out = []
+    try:
+        names = sorted(os.listdir(store(layout)))
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        try:
+            doc = json.loads((store(layout) / name).read_text(encoding="utf-8"))
+            out.append({"id": doc["id"], "created": doc["created"], "tag": doc.get("tag"),
+                        "toolchain": doc.get("toolchain"),
+                        "root_hash": doc["goroot"]["root_hash"],
+                        "ci": (doc.get("ci") or {}).get("provider"),
+                        "file": str(store(layout) / name)})
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(out, key=lambda s: (s["created"], s["id"]))
+
+
+def prune(layout: Layout, keep: Optional[int], older_than_days: Optional[float],
+          now: Optional[datetime] = None, dry_run: bool = False) -> Dict[str, List[str]]:
+    """Remove stored snapshots. Kept: the newest `keep`, and those younger than the given days;
+    with both options a snapshot goes only when neither keeps it."""
+    now = now or datetime.now(timezone.utc)
+    snaps = list(reversed(listing(layout)))  # newest first
+    cutoff = now - timedelta(days=older_than_days) if older_than_days is not None else None
+    removed, kept = [], []
+    for i, s in enumerate(snaps):
+        created = datetime.strptime(s["created"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=timezone.utc)
+        keep_it = ((keep is not None and i < keep)
+                   or (cutoff is not None and created >= cutoff)
+                   or (keep is None and cutoff is None))
+        (kept if keep_it else removed).append(s["id"])
+        if not keep_it and not dry_run:
+            os.unlink(s["file"])
+    return {"removed": removed, "kept": kept}
+
+
+# --- comparing (pure) ------------------------------------------------------------------------
+
+def diff_files(a: List[Dict[str, Any]], b: List[Dict[str, Any]]) -> Dict[str, Any]:
+    old, new = {e["path"]: e for e in a}, {e["path"]: e for e in b}
+    changed = []
+    for path in sorted(old.keys() & new.keys()):
+        fields = {k: [old[path].get(k), new[path].get(k)]
+                  for k in ("type", "sha256", "mode", "size", "target")
+                  if old[path].get(k) != new[path].get(k)}
+        if fields:
+            changed.append({"path": path, **fields})
+    return {"added": sorted(new.keys() - old.keys()), "removed": sorted(old.keys() - new.keys()),
+            "changed": changed}
+
+
+def diff_env(a: Mapping[str, str], b: Mapping[str, str]) -> Dict[str, Any]:
+    return {"added": {k: b[k] for k in sorted(b.keys() - a.keys())},
+            "removed": {k: a[k] for k in sorted(a.keys() - b.keys())},
+            "changed": {k: [a[k], b[k]] for k in sorted(a.keys() & b.keys()) if a[k] != b[k]}}
+
+
+def diff_modules(a: List[Dict[str, Any]], b: List[Dict[str, Any]]) -> Dict[str, Any]:
+    old, new = {m["module"]: m for m in a}, {m["module"]: m for m in b}
+    return {"added": sorted(new.keys() - old.keys()), "removed": sorted(old.keys() - new.keys()),
+            "changed": [{"module": k, "zip_hash": [old[k]["zip_hash"], new[k]["zip_hash"]],
+                         "mod_hash": [old[k]["mod_hash"], new[k]["mod_hash"]]}
+                        for k in sorted(old.keys() & new.keys())
+                        if (old[k]["zip_hash"], old[k]["mod_hash"])
+                        != (new[k]["zip_hash"], new[k]["mod_hash"])]}
+
+
+def diff(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+    """What changed from snapshot `a` to snapshot `b`."""
+    files = diff_files(a["goroot"]["files"], b["goroot"]["files"])
+    env = diff_env(a["go"]["env"], b["go"]["env"])
+    modules = diff_modules(a["modules"], b["modules"])
+    same = (a["goroot"]["root_hash"] == b["goroot"]["root_hash"]
+            and not any(env.values()) and not any(modules.values())
+            and a["go"]["version"] == b["go"]["version"])
+    return {"from": a["id"], "to": b["id"], "same": same,
+            "toolchain": [a["toolchain"], b["toolchain"]],
+            "go_version": [a["go"]["version"], b["go"]["version"]],
+            "root_hash": [a["goroot"]["root_hash"], b["goroot"]["root_hash"]],
+            "files": files, "env": env, "modules": modules}
+
+
+def verify(snap: Dict[str, Any], layout: Layout) -> Dict[str, Any]:
+    """The live GOROOT against the snapshot's; raises TrustError naming what differs."""
+    toolchain, goroot = current_goroot(layout, "verifying snapshot against")
+    files = read_goroot(goroot)
+    live_hash = root_hash(files)
+    report = {"id": snap["id"], "toolchain": [snap["toolchain"], toolchain],
+              "root_hash": [snap["goroot"]["root_hash"], live_hash], "goroot": str(goroot),
+              "files": diff_files(snap["goroot"]["files"], files)}
+    if live_hash == snap["goroot"]["root_hash"]:
+        return report
+    f = report["files"]
+    named = {"changed": [c["path"] for c in f["changed"]], "added": f["added"],
+             "removed": f["removed"]}
+    count = sum(len(v) for v in named.values())
+    what = "; ".join(f"{kind} {', '.join(paths[:10])}" + (" ..." if len(paths) > 10 else "")
+                     for kind, paths in named.items() if paths)
+    if toolchain != snap["toolchain"]:
+        why = (f" (the snapshot was of {snap['toolchain']}, `current` is now {toolchain})")
+        todo = (f"the build environment changed since the snapshot; switch back to "
+                f"{snap['toolchain']} if that is the one to build with, or record the new one "
+                "with `rescue.pyz snapshot create`")
+    else:
+        why = ""
+        todo = ("if nobody changed it on purpose, treat the toolchain as tampered with: move "
+                f"{goroot} aside and install its bundle again")
+    err = TrustError(
+        f"verifying snapshot {snap['id']}: the GOROOT {goroot} differs from it in "
+        f"{count} path(s){why}: {what}; {todo}",
+        operation="verifying snapshot", subject=snap["id"],
+        expected=snap["goroot"]["root_hash"], got=live_hash)
+    err.details = report  # type: ignore[attr-defined]
+    raise err
