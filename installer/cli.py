@@ -97,7 +97,9 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Optional[str],
             modcache: bool, modcache_dir: Optional[Path], lock_timeout: float,
-            as_json: bool) -> None:
+            as_json: bool, guard_projects: Tuple[Path, ...] = (),
+            guard_cmds: Tuple[str, ...] = (), guard_timeout: float = 600.0,
+            fail_patterns: Tuple[str, ...] = ()) -> None:
     """Verify BUNDLE and install it; run the emergency checklist.
 
     \b
@@ -108,11 +110,13 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
       . ~/.local/share/go-emergency/env.sh     # then: go version
     """
     from installer import install as inst
+    from installer.cli_versions import make_guard
     from installer.prefix import default_prefix
 
     root = prefix or default_prefix()
     signers, source = load_signers(trust)
     cache_dir = _modcache_dir(modcache, modcache_dir)
+    guard = make_guard(guard_projects, guard_cmds, guard_timeout, fail_patterns) or None
 
     def waiting(msg: str) -> None:
         click.echo(f"rescue: {msg}", err=True)
@@ -120,12 +124,12 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
     try:
         if as_json or not sys.stderr.isatty():
             result = inst.install(bundle, root, signers, source, use, modcache_dir=cache_dir,
-                                  on_wait=waiting, lock_timeout=lock_timeout)
+                                  on_wait=waiting, lock_timeout=lock_timeout, guard=guard)
         else:
             with _Progress("verifying and staging") as bar:
                 result = inst.install(bundle, root, signers, source, use, on_bytes=bar.advance,
                                       on_total=bar.start, modcache_dir=cache_dir,
-                                      on_wait=waiting, lock_timeout=lock_timeout)
+                                      on_wait=waiting, lock_timeout=lock_timeout, guard=guard)
     except RescueError as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:
@@ -161,6 +165,9 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
     if result.checks:
         click.echo(f"checklist ({result.current}):")
         print_checks(result.checks)
+    from installer.cli_versions import say_guard
+
+    say_guard(result.guard)
     click.echo(f"done in {result.seconds:.1f}s; use it with:  . {Path(result.prefix) / 'env.sh'}")
 
 
@@ -275,6 +282,7 @@ def _register() -> None:
 
     for command in [*cli_versions.COMMANDS, snapshot]:
         cli.add_command(command)
+    cli_versions.guard_options(install)  # the same guard options as `use`
 
 
 _register()

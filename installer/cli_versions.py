@@ -18,6 +18,43 @@ LOCK_TIMEOUT = click.option("--lock-timeout", type=float, default=300.0, show_de
 JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
+def guard_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--guard-project/--guard-cmd/--guard-timeout/--fail-pattern, shared by install and use."""
+    for option in reversed([
+        click.option("--guard-project", "guard_projects", multiple=True, metavar="DIR",
+                     type=click.Path(file_okay=False, exists=True, path_type=Path),
+                     help="After the switch, build/verify/list this project with the new "
+                          "go; on failure switch back (repeatable)."),
+        click.option("--guard-cmd", "guard_cmds", multiple=True, metavar="CMD",
+                     help="Also run CMD in each project, e.g. 'go test ./...' (repeatable)."),
+        click.option("--guard-timeout", type=float, default=600.0, show_default=True,
+                     metavar="SECONDS", help="Per guard command."),
+        click.option("--fail-pattern", "fail_patterns", multiple=True, metavar="REGEX",
+                     help="An output line matching REGEX is a failure too (repeatable)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def make_guard(projects: Tuple[Path, ...], cmds: Tuple[str, ...], timeout: float,
+               patterns: Tuple[str, ...]) -> Any:
+    import re
+
+    from installer.guard import Guard
+    from manifests.errors import NotReadyError
+
+    if cmds and not projects:
+        raise NotReadyError("reading the command line: --guard-cmd needs --guard-project DIR "
+                            "(the directory to run it in)")
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as exc:
+            raise NotReadyError(f"reading the command line: --fail-pattern {p!r} is not a "
+                                f"regular expression ({exc})") from None
+    return Guard([d.absolute() for d in projects], list(cmds), timeout, list(patterns))
+
+
 def _layout(prefix_opt: Optional[Path]) -> Any:
     from installer.prefix import Layout, default_prefix
     from manifests.errors import NotReadyError
@@ -55,6 +92,17 @@ def _switch_report(op: str, done: Any, notes: List[str], as_json: bool) -> None:
     print_checks(done.checks)
     click.echo(f"current   {done.current} (was {done.previous or 'nothing'}); "
                f"{op} took {done.seconds:.1f}s")
+    say_guard(done.guard.to_dict() if done.guard else None)
+
+
+def say_guard(report: Optional[Dict[str, Any]]) -> None:
+    """The guard's outcome for people: what changed in each project's module list."""
+    if report is None:
+        return
+    click.echo(f"guard     passed in {report['seconds']:.1f}s; log {report['log']}")
+    for project, changes in report["module_changes"].items():
+        for line in changes:
+            click.echo(f"modules   {project}: {line}")
 
 
 @click.command("list")
@@ -86,23 +134,30 @@ def list_cmd(prefix: Optional[Path], as_json: bool) -> None:
 @click.command("use")
 @click.argument("version")
 @PREFIX
+@guard_options
 @LOCK_TIMEOUT
 @JSON
-def use_cmd(version: str, prefix: Optional[Path], lock_timeout: float, as_json: bool) -> None:
+def use_cmd(version: str, prefix: Optional[Path], guard_projects: Tuple[Path, ...],
+            guard_cmds: Tuple[str, ...], guard_timeout: float, fail_patterns: Tuple[str, ...],
+            lock_timeout: float, as_json: bool) -> None:
     """Make an installed VERSION current (its checklist must pass first).
 
-    VERSION may be 1.21.13, go1.21.13 or go1.21.13.linux-amd64.
+    VERSION may be 1.21.13, go1.21.13 or go1.21.13.linux-amd64. With --guard-project, the
+    projects are built and tested with it after the switch; a failure switches back (exit 4).
 
     \b
     Examples:
       python3 rescue.pyz use 1.21.13
+      python3 rescue.pyz use 1.22.10 --guard-project ~/src/app --guard-cmd 'go test ./...'
       python3 rescue.pyz use go1.22.10.linux-amd64 --json
     """
     from installer import versions
 
+    guard = make_guard(guard_projects, guard_cmds, guard_timeout, fail_patterns)
+
     def work(layout: Any) -> Any:
         tc = versions.resolve(layout, version)
-        return versions.switch(layout, tc, "use", f"use {version}", versions.checks_for(layout))
+        return versions.guarded(layout, tc, "use", f"use {version}", guard or None)
 
     _, notes, done = _locked(prefix, lock_timeout, work)
     _switch_report("use", done, notes, as_json)

@@ -23,6 +23,7 @@ from installer import (
     versions,
     wiring,
 )
+from installer import guard as guard_mod
 from installer.bundle_reader import BundleReader, Verified
 from installer.checklist import Check
 from installer.host import host_target
@@ -54,6 +55,7 @@ class InstallResult:
     modules_added: List[str] = field(default_factory=list)  # module@version new in P/goproxy
     modules_kept: List[str] = field(default_factory=list)  # already there, identical
     modcache: Optional[Dict[str, object]] = None  # what --modcache wrote, see installer/modcache
+    guard: Optional[Dict[str, object]] = None  # what --guard-project found, see installer/guard
 
     @property
     def ok(self) -> bool:
@@ -89,7 +91,8 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
             modcache_dir: Optional[Path] = None,
             on_total: Callable[[int], None] = lambda n: None,
             on_wait: Callable[[str], None] = lambda msg: None,
-            lock_timeout: float = 300.0) -> InstallResult:
+            lock_timeout: float = 300.0,
+            guard: Optional[guard_mod.Guard] = None) -> InstallResult:
     started = time.monotonic()
     layout = Layout(root.absolute())
     with BundleReader(bundle) as reader:
@@ -110,8 +113,16 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
             with prefix.locked(layout, lock_timeout, on_wait) as lock:
                 result.notes += lock.notes
                 result.notes += versions.recover(layout)
+                before = guard_mod.baseline(guard, layout) if guard else {}
                 _install_locked(reader, verified, layout, current, result, on_bytes,
                                 modcache_dir)
+                if guard and result.current:
+                    done = versions.Switched(
+                        result.previous.rsplit("/", 1)[-1] if result.previous else None,
+                        result.current, result.checks)
+                    done.guard = guard_mod.run(guard, layout, before, "install")
+                    result.guard = done.guard.to_dict()
+                    versions.check_guard(layout, done, "install")
         except OSError as exc:
             raise machine_error(f"installing into {layout.root}", exc) from None
     result.seconds = round(time.monotonic() - started, 2)

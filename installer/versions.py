@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from installer import checklist, crashpoints, history, prefix, state
+from installer import guard as guard_mod
 from installer.checklist import Check
 from installer.host import host_target
 from installer.prefix import Layout
@@ -52,10 +53,12 @@ class Switched:
     checks: List[Check] = field(default_factory=list)
     seconds: float = 0.0
     notes: List[str] = field(default_factory=list)
+    guard: Optional[guard_mod.Report] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {"previous": self.previous, "current": self.current, "notes": self.notes,
-                "checks": [c.to_dict() for c in self.checks], "seconds": round(self.seconds, 2)}
+                "checks": [c.to_dict() for c in self.checks], "seconds": round(self.seconds, 2),
+                "guard": self.guard.to_dict() if self.guard else None}
 
 
 def _split(tc_id: str) -> Optional[tuple]:
@@ -232,3 +235,37 @@ def recover(layout: Layout) -> List[str]:
     if note:
         notes.append(note)
     return notes
+
+
+def guarded(layout: Layout, tc_id: str, op: str, why: str,
+            guard: Optional[guard_mod.Guard]) -> Switched:
+    """`switch`, then the guard; a failing guard makes the previous toolchain current again."""
+    before = guard_mod.baseline(guard, layout) if guard else {}
+    done = switch(layout, tc_id, op, why, checks_for(layout))
+    if guard:
+        done.guard = guard_mod.run(guard, layout, before, op)
+        check_guard(layout, done, op)
+    return done
+
+
+def check_guard(layout: Layout, done: Switched, op: str) -> None:
+    """Raise (exit 4) after switching back when the guard failed; nothing when it passed."""
+    report = done.guard
+    if report is None or report.failure is None:
+        return
+    f = report.failure
+    code = "timed out" if f.exit_code is None else f"exit {f.exit_code}"
+    if done.previous and (layout.versions / done.previous).is_dir():
+        back = switch(layout, done.previous, "guard-rollback",
+                      f"guard failed after {op} of {done.current}: {f.stage}",
+                      checks_for(layout))
+        where = (f"{back.current} is current again (checklist "
+                 f"{'ok' if all(c.ok for c in back.checks) else 'FAILED'}, "
+                 f"{back.seconds:.1f}s)")
+    else:
+        where = f"there is no earlier toolchain to go back to; {done.current} stays current"
+    err = ChecklistError(f"guarded {op} of {done.current}: {f.stage} failed ({code}): "
+                         f"{f.line}; {where}. Full log: {f.log}",
+                         hint=f"read {f.log}, fix the project or the toolchain, then try again")
+    err.details = done.to_dict()  # type: ignore[attr-defined]
+    raise err

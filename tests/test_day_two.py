@@ -301,3 +301,61 @@ def test_rollback_use_remove_killed_at_any_moment_leave_a_working_current(
         assert "finished an interrupted" in nxt.stdout
     assert [h["to"] for h in _history(prefix)][-1] == "go1.21.13.linux-amd64"
     assert len(_history(prefix)) == 3
+
+
+# --- guarded upgrades -------------------------------------------------------------------
+
+def _project(root: Path, user: User) -> Path:
+    """A real project whose test passes with go1.21.13 and fails with any other go."""
+    proj = root / "app"
+    proj.mkdir()
+    (proj / "go.mod").write_text("module example.com/app\n\ngo 1.21\n")
+    (proj / "main.go").write_text('package main\n\nfunc main() { println("app") }\n')
+    (proj / "version_test.go").write_text(
+        'package main\n\nimport (\n\t"runtime"\n\t"testing"\n)\n\n'
+        'func TestBuiltWithTheCertifiedGo(t *testing.T) {\n'
+        '\tif runtime.Version() != "go1.21.13" {\n'
+        '\t\tt.Fatalf("built with %s, certified only with go1.21.13", runtime.Version())\n'
+        '\t}\n}\n')
+    from tests.support.users import chown_tree
+
+    chown_tree(proj, user.uid)
+    return proj
+
+
+def test_guarded_upgrade_that_breaks_a_project_rolls_back_by_itself(
+        user: User, pyz: Path, toolchain_bundle: Path, newer_toolchain_bundle: Path) -> None:
+    rescue = [STOCK_PYTHON, "-I", str(user.give(pyz))]
+    prefix = user.home / "P"
+    p = ["--prefix", str(prefix)]
+    proj = _project(user.work, user)
+    env = user.env(GOCACHE=str(user.home / "gocache"), GOPATH=str(user.home / "gopath"))
+    first = user.run([*rescue, "install", str(user.give(toolchain_bundle)), *p,
+                      "--guard-project", str(proj), "--guard-cmd", "go test ./..."],
+                     offline=True, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "guard     passed in" in first.stdout
+    upgrade = user.run([*rescue, "install", str(user.give(newer_toolchain_bundle)), *p,
+                        "--guard-project", str(proj), "--guard-cmd", "go test ./...", "--json"],
+                       offline=True, env=env)
+    assert upgrade.returncode == 4, upgrade.stderr
+    err = upgrade.stderr
+    assert (f"guarded install of go1.22.10.linux-amd64: guard command `go test ./...` in {proj} "
+            "failed (exit 1): ") in err
+    assert "failed (exit 1): --- FAIL: TestBuiltWithTheCertifiedGo" in err
+    assert "go1.21.13.linux-amd64 is current again (checklist ok" in err
+    doc = json.loads(upgrade.stdout)
+    log = Path(doc["guard"]["failure"]["log"])
+    assert log.is_file()
+    assert "built with go1.22.10, certified only with go1.21.13" in log.read_text()
+    assert os.readlink(prefix / "current") == "versions/go1.21.13.linux-amd64"
+    version = user.run([str(prefix / "current" / "bin" / "go"), "version"], offline=True)
+    assert version.stdout.split()[2] == "go1.21.13"
+    ops = [h["op"] for h in _history(prefix)]
+    assert ops == ["install", "install", "guard-rollback"]
+    # `use` takes the same guard, and a pattern of the operator's own.
+    again = user.run([*rescue, "use", "1.22.10", *p, "--guard-project", str(proj),
+                      "--fail-pattern", "^app$", "--guard-cmd", "go run ."], offline=True,
+                     env=env)
+    assert again.returncode == 4
+    assert "guard command `go run .` in" in again.stderr and "failed (exit 0): app" in again.stderr
