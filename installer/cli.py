@@ -278,9 +278,10 @@ def _report(exc: RescueError, as_json: bool, details: Optional[Dict[str, Any]] =
 def _register() -> None:
     """Commands that live in their own modules (imported last: they use the helpers above)."""
     from installer import cli_versions
+    from installer.cli_doctor import doctor
     from installer.cli_snapshot import snapshot
 
-    for command in [*cli_versions.COMMANDS, snapshot]:
+    for command in [*cli_versions.COMMANDS, snapshot, doctor]:
         cli.add_command(command)
     cli_versions.guard_options(install)  # the same guard options as `use`
 

@@ -1,0 +1,496 @@
+"""Diagnose what a user's shell gives `go`: pure findings over facts gathered at the edge."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import stat
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from installer import checklist, usersettings
+from installer.prefix import Layout
+from installer.wiring import go_settings
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+EXIT = {ERROR: 4, WARNING: 1}
+TIMEOUT = 120
+PROFILE_MAX_BYTES = 1 << 20
+# Start-up files of the shells people use, in the order a login shell reads them.
+HOME_PROFILES = (".profile", ".bash_profile", ".bashrc", ".zshrc", ".config/fish/config.fish")
+ETC_ENV = "RESCUE_DOCTOR_ETC"  # tests point it at a crafted /etc
+# `go env -json` of these, besides the settings usersettings judges.
+PLACES = ("GOVERSION", "GOROOT", "GOPATH", "GOMOD", "GOENV")
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    severity: str  # ERROR (breaks builds), WARNING or INFO
+    message: str
+    evidence: str  # the file and line, variable or path that shows it
+    fix: str = ""
+
+    def to_dict(self) -> Dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Ran:
+    """One go command: its exit status and output, or why it could not start."""
+
+    argv: Tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    oserror: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.oserror and self.returncode == 0
+
+    def words(self) -> str:
+        return self.oserror or checklist._tail(self.stderr) or checklist._tail(self.stdout)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One PATH entry as found on disk."""
+
+    index: int
+    text: str
+    is_dir: bool = False
+    exists: bool = False
+    mode: int = 0
+    uid: int = -1
+    go: str = ""  # the executable `go` in it, if any
+
+
+@dataclass
+class Facts:
+    """Everything doctor looks at, gathered once; the findings are computed from this alone."""
+
+    env: Dict[str, str]
+    uid: int
+    layout: Layout
+    current: Optional[str]  # toolchain id P/current points at
+    current_goroot: Optional[str]  # its real path
+    path: List[Entry]
+    go: Optional[str]  # the go that is diagnosed: the one the shell runs, else rescue's
+    go_root_of_binary: Optional[str]  # realpath(go)/../..
+    version: Optional[Ran] = None
+    env_json: Optional[Ran] = None
+    settings: Dict[str, str] = field(default_factory=dict)
+    settings_error: str = ""
+    listed: Optional[Ran] = None  # go list -m all, with --project
+    project: Optional[str] = None
+    version_file: Dict[str, str] = field(default_factory=dict)  # GOROOT -> first line of VERSION
+    sdk: Dict[str, bool] = field(default_factory=dict)  # GOROOT -> looks like an SDK tree
+    modes: Dict[str, Tuple[int, int]] = field(default_factory=dict)  # path -> (mode, uid)
+    profiles: Dict[str, str] = field(default_factory=dict)  # start-up file -> its text
+    has_go: Dict[str, bool] = field(default_factory=dict)  # dir named in a profile -> holds go
+    carried: List[str] = field(default_factory=list)
+
+    @property
+    def values(self) -> Dict[str, str]:
+        """`go env -json` of the diagnosed go, or {}."""
+        if self.env_json is None or not self.env_json.ok:
+            return {}
+        try:
+            return {k: str(v) for k, v in json.loads(self.env_json.stdout).items()}
+        except (ValueError, AttributeError):
+            return {}
+
+
+# --- findings: pure functions of Facts ------------------------------------------------------
+
+
+def find_path_gos(f: Facts) -> List[Finding]:
+    out = []
+    gos = [e for e in f.path if e.go]
+    mine = os.path.realpath(f.layout.current / "bin" / "go") if f.current else None
+    env_sh = f.layout.root / "env.sh"
+    for n, e in enumerate(gos):
+        wins = "wins" if n == 0 else "shadowed by the first"
+        out.append(Finding("path-go", INFO, f"go on PATH #{n + 1}: {e.go} ({wins})",
+                           f"PATH entry {e.index + 1}: {e.text}"))
+    if not gos:
+        out.append(Finding("path-go", ERROR, "no go on PATH: the shell finds no go command",
+                           f"PATH={f.env.get('PATH', '')}",
+                           f". {env_sh}" if f.current else "install a bundle: python3 "
+                           "rescue.pyz install BUNDLE, then . P/env.sh"))
+    elif mine is None:
+        out.append(Finding("path-go", ERROR, f"no rescue toolchain is current in "
+                           f"{f.layout.root}; the shell runs {gos[0].go}",
+                           f"{f.layout.current} does not exist",
+                           "python3 rescue.pyz install BUNDLE --prefix " + str(f.layout.root)))
+    elif os.path.realpath(gos[0].go) != mine:
+        out.append(Finding("path-go", ERROR, f"the go that wins on PATH is {gos[0].go}, not "
+                           f"rescue's {f.layout.current / 'bin' / 'go'}",
+                           f"PATH entry {gos[0].index + 1}: {gos[0].text}",
+                           f". {env_sh}  (puts {f.layout.current / 'bin'} first on PATH)"))
+    return out
+
+
+def _version_word(text: str) -> str:
+    parts = text.split()
+    return parts[2] if len(parts) >= 4 and parts[:2] == ["go", "version"] else ""
+
+
+def find_versions(f: Facts) -> List[Finding]:
+    """`go version` against `go env GOVERSION` and the VERSION file of the GOROOT it uses."""
+    if f.version is None or not f.version.ok:
+        return []
+    said = _version_word(f.version.stdout)
+    values = f.values
+    out = []
+    if said and values.get("GOVERSION") and values["GOVERSION"] != said:
+        out.append(Finding("go-version", ERROR, f"`go version` says {said} but `go env "
+                           f"GOVERSION` says {values['GOVERSION']}", f"{f.go}",
+                           "reinstall the toolchain: python3 rescue.pyz install BUNDLE"))
+    root = values.get("GOROOT", "")
+    on_disk = f.version_file.get(root, "")
+    if said and on_disk and on_disk != said:
+        out.append(Finding("go-version", ERROR, f"{f.go} is {said} but its GOROOT {root} holds "
+                           f"{on_disk}: the compiler and the standard library disagree",
+                           f"{root}/VERSION", "unset GOROOT; use one GOROOT's own bin/go"))
+    if root and f.go_root_of_binary and os.path.realpath(root) != f.go_root_of_binary:
+        out.append(Finding("goroot", ERROR, f"{f.go} runs from {f.go_root_of_binary} but uses "
+                           f"GOROOT {root}", "GOROOT", "unset GOROOT (go finds its own tree)"))
+    return out
+
+
+def find_goroot_setting(f: Facts) -> List[Finding]:
+    goenv = f.values.get("GOENV", f.env.get("GOENV", ""))
+    out = []
+    for src in usersettings.sources("GOROOT", f.env, goenv):
+        value = src.where.rsplit("GOROOT=", 1)[-1][:-1]  # "... (GOROOT=VALUE)"
+        same = f.go_root_of_binary and os.path.realpath(value) == f.go_root_of_binary
+        out.append(Finding("goroot", INFO if same else ERROR,
+                           f"GOROOT is {src.where}" + (
+                               "; it names the tree go finds by itself" if same else
+                               f"; the go on PATH lives in {f.go_root_of_binary or '?'}"),
+                           src.where, src.fix))
+    return out
+
+
+def find_gopath(f: Facts) -> List[Finding]:
+    values = f.values
+    root = values.get("GOROOT", "")
+    out = []
+    for gopath in filter(None, values.get("GOPATH", "").split(os.pathsep)):
+        real, real_root = os.path.realpath(gopath), os.path.realpath(root)
+        if root and (real == real_root or real.startswith(real_root.rstrip("/") + "/")):
+            out.append(Finding("gopath", ERROR, f"GOPATH {gopath} is "
+                               f"{'the same as' if real == real_root else 'inside'} GOROOT "
+                               f"{root}: the module cache would go into the read-only SDK",
+                               "GOPATH", "unset GOPATH (default ~/go), or go env -u GOPATH"))
+    return out
+
+
+def find_gomod(f: Facts) -> List[Finding]:
+    if f.project is None or not f.values:
+        return []
+    gomod = f.values.get("GOMOD", "")
+    if gomod in ("", os.devnull):
+        why = ("go is not in module mode (GO111MODULE=off)" if not gomod else
+               f"no go.mod in {f.project} or any directory above it")
+        return [Finding("gomod", ERROR, why, f"GOMOD={gomod!r} in {f.project}",
+                        "cd to the module's root, or: go mod init MODULE")]
+    return [Finding("gomod", INFO, f"module file {gomod}", f"GOMOD in {f.project}")]
+
+
+def find_settings(f: Facts) -> List[Finding]:
+    """The offline wiring's settings as this go sees them, judged by usersettings."""
+    if f.settings_error or not f.settings or not f.current:
+        return []
+    version = f.current.rsplit(".", 1)[0]
+    out = []
+    for j in usersettings.judge(f.settings, f.env, go_settings(f.layout), version, f.carried,
+                                f.layout.root / "env.sh"):
+        if j.level == "ok":
+            continue
+        where = [x for x in j.lines[1:] if not x.startswith(("fix:", "or, for one shell"))]
+        fixes = [x[len("fix: "):] for x in j.lines if x.startswith("fix: ")]
+        fixes += [x[len("or, for one shell: "):] for x in j.lines
+                  if x.startswith("or, for one shell: ")]
+        out.append(Finding(f"setting {j.key}", ERROR if j.level == usersettings.FAIL
+                           else WARNING, f"{j.key}={j.got}: {j.lines[0]}",
+                           "; ".join(where) or j.key, " or ".join(fixes)))
+    return out
+
+
+_GO_VAR = re.compile(r"^\s*(?:(?:export|declare\s+-x|typeset\s+-x|readonly)\s+)?"
+                     r"(GO[A-Z0-9_]*)=")
+_GO_VAR_FISH = re.compile(r"^\s*(?:set\s+(?:-[A-Za-z]+\s+)*|setenv\s+)(GO[A-Z0-9_]*)\b")
+_PATH_SET = re.compile(r"(?:^|[\s;])(?:export\s+)?(?:PATH|path)\+?=|\bset\s+(?:-[A-Za-z]+\s+)*"
+                       r"(?:PATH|fish_user_paths)\b|\bfish_add_path\b")
+_GO_BIN = re.compile(r"(?:^|/)go[-0-9.]*/bin/?$")
+
+
+def _expand(token: str, home: str) -> str:
+    for var in ("${HOME}", "$HOME"):
+        token = token.replace(var, home)
+    return home + token[1:] if token.startswith("~") else token
+
+
+def scan_profile(name: str, text: str, home: str, mine: str,
+                 has_go: Callable[[str], bool]) -> List[Finding]:
+    """Lines of one start-up file that set a GO* variable or put another Go on PATH."""
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        code = line.strip()
+        if not code or code.startswith("#"):
+            continue
+        var = _GO_VAR.match(code) or _GO_VAR_FISH.match(code)
+        where = f"{name}:{number}: {code[:120]}"
+        if var:
+            out.append(Finding("startup-go-var", WARNING, f"{name} line {number} sets "
+                               f"{var.group(1)} for every new shell", where,
+                               f"delete line {number} of {name}, then open a new shell"))
+            continue
+        if not _PATH_SET.search(code):
+            continue
+        for token in re.split(r"[\s:\"'=()]+", code):
+            plain = _expand(token, home).rstrip("/")
+            if not plain or "PATH" in token or plain == mine.rstrip("/"):
+                continue
+            goroot = "GOROOT" in token
+            guessed = bool(_GO_BIN.search(plain)) and not plain.startswith(home + "/")
+            if goroot or has_go(plain) or guessed:
+                out.append(Finding("startup-path", WARNING, f"{name} line {number} puts "
+                                   f"another Go on PATH ({token})", where,
+                                   f"delete {token} from line {number} of {name}, then open a "
+                                   "new shell"))
+                break
+    return out
+
+
+def find_profiles(f: Facts) -> List[Finding]:
+    home = f.env.get("HOME", "")
+    mine = str(f.layout.current / "bin")
+    out: List[Finding] = []
+    for name, text in f.profiles.items():
+        out += scan_profile(name, text, home, mine, lambda d: f.has_go.get(d, False))
+    return out
+
+
+def find_path_entries(f: Facts) -> List[Finding]:
+    out = []
+    for e in f.path:
+        where = f"PATH entry {e.index + 1}: {e.text!r}"
+        drop = f"remove {e.text!r} from PATH in your shell profile"
+        if not e.text:
+            out.append(Finding("path-entry", WARNING, "empty PATH entry: the current directory "
+                               "is searched, so a `go` in any directory you cd into wins",
+                               where, "remove the empty entry (`::` or a leading/trailing `:`)"))
+            continue
+        if not e.text.startswith("/"):
+            out.append(Finding("path-entry", WARNING, f"relative PATH entry {e.text!r}: it "
+                               "names a different directory in every working directory",
+                               where, drop))
+        if " " in e.text:
+            out.append(Finding("path-entry", WARNING, f"PATH entry {e.text!r} contains a "
+                               "space: scripts that split PATH unquoted break", where,
+                               "use a directory without spaces (or a symlink to it)"))
+        if not e.exists:
+            out.append(Finding("path-entry", INFO, f"PATH entry {e.text!r} does not exist",
+                               where, drop))
+            continue
+        if e.mode & stat.S_IWOTH:
+            out.append(Finding("path-entry", WARNING, f"PATH entry {e.text} is writable by "
+                               "every user: anyone can put a `go` there (hijack risk)", where,
+                               f"chmod o-w {e.text}"))
+        if e.uid not in (0, f.uid):
+            out.append(Finding("path-entry", WARNING, f"PATH entry {e.text} is owned by uid "
+                               f"{e.uid}, neither you nor root: its owner decides what `go` "
+                               "runs (hijack risk)", where, drop))
+    return out
+
+
+def find_tree_modes(f: Facts) -> List[Finding]:
+    out = []
+    for path, (mode, _uid) in sorted(f.modes.items()):
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            out.append(Finding("permissions", WARNING, f"{path} is writable by anyone but its "
+                               f"owner (mode {stat.filemode(mode)}): another user can change "
+                               "the Go it holds", path, f"chmod go-w {path}"))
+    return out
+
+
+def find_trio(f: Facts) -> List[Finding]:
+    """go version, go env, go list -m all: each failure with its usual cause."""
+    out = []
+    if f.go is None:
+        return out
+    root = f.values.get("GOROOT") or f.go_root_of_binary or ""
+    not_sdk = root and not f.sdk.get(root, True)
+    if not_sdk:
+        out.append(Finding("goroot-sdk", ERROR, f"GOROOT {root} is not a Go SDK tree (no "
+                           "src/runtime or pkg/tool)", root,
+                           "unset GOROOT, or reinstall: python3 rescue.pyz install BUNDLE"))
+    v = f.version
+    if v is not None and (not v.ok or not _version_word(v.stdout)):
+        cause = (f"{f.go} is not a working go binary: GOROOT/bin/go was overwritten (a copy "
+                 "cut short, another program copied over it)")
+        out.append(Finding("go version", ERROR, f"`go version` failed: {v.words()}; {cause}",
+                           f.go, "reinstall the toolchain (python3 rescue.pyz install BUNDLE) "
+                           "or switch back (python3 rescue.pyz rollback)"))
+        return out
+    e = f.env_json
+    if e is not None and (not e.ok or not f.values):
+        cause = (f"GOROOT {root} is not an SDK tree" if not_sdk
+                 else "go cannot read its settings (a bad GOENV file or GOFLAGS?)")
+        out.append(Finding("go env", ERROR, f"`go env` failed: {e.words()}; {cause}",
+                           f.go, "unset GOROOT GOFLAGS; go env -u GOFLAGS"))
+    if f.project is None:
+        out.append(Finding("go list -m all", INFO, "not run: pass --project DIR to check a "
+                           "project's module graph", "--project"))
+        return out
+    ls = f.listed
+    if ls is not None and not ls.ok:
+        words = ls.words()
+        if "go.mod file not found" in words or "not using modules" in words:
+            cause = f"no go.mod in {f.project} or above"
+        elif "lookup disabled" in words or "missing go.sum entry" in words or \
+                "dial tcp" in words or "connect" in words:
+            cause = "a module is neither in the bundles' proxy nor in your module cache"
+        else:
+            cause = "see go's words"
+        out.append(Finding("go list -m all", ERROR, f"`go list -m all` failed in "
+                           f"{f.project}: {words}; {cause}", f.project,
+                           "cd to the module root (go mod init if there is none); a module "
+                           "missing offline needs a bundle that carries it"))
+    return out
+
+
+FINDERS = (find_path_gos, find_path_entries, find_versions, find_goroot_setting, find_gopath,
+           find_gomod, find_settings, find_profiles, find_tree_modes, find_trio)
+
+
+def findings(f: Facts) -> List[Finding]:
+    out: List[Finding] = []
+    for finder in FINDERS:
+        out += finder(f)
+    return out
+
+
+def exit_code(found: Sequence[Finding]) -> int:
+    """0 clean, 1 warnings only, 4 a finding that breaks builds."""
+    return max((EXIT.get(x.severity, 0) for x in found), default=0)
+
+
+# --- gathering: the only I/O ----------------------------------------------------------------
+
+
+def _entry(index: int, text: str) -> Entry:
+    if not text:
+        return Entry(index, text)
+    try:
+        st = os.stat(text)
+    except OSError:
+        return Entry(index, text)
+    go = os.path.join(text, "go")
+    is_go = os.path.isfile(go) and os.access(go, os.X_OK)
+    return Entry(index, text, stat.S_ISDIR(st.st_mode), True, st.st_mode, st.st_uid,
+                 go if is_go and stat.S_ISDIR(st.st_mode) else "")
+
+
+def _run(go: str, args: Sequence[str], env: Mapping[str, str], cwd: str) -> Ran:
+    argv = (go, *args)
+    try:
+        out = subprocess.run(argv, env=dict(env), capture_output=True, text=True,
+                             timeout=TIMEOUT, cwd=cwd, errors="replace")
+    except OSError as exc:
+        return Ran(argv, -1, "", "", f"cannot run {go}: {exc.strerror}")
+    except subprocess.TimeoutExpired:
+        return Ran(argv, -1, "", "", f"{' '.join(argv)} did not finish in {TIMEOUT}s")
+    return Ran(argv, out.returncode, out.stdout, out.stderr)
+
+
+def profile_files(home: str, etc: str) -> List[Path]:
+    files = [Path(home) / p for p in HOME_PROFILES] if home else []
+    files += [Path(etc) / "profile", Path(etc) / "environment"]
+    with contextlib.suppress(OSError):
+        files += sorted(p for p in (Path(etc) / "profile.d").iterdir() if p.is_file())
+    return files
+
+
+def _read_text(path: Path) -> Optional[str]:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(PROFILE_MAX_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _read_first_line(path: str) -> str:
+    text = _read_text(Path(path)) or ""
+    return text.splitlines()[0].strip() if text.strip() else ""
+
+
+def _mode(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mode, st.st_uid
+
+
+def gather(layout: Layout, project: Optional[Path] = None,
+           env: Optional[Dict[str, str]] = None, etc: Optional[str] = None) -> Facts:
+    env = dict(env if env is not None else checklist.check_env(layout))
+    etc = etc or env.get(ETC_ENV) or "/etc"
+    try:
+        current: Optional[str] = os.path.basename(os.readlink(layout.current))
+        current_goroot: Optional[str] = os.path.realpath(layout.current)
+        if not os.path.isdir(current_goroot):
+            current, current_goroot = None, None
+    except OSError:
+        current, current_goroot = None, None
+    entries = [_entry(i, t) for i, t in enumerate(env.get("PATH", "").split(os.pathsep))]
+    winner = next((e.go for e in entries if e.go), None)
+    go = winner or (str(layout.current / "bin" / "go") if current else None)
+    facts = Facts(env, os.getuid(), layout, current, current_goroot, entries, go,
+                  os.path.dirname(os.path.dirname(os.path.realpath(go))) if go else None,
+                  project=str(project.absolute()) if project is not None else None)
+    home = env.get("HOME", "")
+    for path in profile_files(home, etc):
+        text = _read_text(path)
+        if text is None:
+            continue
+        facts.profiles[str(path)] = text
+        for token in re.split(r"[\s:\"'=()]+", text):
+            plain = _expand(token, home).rstrip("/")
+            if plain.startswith("/") and plain not in facts.has_go:
+                target = os.path.join(plain, "go")
+                facts.has_go[plain] = os.path.isfile(target) and os.access(target, os.X_OK)
+    for path in (str(layout.root), current_goroot, facts.go_root_of_binary):
+        if path and _mode(path):
+            facts.modes[path] = _mode(path)  # type: ignore[assignment]
+    if current:
+        facts.carried = usersettings.carried_modules(layout.goproxy)
+    if go is None:
+        return facts
+    run_env = {**env, "GOTOOLCHAIN": "local"}  # doctor never switches or downloads a toolchain
+    cwd = facts.project or str(Path(go).parent)
+    if facts.project and not os.path.isdir(facts.project):
+        cwd = str(Path(go).parent)
+    facts.version = _run(go, ["version"], run_env, cwd)
+    if facts.version.ok:
+        facts.env_json = _run(go, ["env", "-json", *PLACES], run_env, cwd)
+        try:
+            facts.settings, facts.settings_error = checklist._settings(Path(go), env, run_env)
+        except (OSError, subprocess.SubprocessError) as exc:
+            facts.settings_error = str(exc)
+    for root in {facts.values.get("GOROOT", ""), facts.go_root_of_binary or ""} - {""}:
+        facts.version_file[root] = _read_first_line(os.path.join(root, "VERSION"))
+        facts.sdk[root] = (os.path.isdir(os.path.join(root, "src", "runtime"))
+                           and os.path.isdir(os.path.join(root, "pkg", "tool")))
+    if facts.project and facts.version.ok:
+        facts.listed = _run(go, ["list", "-m", "all"], run_env, cwd)
+    return facts
