@@ -237,7 +237,7 @@ def main(argv: Optional[Sequence[str]] = None, group: click.Group = cli,
     args = [str(a) for a in args]
     as_json = "--json" in args
     try:
-        group.main(args=args, prog_name=prog_name, standalone_mode=False)
+        rc = group.main(args=args, prog_name=prog_name, standalone_mode=False)
     except RescueError as exc:
         return _report(exc, as_json, getattr(exc, "details", None))
     except click.exceptions.Exit as exc:
@@ -260,7 +260,8 @@ def main(argv: Optional[Sequence[str]] = None, group: click.Group = cli,
             subject=" ".join(args[:1]),
             hint="this is a bug in rescue; run again with RESCUE_DEBUG=1 for the traceback and "
                  "report it; what was installed before stays active"), as_json)
-    return 0
+    # click returns the code of `ctx.exit(code)` in non-standalone mode: pass it on.
+    return rc if isinstance(rc, int) else 0
 
 
 def _report(exc: RescueError, as_json: bool, details: Optional[Dict[str, Any]] = None) -> int:
