@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,3 +360,21 @@ def test_guarded_upgrade_that_breaks_a_project_rolls_back_by_itself(
                      env=env)
     assert again.returncode == 4
     assert "guard command `go run .` in" in again.stderr and "failed (exit 0): app" in again.stderr
+
+
+def test_two_switches_at_once_take_turns_and_both_are_logged(
+        three: Path, capsys: pytest.CaptureFixture) -> None:
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    cmds = [["use", "1.21.12"], ["rollback", "--to", "1.21.13"]]
+    procs = [subprocess.Popen([sys.executable, "-m", "installer.cli",
+                               *c, "--prefix", str(three)], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for c in cmds]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    hist = _history(three)
+    assert sorted(h["op"] for h in hist[-2:]) == ["rollback", "use"]
+    # The second one switched from where the first one left `current`: no lost update.
+    assert hist[-1]["from"] == hist[-2]["to"]
+    assert os.readlink(three / "current") == f"versions/{hist[-1]['to']}"
