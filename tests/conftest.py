@@ -14,13 +14,16 @@ from tests.support.goproxy_server import RealGoProject, real_go_project
 
 
 @pytest.fixture(autouse=True)
-def _no_go_settings_from_the_test_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_go_or_ci_settings_from_the_test_runner(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process installs run the checklist with this process's environment: a developer's
     own GO* exports or GOENV file must not decide the suite's results."""
     for name in list(os.environ):
         if name.startswith("GO"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("GOENV", "off")
+    # CI runs this suite with CI=true: tests that record a CI context set their own.
+    for name in ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILDKITE"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
