@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
+from typing import Iterator
 
 import pytest
 
@@ -13,7 +11,7 @@ from bundler.gosum import parse_gosum
 from tests.support import bundles
 from tests.support.goproxy_server import ProxyServer
 from tests.support.modbundles import modules_table
-from tests.test_modules_bundle import PYTHON
+from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_user_dirs
 
 GO_COMMANDS = [("list", "-m", "all"), ("list", "-m", "-json", "all"), ("mod", "graph"),
                ("build", "./..."), ("mod", "verify")]
@@ -44,30 +42,31 @@ def test_bundle_carries_info_for_every_module_of_the_build_list(graph_bundle, gr
     assert "goproxy/example.com/leaf/@v/list" not in members  # no version go could load
 
 
+@pytest.fixture(params=USERS)
+def user(request: pytest.FixtureRequest) -> Iterator[User]:
+    u = make_user(request.param)
+    yield u
+    remove_user_dirs(u)
+
+
 def test_go_list_graph_build_verify_offline_with_graph_only_modules(graph_bundle, graph, pyz,
-                                                                     tmp_path):
-    """gopls, linters and license scanners run `go list -m all`; it must work offline."""
-    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
-        pytest.skip("unshare -n is not permitted here")
-    prefix, modcache, home = tmp_path / "P", tmp_path / "modcache", tmp_path / "home"
-    home.mkdir()
-    path_var = os.environ.get("PATH", "/usr/bin:/bin")
-    done = subprocess.run(
-        ["unshare", "-n", PYTHON, "-I", str(pyz), "install", str(graph_bundle.path),
-         "--prefix", str(prefix), "--modcache-dir", str(modcache), "--json"],
-        env={"PATH": path_var, "HOME": str(home)}, capture_output=True, text=True, timeout=600)
+                                                                     user):
+    """gopls, linters and license scanners run `go list -m all`; it must work offline, for
+    root and for an unprivileged user alike."""
+    prefix, modcache = user.home / "P", user.home / "modcache"
+    done = user.run([STOCK_PYTHON, "-I", str(user.give(pyz)), "install",
+                     str(user.give(graph_bundle.path)), "--prefix", str(prefix),
+                     "--modcache-dir", str(modcache), "--json"], offline=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["ok"] is True
-    project = tmp_path / "project"
-    shutil.copytree(graph.project, project)
-    env = {"PATH": f"{prefix / 'current' / 'bin'}:{path_var}", "HOME": str(home),
-           "GOCACHE": str(tmp_path / "gocache"), "GOFLAGS": "-modcacherw", "CGO_ENABLED": "0"}
-    with_proxy = dict(env, GOMODCACHE=str(tmp_path / "fresh"))
+    project = user.give(graph.project)
+    env = user.env(PATH=f"{prefix / 'current' / 'bin'}:/usr/bin:/bin",
+                   GOCACHE=str(user.home / "gocache"), GOFLAGS="-modcacherw", CGO_ENABLED="0")
+    with_proxy = dict(env, GOMODCACHE=str(user.home / "fresh"))
     cache_only = dict(env, GOMODCACHE=str(modcache), GOPROXY="off", GOFLAGS="")
 
     def go(args: tuple[str, ...], env: dict[str, str]) -> str:
-        run = subprocess.run(["unshare", "-n", "go", *args], cwd=project, env=env,
-                             capture_output=True, text=True, timeout=600)
+        run = user.run(["go", *args], cwd=project, env=env, offline=True)
         assert run.returncode == 0, f"go {' '.join(args)}:\n{run.stdout}{run.stderr}"
         return run.stdout
 
