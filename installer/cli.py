@@ -99,7 +99,7 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
             modcache: bool, modcache_dir: Optional[Path], lock_timeout: float,
             as_json: bool, guard_projects: Tuple[Path, ...] = (),
             guard_cmds: Tuple[str, ...] = (), guard_timeout: float = 600.0,
-            fail_patterns: Tuple[str, ...] = ()) -> None:
+            fail_patterns: Tuple[str, ...] = (), auto_prune: bool = False) -> None:
     """Verify BUNDLE and install it; run the emergency checklist.
 
     \b
@@ -124,12 +124,14 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
     try:
         if as_json or not sys.stderr.isatty():
             result = inst.install(bundle, root, signers, source, use, modcache_dir=cache_dir,
-                                  on_wait=waiting, lock_timeout=lock_timeout, guard=guard)
+                                  on_wait=waiting, lock_timeout=lock_timeout, guard=guard,
+                                  auto_prune=auto_prune)
         else:
             with _Progress("verifying and staging") as bar:
                 result = inst.install(bundle, root, signers, source, use, on_bytes=bar.advance,
                                       on_total=bar.start, modcache_dir=cache_dir,
-                                      on_wait=waiting, lock_timeout=lock_timeout, guard=guard)
+                                      on_wait=waiting, lock_timeout=lock_timeout, guard=guard,
+                                  auto_prune=auto_prune)
     except RescueError as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:
@@ -285,6 +287,9 @@ def _register() -> None:
     for command in [*cli_versions.COMMANDS, snapshot, doctor]:
         cli.add_command(command)
     cli_versions.guard_options(install)  # the same guard options as `use`
+    click.option("--auto-prune", is_flag=True,
+                 help="Above the disk's stop mark, remove the oldest unpinned toolchains "
+                      "(never current or previous) until the bundle fits.")(install)
 
 
 _register()

@@ -275,13 +275,14 @@ def unpin_cmd(version: str, prefix: Optional[Path], lock_timeout: float,
 
 
 @click.command("prune")
-@click.option("--keep", type=click.IntRange(0), required=True, metavar="N",
-              help="How many toolchains to keep beside the current, previous and pinned ones.")
+@click.option("--keep", type=click.IntRange(0), default=None, metavar="N",
+              help="How many toolchains to keep beside the current, previous and pinned ones "
+                   "(default: keep / keep_days of P/state/policy.toml).")
 @click.option("--dry-run", is_flag=True, help="Say what would go; remove nothing.")
 @PREFIX
 @LOCK_TIMEOUT
 @JSON
-def prune_cmd(keep: int, dry_run: bool, prefix: Optional[Path], lock_timeout: float,
+def prune_cmd(keep: Optional[int], dry_run: bool, prefix: Optional[Path], lock_timeout: float,
               as_json: bool) -> None:
     """Remove the oldest toolchains (Go's version order), never current, previous or pinned.
 
@@ -289,6 +290,7 @@ def prune_cmd(keep: int, dry_run: bool, prefix: Optional[Path], lock_timeout: fl
     Examples:
       python3 rescue.pyz prune --keep 2 --dry-run
       python3 rescue.pyz prune --keep 2 --json
+      python3 rescue.pyz prune            # as P/state/policy.toml says (keep, keep_days)
     """
     from installer import versions
 

@@ -92,7 +92,8 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
             on_total: Callable[[int], None] = lambda n: None,
             on_wait: Callable[[str], None] = lambda msg: None,
             lock_timeout: float = 300.0,
-            guard: Optional[guard_mod.Guard] = None) -> InstallResult:
+            guard: Optional[guard_mod.Guard] = None,
+            auto_prune: bool = False) -> InstallResult:
     started = time.monotonic()
     layout = Layout(root.absolute())
     with BundleReader(bundle) as reader:
@@ -103,7 +104,8 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
             raise NotReadyError(f"installing {bundle}: {wrong}")
         current = choose_current(list(m.toolchains), use)
         prefix.check_writable(layout.root)
-        prefix.check_free_space(layout.root, m.content_bytes, DEFAULT_LIMITS.free_space_margin)
+        prefix.check_free_space(layout.root, m.content_bytes, DEFAULT_LIMITS.free_space_margin,
+                                can_prune=auto_prune)
         on_total(m.content_bytes)
         result = InstallResult(str(bundle), m.name, m.channel, m.sequence,
                                verified.signer.to_dict(), str(layout.root))
@@ -113,6 +115,8 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
             with prefix.locked(layout, lock_timeout, on_wait) as lock:
                 result.notes += lock.notes
                 result.notes += versions.recover(layout)
+                result.notes += versions.make_room(
+                    layout, m.content_bytes + DEFAULT_LIMITS.free_space_margin, auto_prune)
                 before = guard_mod.baseline(guard, layout) if guard else {}
                 _install_locked(reader, verified, layout, current, result, on_bytes,
                                 modcache_dir)

@@ -67,15 +67,19 @@ def check_writable(root: Path) -> None:
             "with a directory you own (no root needed), or run as a user who can write there")
 
 
-def check_free_space(root: Path, needed: int, margin: int) -> None:
+def check_free_space(root: Path, needed: int, margin: int, can_prune: bool = False) -> None:
+    """Refuse before anything is written when the install cannot fit. With `can_prune`
+    (--auto-prune may free space under the lock) only a disk too small for any pruning counts.
+    The retention watermarks are checked under the lock (versions.make_room)."""
     anchor = existing_ancestor(root)
-    free = shutil.disk_usage(anchor).free
-    if free < needed + margin:
+    usage = shutil.disk_usage(anchor)
+    room = usage.total if can_prune else usage.free
+    if room < needed + margin:
         raise NotReadyError(
             f"installing into {root}: not enough free disk space on {anchor}\n"
             f"\tneeded: {(needed + margin) / 1e6:.0f} MB (content {needed / 1e6:.0f} MB + "
-            f"margin)\n\tfree:   {free / 1e6:.0f} MB\nFree some space or pass --prefix on "
-            "a larger filesystem.")
+            f"margin)\n\t{'disk' if can_prune else 'free'}:   {room / 1e6:.0f} MB\n"
+            "Free some space or pass --prefix on a larger filesystem.")
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from installer import checklist, crashpoints, history, prefix, state
 from installer import guard as guard_mod
+from installer import policy as policy_mod
 from installer.checklist import Check
 from installer.host import host_target
 from installer.prefix import Layout
@@ -84,10 +85,12 @@ def current_id(layout: Layout) -> Optional[str]:
 
 
 def pins(layout: Layout) -> List[str]:
+    """Pinned by `pin`, or by the policy's `pinned` list."""
     try:
-        return list(json.loads((layout.state / PINS_FILE).read_text(encoding="utf-8")))
+        pinned = list(json.loads((layout.state / PINS_FILE).read_text(encoding="utf-8")))
     except FileNotFoundError:
-        return []
+        pinned = []
+    return sorted(set(pinned) | set(policy_mod.load(layout).pinned))
 
 
 def _tree_bytes(path: Path) -> int:
@@ -220,12 +223,67 @@ def set_pinned(layout: Layout, tc_id: str, pinned: bool) -> List[str]:
     return sorted(now)
 
 
-def prune_plan(layout: Layout, keep: int) -> List[str]:
-    """The toolchains `prune --keep N` removes: oldest first in Go's order, never the current,
-    the previous or a pinned one; the N newest of the rest stay."""
+def prunable(layout: Layout) -> List[str]:
+    """Oldest first in Go's order; never the current, the previous or a pinned one."""
     protected = {current_id(layout), previous_id(layout), *pins(layout)}
-    candidates = [i for i in installed_ids(layout) if i not in protected]
-    return candidates[:max(0, len(candidates) - keep)]
+    return [i for i in installed_ids(layout) if i not in protected]
+
+
+def prune_plan(layout: Layout, keep: Optional[int] = None) -> List[str]:
+    """The toolchains `prune` removes: all prunable ones but the `keep` newest (default: the
+    policy's `keep`), and with the policy's `keep_days` none installed more recently."""
+    policy = policy_mod.load(layout)
+    keep = policy.keep if keep is None else keep
+    if keep is None and policy.keep_days is None:
+        raise NotReadyError(f"pruning {layout.root}: say how many to keep (--keep N), or set "
+                            f"keep / keep_days in {layout.state / policy_mod.POLICY_FILE}")
+    candidates = prunable(layout)
+    plan = candidates[:max(0, len(candidates) - keep)] if keep is not None else candidates
+    if policy.keep_days is not None:
+        when = {i.id: i.installed_at for i in list_installed(layout, sizes=False)}
+        cutoff = time.time() - policy.keep_days * 86400
+        plan = [i for i in plan if when.get(i) is None or _epoch(when[i]) < cutoff]
+    return plan
+
+
+def _epoch(stamp: str) -> float:
+    from datetime import datetime, timezone
+
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=timezone.utc).timestamp()
+
+
+def make_room(layout: Layout, needed: int, auto_prune: bool) -> List[str]:
+    """The disk watermarks before an install: a note above the warn mark; above the stop mark
+    (or short of space) remove the oldest prunable toolchains when `auto_prune` allows it,
+    else refuse with the numbers. Notes say what happened."""
+    policy = policy_mod.load(layout)
+    d = policy_mod.disk(layout.root)
+    notes = []
+    short = policy_mod.shortfall(d, needed, policy)
+    removed: List[str] = []
+    for tc in prunable(layout) if short and auto_prune else []:
+        freed = remove(layout, tc)
+        removed.append(tc)
+        notes.append(f"--auto-prune removed {tc} ({freed / 1e6:.0f} MB)")
+        short = policy_mod.shortfall(policy_mod.disk(layout.root), needed, policy)
+        if not short:
+            break
+    if short:
+        d = policy_mod.disk(layout.root)
+        raise NotReadyError(
+            f"installing into {layout.root}: the disk would pass its stop mark of "
+            f"{policy.stop_percent:g}% ({d.percent:.0f}% used, {d.free / 1e6:.0f} MB free, "
+            f"{needed / 1e6:.0f} MB needed, {short / 1e6:.0f} MB short"
+            + (f"; --auto-prune removed {', '.join(removed)} and found nothing more to remove"
+               if auto_prune else "")
+            + "). Remove or unpin toolchains (`list`, `prune`), or pass --prefix on a larger "
+            "filesystem" + ("" if auto_prune else ", or pass --auto-prune"))
+    after = 100.0 * (d.used + needed) / d.total if d.total else 0.0
+    if after > policy.warn_percent:
+        notes.append(f"the disk will be {after:.0f}% used after this install (warn mark "
+                     f"{policy.warn_percent:g}%); consider `prune`")
+    return notes
 
 
 def recover(layout: Layout) -> List[str]:

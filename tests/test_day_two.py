@@ -378,3 +378,63 @@ def test_two_switches_at_once_take_turns_and_both_are_logged(
     # The second one switched from where the first one left `current`: no lost update.
     assert hist[-1]["from"] == hist[-2]["to"]
     assert os.readlink(three / "current") == f"versions/{hist[-1]['to']}"
+
+
+# --- retention and the disk watermark ---------------------------------------------------
+
+def _bulky(tmp: Path, signing: bundles.Signing, seq: int, version: str) -> Path:
+    c = craft.Craft(sequence=seq)
+    root = c.toolchain(version=version)
+    c.file(f"{root}/bulk", os.urandom(3 << 20))  # 3 MB that does not compress
+    return c.write(tmp / f"bulk{seq}.tar.zst", signing.key)
+
+
+def test_policy_file_sets_keep_pins_and_refuses_what_it_does_not_know(
+        three: Path, capsys: pytest.CaptureFixture) -> None:
+    policy = three / "state" / "policy.toml"
+    policy.write_text('keep = 0\npinned = ["go1.21.12.linux-amd64"]  # the audited one\n')
+    code, out, _ = run(["prune", "--dry-run", "--prefix", three, "--json"], capsys)
+    assert (code, json.loads(out)["would_remove"]) == (0, [])  # 1.21.13 is previous
+    code, out, _ = run(["list", "--prefix", three, "--json"], capsys)
+    assert [t["pinned"] for t in json.loads(out)["toolchains"]] == [True, False, False]
+    policy.write_text("keep = three\n")
+    code, _, err = run(["prune", "--prefix", three], capsys)
+    assert code == 2 and f"reading policy {policy}:1:" in err and "write `key = 3`" in err
+    policy.write_text("kep = 3\n")
+    code, _, err = run(["prune", "--prefix", three], capsys)
+    assert code == 2 and f"reading policy {policy}: unknown key 'kep'" in err
+    policy.unlink()
+    code, _, err = run(["prune", "--prefix", three], capsys)
+    assert code == 2 and "say how many to keep (--keep N), or set keep / keep_days" in err
+
+
+def test_stop_watermark_refuses_then_auto_prune_makes_room_on_a_small_disk(
+        tmp_path: Path, signing: bundles.Signing) -> None:
+    root = Path(__file__).resolve().parents[1]
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    bundles_ = [_bulky(tmp_path, signing, i, v) for i, v in
+                enumerate(["go1.21.10", "go1.21.11", "go1.21.12", "go1.21.13"], start=1)]
+    install = (f'"{sys.executable}" -m installer.cli install --prefix "{disk}/P" --trust '
+               f'"{signing.signers}"')
+    # 80 MB: three 3 MB toolchains and the 64 MB free-space margin fit, a fourth passes 95%.
+    script = "\n".join([
+        f'mount -t tmpfs -o size=80m tmpfs "{disk}"',
+        *[f'{install} "{b}" >/dev/null || exit 9' for b in bundles_[:3]],
+        f'{install} "{bundles_[3]}"; echo "refused=$?"',
+        f'{install} "{bundles_[3]}" --auto-prune; echo "pruned=$?"',
+        f'ls "{disk}/P/versions"',
+    ])
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                          capture_output=True, text=True, timeout=300)
+    out, err = done.stdout, done.stderr
+    assert "refused=2" in out, out + err
+    assert f"installing into {disk}/P: the disk would pass its stop mark of 95% (" in err
+    assert "MB needed, " in err and "MB short). Remove or unpin toolchains" in err
+    assert err.rstrip().endswith("or pass --auto-prune")
+    assert "pruned=0" in out, out + err
+    assert "note      --auto-prune removed go1.21.10.linux-amd64" in out
+    listed = out.split("pruned=0")[1].split()
+    assert "go1.21.10.linux-amd64" not in listed and "go1.21.13.linux-amd64" in listed
+    assert "go1.21.12.linux-amd64" in listed  # the previous one is never pruned
