@@ -25,6 +25,7 @@ from manifests.modpath import (
     escape_version,
     is_pseudo_version,
     is_valid_semver,
+    matching_pattern,
     sort_versions,
 )
 
@@ -79,58 +80,6 @@ def parse_goproxy(value: str) -> list[ProxyEntry]:
     if not entries:
         raise NotReadyError(f"GOPROXY={value!r}: the list contains no proxy URLs")
     return entries
-
-
-def _glob_regex(glob: str) -> re.Pattern[str] | None:
-    """Go's path.Match pattern as a regex (`*` and `?` never cross `/`); None if malformed."""
-    out, i = [], 0
-    while i < len(glob):
-        c = glob[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "\\":
-            i += 1
-            if i >= len(glob):
-                return None
-            out.append(re.escape(glob[i]))
-        elif c == "[":
-            j = glob.find("]", i + 2)
-            if j < 0:
-                return None
-            body = glob[i + 1: j]
-            neg = body.startswith("^")
-            body = body[1:] if neg else body
-            out.append("[" + ("^" if neg else "") + body.replace("\\", "\\\\") + "]")
-            i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    try:
-        return re.compile("".join(out))
-    except re.error:
-        return None
-
-
-def matching_pattern(globs: str, target: str) -> str | None:
-    """The first GOPRIVATE-style glob matching a prefix of target (x/mod MatchPrefixPatterns)."""
-    for glob in globs.split(","):
-        glob = glob.strip().rstrip("/")
-        if not glob:
-            continue
-        n = glob.count("/")
-        elems = target.split("/")
-        if len(elems) < n + 1:
-            continue  # a glob with N slashes needs N+1 path elements to compare against
-        rx = _glob_regex(glob)
-        if rx is not None and rx.fullmatch("/".join(elems[: n + 1])):
-            return glob
-    return None
-
-
-def match_prefix_patterns(globs: str, target: str) -> bool:
-    return matching_pattern(globs, target) is not None
 
 
 class _Failed(Exception):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from manifests.modpath import ModulePathError, unescape_path
+from manifests.modpath import ModulePathError, match_prefix_patterns, unescape_path
 
 # Settings the GOROOT's go.env wires (installer/wiring.py go_settings) ...
 WIRED = ("GOPROXY", "GOSUMDB", "GOTOOLCHAIN")
@@ -81,48 +81,6 @@ def carried_modules(goproxy: Path) -> List[str]:
             except (ModulePathError, ValueError):
                 continue
     return sorted(found)
-
-
-def _glob_regex(glob: str) -> re.Pattern[str]:
-    # path.Match: `*` and `?` never cross a `/`; `[...]` classes pass through.
-    out, i = [], 0
-    while i < len(glob):
-        c = glob[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[" and "]" in glob[i + 1:]:
-            end = glob.index("]", i + 1)
-            body = glob[i + 1:end]
-            out.append("[" + ("^" + body[1:] if body.startswith("^") else body) + "]")
-            i = end
-        elif c == "\\" and i + 1 < len(glob):
-            i += 1
-            out.append(re.escape(glob[i]))
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
-def match_prefix_patterns(globs: str, target: str) -> bool:
-    """Go's module.MatchPrefixPatterns: does a comma-separated glob list match a leading
-    run of `target`'s path elements?"""
-    for glob in globs.split(","):
-        glob = glob[:-1] if glob.endswith("/") else glob
-        if not glob:
-            continue
-        elems = target.split("/")
-        n = glob.count("/") + 1
-        if n > len(elems):
-            continue
-        try:
-            if _glob_regex(glob).match("/".join(elems[:n])):
-                return True
-        except re.error:
-            continue
-    return False
 
 
 def _judge_goproxy(value: str) -> Tuple[str, str]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 
 from bundler import zipapp
-from tests.support import bundles, gobin, upstream
+from tests.support import bundles, gobin, upstream, users
 from tests.support.goproxy_server import RealGoProject, real_go_project
 
 
@@ -96,3 +96,18 @@ def pyz(tmp_path_factory: pytest.TempPathFactory, signing: bundles.Signing) -> P
     out = tmp_path_factory.mktemp("dist") / "rescue.pyz"
     return zipapp.build_zipapp(out, trust_file=signing.signers,
                                wheel_cache=gobin.cache_root() / "pyz-wheels").output
+
+
+@pytest.fixture(params=users.USERS)
+def user(request: pytest.FixtureRequest) -> Iterator[users.User]:
+    """Each test that takes it runs twice: as root, and as an unprivileged user (uid 65534),
+    with a HOME and a work dir of their own. Operators are not root."""
+    u = users.make_user(request.param)
+    yield u
+    users.remove_user_dirs(u)
+
+
+@pytest.fixture
+def rescue(user: users.User, pyz: Path) -> List[str]:
+    """The installer command line as the operator types it, with their own copy of the pyz."""
+    return [users.STOCK_PYTHON, "-I", str(user.give(pyz))]

@@ -160,13 +160,6 @@ def test_use_refuses_a_toolchain_whose_checklist_fails_and_keeps_current(
 
 # --- two real toolchains, as every user -------------------------------------------------
 
-@pytest.fixture(params=USERS)
-def user(request: pytest.FixtureRequest) -> Iterator[User]:
-    u = make_user(request.param)
-    yield u
-    remove_user_dirs(u)
-
-
 def test_real_upgrade_then_rollback_in_seconds_for_every_user(
         user: User, pyz: Path, toolchain_bundle: Path, newer_toolchain_bundle: Path) -> None:
     rescue = [STOCK_PYTHON, "-I", str(user.give(pyz))]

@@ -7,14 +7,14 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
 from installer import doctor
 from installer.cli import main
 from tests.support import bundles, craft
-from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_user_dirs
+from tests.support.users import STOCK_PYTHON, User
 
 SYSTEM_PATH = "/usr/bin:/bin"
 
@@ -353,13 +353,6 @@ def test_project_without_go_mod_with_the_real_go(
 
 
 # --- the real Go, through `python3 -I rescue.pyz doctor`, as root and as uid 65534 ---------
-
-
-@pytest.fixture(params=USERS)
-def user(request: pytest.FixtureRequest) -> Iterator[User]:
-    u = make_user(request.param)
-    yield u
-    remove_user_dirs(u)
 
 
 def _doctor(user: User, rescue: List[str], P: Path, path: str, *extra: str

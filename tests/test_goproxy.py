@@ -9,10 +9,11 @@ import socket
 import httpx
 import pytest
 
-from bundler.goproxy import GoProxy, ProxyEntry, match_prefix_patterns, parse_goproxy
+from bundler.goproxy import GoProxy, ProxyEntry, parse_goproxy
 from manifests.dirhash import hash_zip
 from manifests.errors import NotReadyError, TrustError
 from manifests.limits import DEFAULT_LIMITS
+from manifests.modpath import match_prefix_patterns
 from tests.support.goproxy_server import ProxyServer, fixture_modules, write_modules
 
 DEP_ZIP = "/example.com/dep/@v/v1.2.0.zip"

@@ -9,25 +9,12 @@ import random
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import pytest
 
 from tests.support import bundles, craft, tamper
-from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_user_dirs
-
-
-@pytest.fixture(params=USERS)
-def user(request: pytest.FixtureRequest) -> Iterator[User]:
-    u = make_user(request.param)
-    yield u
-    remove_user_dirs(u)
-
-
-@pytest.fixture
-def rescue(user: User, pyz: Path) -> List[str]:
-    """The installer command line as the operator types it, with their own copy of the pyz."""
-    return [STOCK_PYTHON, "-I", str(user.give(pyz))]
+from tests.support.users import User
 
 
 def test_real_toolchain_installs_offline_and_builds_for_every_user(

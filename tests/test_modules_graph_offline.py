@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
 
 import pytest
 
@@ -11,7 +10,7 @@ from bundler.gosum import parse_gosum
 from tests.support import bundles
 from tests.support.goproxy_server import ProxyServer
 from tests.support.modbundles import modules_table
-from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_user_dirs
+from tests.support.users import STOCK_PYTHON
 
 GO_COMMANDS = [("list", "-m", "all"), ("list", "-m", "-json", "all"), ("mod", "graph"),
                ("build", "./..."), ("mod", "verify")]
@@ -40,13 +39,6 @@ def test_bundle_carries_info_for_every_module_of_the_build_list(graph_bundle, gr
         assert f"goproxy/{m}/@v/{v}.info" in members
     assert "goproxy/example.com/leaf/@v/v1.1.0.mod" not in members
     assert "goproxy/example.com/leaf/@v/list" not in members  # no version go could load
-
-
-@pytest.fixture(params=USERS)
-def user(request: pytest.FixtureRequest) -> Iterator[User]:
-    u = make_user(request.param)
-    yield u
-    remove_user_dirs(u)
 
 
 def test_go_list_graph_build_verify_offline_with_graph_only_modules(graph_bundle, graph, pyz,

@@ -16,7 +16,7 @@ from installer import cli, snapshot
 from installer.prefix import Layout
 from manifests.dirhash import hash_gomod
 from tests.support import bundles, craft
-from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_user_dirs
+from tests.support.users import STOCK_PYTHON, User
 
 SECRET = "s3cr3t-value-never-to-be-written"
 GHA = {"GITHUB_ACTIONS": "true", "GITHUB_JOB": "release", "GITHUB_RUN_ID": "4242",
@@ -364,13 +364,6 @@ def test_ci_context_reads_only_named_variables() -> None:
         "20261128T142307Z-ci"
     assert snapshot.redact("https://bob:hunter2@proxy.corp/,direct") == \
         "https://***@proxy.corp/,direct"
-
-
-@pytest.fixture(params=USERS)
-def user(request: pytest.FixtureRequest) -> Iterator[User]:
-    u = make_user(request.param)
-    yield u
-    remove_user_dirs(u)
 
 
 def test_real_go_snapshot_with_the_pyz_for_every_user(

@@ -8,29 +8,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, List
-
-import pytest
+from typing import List
 
 from installer import usersettings, wiring
 from installer.prefix import Layout
 from tests.support import gobin
-from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_user_dirs
+from tests.support.users import User
 
 TOOLCHAIN = "go1.21.13.linux-amd64"
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(params=USERS)
-def user(request: pytest.FixtureRequest) -> Iterator[User]:
-    u = make_user(request.param)
-    yield u
-    remove_user_dirs(u)
-
-
-@pytest.fixture
-def rescue(user: User, pyz: Path) -> List[str]:
-    return [STOCK_PYTHON, "-I", str(user.give(pyz))]
 
 
 def _own(user: User, path: Path) -> None:
