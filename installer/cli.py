@@ -272,8 +272,9 @@ def _register() -> None:
     """Commands that live in their own modules (imported last: they use the helpers above)."""
     from installer import cli_versions
     from installer.cli_snapshot import snapshot
+    from installer.cli_verify import verify
 
-    for command in [*cli_versions.COMMANDS, snapshot]:
+    for command in [*cli_versions.COMMANDS, snapshot, verify]:
         cli.add_command(command)
 
 

@@ -1,0 +1,596 @@
+"""Check installed GOROOTs, P/goproxy and a rebuilt module cache against the signed manifests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+
+from installer import state, versions, wiring
+from installer.bundle_reader import parse_time
+from installer.prefix import Layout
+from keys import trust
+from keys.allowed_signers import AllowedSigner
+from manifests.dirhash import hash1, hash_gomod, hash_zip, zip_entry_name
+from manifests.errors import NotReadyError, RescueError, TrustError
+from manifests.model import Manifest, Member, Module, parse_manifest
+from manifests.modpath import escape_path, escape_version, unescape_version
+from manifests.text import shown
+
+CHUNK = 1 << 20
+# Modes the installer sets, whatever the manifest says (installer/prefix.make_read_only and
+# installer/goproxy_merge.PROXY_FILE_MODE).
+DIR_MODE, FILE_MODE, EXEC_MODE, PROXY_FILE_MODE = 0o555, 0o444, 0o555, 0o444
+
+
+@dataclass
+class Bundle:
+    """A recorded bundle whose kept manifest and signature checked out again."""
+
+    name: str
+    sequence: int
+    manifest_sha256: str
+    signer: str
+    manifest: Manifest
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} #{self.sequence} (manifest sha256 {self.manifest_sha256})"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "sequence": self.sequence,
+                "manifest_sha256": self.manifest_sha256, "signer": self.signer}
+
+
+@dataclass
+class Expect:
+    """What one path should be on disk."""
+
+    type: str  # file, dir, symlink
+    mode: Optional[int] = None  # None: not checked (proxy directories stay owner-writable)
+    sha256: Set[str] = field(default_factory=set)  # any of these (an .info kept from another)
+    size: int = 0
+    target: str = ""
+    bundle: str = ""
+    go_env: bool = False  # rewritten by the installer: content recomputed, not hashed
+    listing: bool = False  # a merged @v/list: checked by the versions it lists
+    versions: Set[str] = field(default_factory=set)  # ... at least these
+
+
+@dataclass
+class Report:
+    prefix: str
+    toolchains: List[str] = field(default_factory=list)
+    bundles: List[Dict[str, Any]] = field(default_factory=list)
+    modcache: Optional[str] = None
+    files: int = 0
+    bytes: int = 0
+    changed: List[Dict[str, Any]] = field(default_factory=list)
+    missing: List[Dict[str, Any]] = field(default_factory=list)
+    added: List[Dict[str, Any]] = field(default_factory=list)
+    unreadable: List[Dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.changed or self.missing or self.added)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"verify": {k: v for k, v in self.__dict__.items()}}
+
+
+def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
+                 ) -> List[Bundle]:
+    """Every recorded bundle's kept manifest, its sha256 and its signature checked again."""
+    recorded = state.load(layout).get("bundles", [])
+    if not recorded:
+        raise NotReadyError(f"verifying {layout.root}: no bundle is recorded there; pass the "
+                            "--prefix you installed into", operation="verifying",
+                            subject=str(layout.root))
+    out = []
+    for entry in recorded:
+        sha = str(entry.get("manifest_sha256", ""))
+        what = f"bundle {entry.get('name')} #{entry.get('sequence')} (manifest sha256 {sha})"
+        json_path = layout.bundles / f"{sha}.json"
+        sig_path = layout.bundles / f"{sha}.sig"
+        try:
+            data = json_path.read_bytes()
+            sig = sig_path.read_bytes()
+        except FileNotFoundError as exc:
+            raise NotReadyError(
+                f"verifying {what}: {exc.filename} is missing; it was installed by a rescue "
+                "that did not keep the signature, or the file was removed. Install that same "
+                "bundle again (an identical bundle is accepted) to keep both",
+                operation="verifying bundle", subject=str(exc.filename)) from None
+        except OSError as exc:
+            raise NotReadyError(f"verifying {what}: reading {exc.filename}: {exc.strerror}; run "
+                                "as a user who can read the prefix",
+                                operation="verifying bundle",
+                                subject=str(exc.filename)) from None
+        got = hashlib.sha256(data).hexdigest()
+        if got != sha:
+            raise TrustError(f"verifying {what}: the kept manifest {json_path} was changed "
+                             "after install", operation="verifying bundle",
+                             subject=str(json_path), expected=f"sha256 {sha}",
+                             got=f"sha256 {got}", tampering=True)
+        try:
+            when = parse_time(str(entry.get("installed_at", "")))
+        except TrustError:
+            when = datetime.now(timezone.utc)
+        try:
+            # Was it trusted when installed: a key retired since then still vouches for it.
+            signer = trust.verify_manifest_signature(sig, data, signers, when,
+                                                     trust_source=trust_source)
+            manifest = parse_manifest(data)
+        except TrustError as exc:
+            raise TrustError(f"verifying {what}: its kept manifest {json_path} fails the "
+                             f"signature check: {exc.message}", operation="verifying bundle",
+                             subject=str(json_path), tampering=True) from None
+        out.append(Bundle(manifest.name, manifest.sequence, sha, signer.public_key.key_id,
+                          manifest))
+    return out
+
+
+def _file_mode(member_mode: int) -> int:
+    return EXEC_MODE if member_mode & 0o111 else FILE_MODE
+
+
+def goroot_expectations(bundle: Bundle, tc_id: str) -> Dict[str, Expect]:
+    """Path under P/versions/<id> -> what the installer left there."""
+    m = bundle.manifest
+    tc = next(t for t in m.toolchains if t.id == tc_id)
+    root = tc.root + "/"
+    out: Dict[str, Expect] = {"": Expect("dir", DIR_MODE, bundle=bundle.label)}
+    for mem in m.members:
+        if not mem.path.startswith(root):
+            continue
+        rel = mem.path[len(root):]
+        out[rel] = _expect(m, mem, bundle.label, proxy=False)
+    if "go.env" in out:
+        out["go.env"] = Expect("file", FILE_MODE, bundle=bundle.label, go_env=True)
+    return out
+
+
+def _expect(m: Manifest, mem: Member, label: str, proxy: bool) -> Expect:
+    if mem.type == "dir":
+        return Expect("dir", None if proxy else DIR_MODE, bundle=label)
+    if mem.type == "symlink":
+        return Expect("symlink", target=mem.target, bundle=label)
+    content = m.member(mem.target) if mem.type == "hardlink" else mem
+    assert content is not None  # parse_manifest checked every hard link's target
+    mode = PROXY_FILE_MODE if proxy else _file_mode(content.mode)
+    return Expect("file", mode, {content.sha256}, content.size, bundle=label)
+
+
+def proxy_expectations(bundles: List[Bundle]) -> Dict[str, Expect]:
+    """Path under P/goproxy -> what the merged proxy holds: the union of every bundle's."""
+    out: Dict[str, Expect] = {"": Expect("dir")}
+    for b in bundles:
+        for mem in b.manifest.members:
+            if mem.path != "goproxy" and not mem.path.startswith("goproxy/"):
+                continue
+            rel = mem.path[len("goproxy/"):] if mem.path != "goproxy" else ""
+            new = _expect(b.manifest, mem, b.label, proxy=True)
+            have = out.setdefault(rel, new)
+            if rel.endswith("/@v/list") and new.type == "file":
+                have.listing = True
+                have.versions |= _list_versions(b, mem)
+            elif have is not new:
+                have.sha256 |= new.sha256  # .info: the first bundle's copy is the one kept
+    return out
+
+
+def _list_versions(bundle: Bundle, mem: Member) -> Set[str]:
+    """The versions a bundle's @v/list carries, from the versions its manifest lists."""
+    module_dir = mem.path[len("goproxy/"):-len("/@v/list")]
+    found = set()
+    for other in bundle.manifest.members:
+        head = f"goproxy/{module_dir}/@v/"
+        name = other.path[len(head):] if other.path.startswith(head) else ""
+        if name.endswith(".mod"):
+            found.add(name[:-4])
+    # Escaped versions (`!` for upper case) are what go lists unescaped.
+    return {unescape_version(v) for v in found}
+
+
+@dataclass
+class _Job:
+    """A file to hash, and where its finding goes."""
+
+    shown: str
+    path: str
+    expect: Expect
+    size: int
+
+
+class Verifier:
+    """Compares trees with expectations; files are hashed by a pool of threads."""
+
+    def __init__(self, report: Report, on_bytes: Callable[[int], None], workers: int) -> None:
+        self.report = report
+        self.on_bytes = on_bytes
+        self.workers = workers
+        self.jobs: List[_Job] = []
+        self.go_env: List[Tuple[str, str, Layout]] = []
+
+    def change(self, shown_path: str, bundle: str, **what: Any) -> None:
+        for entry in self.report.changed:
+            if entry["path"] == shown_path:
+                entry.update(what)
+                return
+        self.report.changed.append({"path": shown_path, "bundle": bundle, **what})
+
+    def tree(self, top: Path, shown_top: str, expect: Dict[str, Expect],
+             layout: Optional[Layout] = None) -> None:
+        """Walk `top` (no link followed): every expected path checked, every other one added."""
+        seen: Set[str] = set()
+        try:
+            st = os.lstat(top)
+        except FileNotFoundError:
+            self.report.missing.append({"path": shown_top, "type": "dir",
+                                        "bundle": expect[""].bundle})
+            return
+        self._entry(top, shown_top, "", st, expect, layout)
+        seen.add("")
+        for dirpath, dirnames, filenames in os.walk(top, onerror=self._walk_error):
+            for name in dirnames + filenames:
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, top).replace(os.sep, "/")
+                seen.add(rel)
+                try:
+                    st = os.lstat(full)
+                except OSError as exc:
+                    self._unreadable(f"{shown_top}/{rel}", exc)
+                    continue
+                self._entry(Path(full), f"{shown_top}/{rel}", rel, st, expect, layout)
+        for rel in sorted(set(expect) - seen):
+            e = expect[rel]
+            self.report.missing.append({"path": f"{shown_top}/{rel}", "type": e.type,
+                                        "bundle": e.bundle})
+
+    def _walk_error(self, exc: OSError) -> None:
+        self._unreadable(str(exc.filename), exc)
+
+    def _unreadable(self, shown_path: str, exc: OSError) -> None:
+        self.report.unreadable.append({"path": shown_path, "error": exc.strerror or str(exc)})
+
+    def _entry(self, full: Path, shown_path: str, rel: str, st: os.stat_result,
+               expect: Dict[str, Expect], layout: Optional[Layout]) -> None:
+        kind = ("dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode)
+                else "file" if stat.S_ISREG(st.st_mode) else "other")
+        mode = stat.S_IMODE(st.st_mode)
+        e = expect.get(rel)
+        if e is None:
+            added: Dict[str, Any] = {"path": shown_path, "type": kind, "mode": f"{mode:04o}"}
+            if kind != "dir" and kind != "symlink" and mode & 0o111:
+                added["executable"] = True  # serious: something may run it as go's own tool
+            self.report.added.append(added)
+            return
+        if kind != e.type:
+            self.change(shown_path, e.bundle, type=[e.type, kind])
+            return
+        if e.mode is not None and mode != e.mode:
+            self.change(shown_path, e.bundle, mode=[f"{e.mode:04o}", f"{mode:04o}"])
+        if kind == "symlink":
+            target = os.readlink(full)
+            if target != e.target:
+                self.change(shown_path, e.bundle, target=[e.target, target])
+        elif kind == "file":
+            if e.go_env and layout is not None:
+                self.go_env.append((shown_path, str(full), layout))
+                return
+            self.report.files += 1
+            self.report.bytes += st.st_size
+            self.jobs.append(_Job(shown_path, str(full), e, st.st_size))
+
+    def run_jobs(self) -> None:
+        """Hash every queued file in parallel (hashlib lets go of the GIL on big updates)."""
+        jobs, self.jobs = self.jobs, []
+        # Big files first so that one large file does not finish alone at the end.
+        jobs.sort(key=lambda j: -j.size)
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            for job, result in zip(jobs, pool.map(_hash_job, jobs)):
+                self.on_bytes(job.size)
+                if isinstance(result, OSError):
+                    self._unreadable(job.shown, result)
+                    continue
+                self._judge(job, result)
+        for shown_path, path, layout in self.go_env:
+            self._judge_go_env(shown_path, path, layout)
+
+    def _judge(self, job: _Job, result: Tuple[str, bytes]) -> None:
+        e = job.expect
+        digest, data = result
+        if e.listing:
+            listed = {line.split()[0] for line in data.decode("utf-8", "replace").splitlines()
+                      if line.split()}
+            lost = sorted(e.versions - listed)
+            if lost:
+                self.change(job.shown, e.bundle, versions=[sorted(e.versions), sorted(listed)])
+            return
+        if digest not in e.sha256:
+            self.change(job.shown, e.bundle, sha256=[sorted(e.sha256)[0], digest])
+
+    def _judge_go_env(self, shown_path: str, path: str, layout: Layout) -> None:
+        try:
+            have = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            if isinstance(exc, OSError):
+                self._unreadable(shown_path, exc)
+            else:
+                self.change(shown_path, "", go_env=["rescue's offline go.env", "not UTF-8"])
+            return
+        self.report.files += 1
+        want = expected_go_env(have, layout)
+        if have != want:
+            diff = [line for line in have.splitlines() if line not in want.splitlines()]
+            self.change(shown_path, "", sha256=[hashlib.sha256(want.encode()).hexdigest(),
+                                                hashlib.sha256(have.encode()).hexdigest()],
+                        go_env=["as the installer writes it for this prefix",
+                                "; ".join(diff[:3]) or "lines removed or reordered"])
+
+
+def expected_go_env(have: str, layout: Layout) -> str:
+    """go.env as the installer writes it (wiring.go_env_text) for this prefix.
+
+    Only the upstream go.env's sha256 is signed, and the installer drops its GOPROXY, GOSUMDB
+    and GOTOOLCHAIN lines, so the upstream text is read back from between rescue's header and
+    the wired settings. Upstream Go sets no other variable in go.env: a kept line that sets
+    one is dropped here, so it shows as a change.
+    """
+    lines = have.splitlines()
+    settings = wiring.go_settings(layout)
+    head = wiring.go_env_text(layout, "").splitlines()[:3]
+    body = lines[3:] if lines[:3] == head else lines
+    body = body[:len(body) - len(settings) - 1] if len(body) > len(settings) else []
+    kept = [line for line in body
+            if not line.strip() or line.lstrip().startswith("#")]
+    return wiring.go_env_text(layout, "\n".join(kept))
+
+
+def _hash_job(job: _Job) -> Any:
+    try:
+        fd = os.open(job.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            if job.expect.listing:
+                data = f.read(1 << 20)
+                return hashlib.sha256(data).hexdigest(), data
+            h = hashlib.sha256()
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                h.update(chunk)
+            return h.hexdigest(), b""
+    except OSError as exc:
+        return exc
+
+
+def check_module_hashes(v: Verifier, goproxy: Path, bundles: List[Bundle]) -> None:
+    """Each `.zip` and `.mod` in P/goproxy against its go.sum `h1:`, as go itself checks."""
+    jobs = []
+    for b, mod in _modules(bundles):
+        base = goproxy / escape_path(mod.path) / "@v" / escape_version(mod.version)
+        shown_base = f"goproxy/{escape_path(mod.path)}/@v/{escape_version(mod.version)}"
+        if mod.zip_hash:
+            jobs.append((f"{shown_base}.zip", Path(f"{base}.zip"), mod.zip_hash, "zip", b))
+        if mod.mod_hash:
+            jobs.append((f"{shown_base}.mod", Path(f"{base}.mod"), mod.mod_hash, "mod", b))
+    _h1_jobs(v, jobs)
+
+
+def _h1_jobs(v: Verifier, jobs: List[Tuple[str, Path, str, str, Bundle]]) -> None:
+    def one(job: Tuple[str, Path, str, str, Bundle]) -> Any:
+        shown_path, path, _want, kind, _b = job
+        try:
+            if kind == "zip":
+                return hash_zip(str(path))
+            if kind == "mod":
+                return hash_gomod(path.read_bytes())
+            if kind == "ziphash":
+                return path.read_text(encoding="utf-8").strip()
+            if not path.is_dir():
+                return None
+            return hash_dir(path, kind[len("dir:"):])
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return exc
+        except (zipfile.BadZipFile, ValueError, UnicodeDecodeError):
+            return "not a readable zip" if kind == "zip" else "unreadable"
+
+    with ThreadPoolExecutor(max_workers=v.workers) as pool:
+        for job, got in zip(jobs, pool.map(one, jobs)):
+            shown_path, _path, want, _kind, b = job
+            if got is None:
+                if not any(m["path"] == shown_path for m in v.report.missing):
+                    v.report.missing.append({"path": shown_path, "type": "file",
+                                             "bundle": b.label})
+            elif isinstance(got, OSError):
+                v._unreadable(shown_path, got)
+            elif got != want:
+                v.change(shown_path, b.label, h1=[want, got])
+
+
+def hash_dir(path: Path, prefix: str) -> str:
+    """Go's dirhash.HashDir(dir, "M@V", Hash1): every file under `path`, named `M@V/rel`."""
+    files = []
+    for dirpath, _dirs, filenames in os.walk(path):
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, path).replace(os.sep, "/")
+            files.append((f"{prefix}/{rel}", (lambda full=full: open(full, "rb"))))
+    return hash1(files)
+
+
+def _modules(bundles: List[Bundle]) -> Iterable[Tuple[Bundle, Module]]:
+    seen: Set[Tuple[str, str]] = set()
+    for b in bundles:
+        for mod in b.manifest.modules:
+            if (mod.path, mod.version) not in seen:
+                seen.add((mod.path, mod.version))
+                yield b, mod
+
+
+def check_modcache(v: Verifier, cache: Path, goproxy: Path, bundles: List[Bundle]) -> None:
+    """A module cache `install --modcache` rebuilt: `.ziphash`, `.zip`, `.mod`, extracted trees."""
+    if not cache.is_dir():
+        raise NotReadyError(f"verifying module cache {cache}: no such directory; pass the "
+                            "--modcache DIR that install filled", operation="verifying",
+                            subject=str(cache))
+    jobs = []
+    for b, mod in _modules(bundles):
+        em, ev = escape_path(mod.path), escape_version(mod.version)
+        dl = cache / "cache" / "download" / em / "@v"
+        if mod.mod_hash:
+            jobs.append((str(dl / f"{ev}.mod"), dl / f"{ev}.mod", mod.mod_hash, "mod", b))
+        if mod.zip_hash:
+            for ext, kind in ((".ziphash", "ziphash"), (".zip", "zip")):
+                jobs.append((str(dl / (ev + ext)), dl / (ev + ext), mod.zip_hash, kind, b))
+            tree = cache / f"{em}@{ev}"
+            jobs.append((str(tree), tree, mod.zip_hash, f"dir:{mod.path}@{mod.version}", b))
+    _h1_jobs(v, jobs)
+    # An extracted tree that differs: name its files, against the zip P/goproxy holds.
+    for b, mod in _modules(bundles):
+        if not mod.zip_hash:
+            continue
+        em, ev = escape_path(mod.path), escape_version(mod.version)
+        tree = cache / f"{em}@{ev}"
+        if any(c["path"] == str(tree) for c in v.report.changed):
+            _name_tree_changes(v, tree, goproxy / em / "@v" / f"{ev}.zip", mod, b)
+
+
+def _name_tree_changes(v: Verifier, tree: Path, zip_path: Path, mod: Module,
+                       b: Bundle) -> None:
+    prefix = f"{mod.path}@{mod.version}/"
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            want = {zip_entry_name(i)[len(prefix):]: hashlib.sha256(zf.read(i)).hexdigest()
+                    for i in zf.infolist() if not i.is_dir()}
+    except (OSError, zipfile.BadZipFile):
+        return  # the proxy's zip is itself reported; the tree's h1 finding stands
+    have = {}
+    for dirpath, _dirs, filenames in os.walk(tree):
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, tree).replace(os.sep, "/")
+            try:
+                with open(full, "rb") as f:
+                    have[rel] = hashlib.sha256(f.read()).hexdigest()
+            except OSError as exc:
+                v._unreadable(full, exc)
+    for rel in sorted(set(want) | set(have)):
+        full = str(tree / rel)
+        if rel not in have:
+            v.report.missing.append({"path": full, "type": "file", "bundle": b.label})
+        elif rel not in want:
+            v.report.added.append({"path": full, "type": "file"})
+        elif want[rel] != have[rel]:
+            v.change(full, b.label, sha256=[want[rel], have[rel]])
+
+
+def select(layout: Layout, bundles: List[Bundle], version: Optional[str], every: bool
+           ) -> List[Tuple[str, Optional[Bundle]]]:
+    """(toolchain id, the newest bundle that carries it) for VERSION, --all, or `current`."""
+    if every:
+        ids = versions.installed_ids(layout)
+    elif version:
+        want = version if version.startswith("go") else "go" + version
+        ids = [i for i in versions.installed_ids(layout)
+               if want in (i, i.rsplit(".", 1)[0])]
+        if not ids:
+            raise NotReadyError(
+                f"verifying {version}: no such toolchain in {layout.versions} (installed: "
+                f"{', '.join(versions.installed_ids(layout)) or 'none'})",
+                operation="verifying", subject=version)
+    else:
+        now = versions.current_id(layout)
+        if now is None:
+            raise NotReadyError(f"verifying {layout.root}: no current toolchain; name one "
+                                "(`verify VERSION`) or pass --all", operation="verifying",
+                                subject=str(layout.root))
+        ids = [now]
+    out = []
+    for tc_id in ids:
+        carrier = next((b for b in reversed(bundles)
+                        if any(t.id == tc_id for t in b.manifest.toolchains)), None)
+        out.append((tc_id, carrier))
+    return out
+
+
+def verify(layout: Layout, signers: List[AllowedSigner], trust_source: str,
+           version: Optional[str] = None, every: bool = False,
+           modcache_dir: Optional[Path] = None, on_total: Callable[[int], None] = lambda n: None,
+           on_bytes: Callable[[int], None] = lambda n: None,
+           workers: Optional[int] = None) -> Report:
+    """Everything checked, every difference collected: the caller decides the exit code."""
+    started = time.monotonic()
+    if not layout.root.is_dir():
+        raise NotReadyError(f"verifying {layout.root}: no such prefix; pass the --prefix you "
+                            "installed into", operation="verifying", subject=str(layout.root))
+    bundles = load_bundles(layout, signers, trust_source)
+    report = Report(str(layout.root), bundles=[b.to_dict() for b in bundles],
+                    modcache=str(modcache_dir) if modcache_dir else None)
+    v = Verifier(report, on_bytes, workers or min(16, 2 * (os.cpu_count() or 1)))
+    chosen = select(layout, bundles, version, every)
+    total = 0
+    for tc_id, carrier in chosen:
+        report.toolchains.append(tc_id)
+        shown_top = f"versions/{tc_id}"
+        if carrier is None:
+            report.added.append({"path": shown_top, "type": "dir",
+                                 "note": "no recorded bundle carries this toolchain"})
+            continue
+        expect = goroot_expectations(carrier, tc_id)
+        total += sum(e.size for e in expect.values())
+        v.tree(layout.versions / tc_id, shown_top, expect, layout)
+    if layout.goproxy.is_dir() or any(b.manifest.modules for b in bundles):
+        expect = proxy_expectations(bundles)
+        total += sum(e.size for e in expect.values())
+        v.tree(layout.goproxy, "goproxy", expect)
+    on_total(total)
+    v.run_jobs()
+    check_module_hashes(v, layout.goproxy, bundles)
+    if modcache_dir is not None:
+        check_modcache(v, modcache_dir, layout.goproxy, bundles)
+    report.seconds = round(time.monotonic() - started, 2)
+    return report
+
+
+def failure(report: Report) -> RescueError:
+    """The error for a report that found differences (3), or only unreadable paths (2)."""
+    paths = ([c["path"] for c in report.changed] + [m["path"] for m in report.missing]
+             + [a["path"] for a in report.added])
+    bundles = sorted({str(x.get("bundle")) for x in report.changed + report.missing
+                      if x.get("bundle")})
+    if not paths:
+        first = report.unreadable[0]
+        return NotReadyError(
+            f"verifying {report.prefix}: {len(report.unreadable)} path(s) could not be read "
+            f"(first: {shown(first['path'])}: {first['error']}); run verify as the prefix's "
+            "owner or as root", operation="verifying", subject=report.prefix)
+    execs = [a["path"] for a in report.added if a.get("executable")]
+    parts = []
+    for label, items in (("changed", report.changed), ("missing", report.missing),
+                         ("added", report.added)):
+        if items:
+            parts.append(f"{len(items)} {label}")
+    text = (f"verifying {report.prefix}: {', '.join(parts)} against the signed manifests "
+            f"(first: {shown(paths[0])})")
+    if execs:
+        text += (f"; {len(execs)} executable(s) that no bundle installed, e.g. "
+                 f"{shown(execs[0])}: treat this machine as compromised until you know who "
+                 "put it there")
+    if bundles:
+        text += ("; the bundle that can restore it: " + "; ".join(bundles)
+                 + ". Until `repair` exists: `use` another toolchain if it is current, "
+                 "`remove` the damaged one and install that bundle again")
+    else:
+        text += "; remove what was added"
+    return TrustError(text, operation="verifying", subject=report.prefix,
+                      expected="every path as signed", got=f"{len(paths)} path(s) differ",
+                      tampering=False)
