@@ -341,7 +341,7 @@ def test_real_goroot_verify_names_deleted_vet_and_edited_print_go_for_every_user
     assert done.returncode == 0, done.stderr
     clean = user.run([*rescue_cmd, "verify", "--prefix", str(prefix), "--json"], offline=True)
     assert clean.returncode == 0, clean.stderr
-    assert json.loads(clean.stdout)["verify"]["files"] > 10000
+    assert json.loads(clean.stdout)["verify"]["files"] > 9000
     goroot = prefix / "versions" / TC
     # The issue's own reproduction, done as the user: chmod u+w first, then damage.
     script = (f"chmod u+w {goroot}/pkg/tool/linux_amd64 {goroot}/src/fmt/print.go && "
