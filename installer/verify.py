@@ -201,24 +201,100 @@ def _list_versions(bundle: Bundle, mem: Member) -> Set[str]:
 
 
 @dataclass
-class _Job:
-    """A file to hash, and where its finding goes."""
+class Entry:
+    """One path as found on disk, with its content hash once the pool has it."""
 
-    shown: str
-    path: str
-    expect: Expect
+    full: str
+    kind: str  # file, dir, symlink, other
+    mode: int
     size: int
+    target: str = ""
+    digest: Any = None  # Future of (sha256, first bytes of a small file) or OSError
+
+
+class Scan:
+    """A tree as it is on disk: walked once (no link followed), every regular file handed to
+    the hashing pool at once, so hashing runs while the manifests are still being checked."""
+
+    def __init__(self, top: Path, shown_top: str, pool: ThreadPoolExecutor) -> None:
+        self.top, self.shown_top = top, shown_top
+        self.entries: Dict[str, Entry] = {}
+        self.unreadable: List[Dict[str, Any]] = []
+        self.exists = os.path.lexists(top)
+        batch: List[Entry] = []
+        for rel, entry in self._walk():
+            self.entries[rel] = entry
+            if entry.kind == "file":
+                batch.append(entry)
+                if len(batch) >= _BATCH:
+                    _submit(pool, batch)
+                    batch = []
+        if batch:
+            _submit(pool, batch)
+
+    def _walk(self) -> Iterable[Tuple[str, Entry]]:
+        if not self.exists:
+            return
+        top = str(self.top)
+        yield from self._one("", top)
+        cut = len(top) + 1
+        for dirpath, dirnames, filenames in os.walk(top, onerror=self._walk_error):
+            for name in dirnames + filenames:
+                full = os.path.join(dirpath, name)
+                yield from self._one(full[cut:].replace(os.sep, "/"), full)
+
+    def _one(self, rel: str, full: str) -> Iterable[Tuple[str, Entry]]:
+        try:
+            st = os.lstat(full)
+            kind = ("dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode)
+                    else "file" if stat.S_ISREG(st.st_mode) else "other")
+            target = os.readlink(full) if kind == "symlink" else ""
+        except OSError as exc:
+            self.unreadable.append({"path": self.shown(rel), "error": exc.strerror or str(exc)})
+            return
+        yield rel, Entry(full, kind, stat.S_IMODE(st.st_mode), st.st_size, target)
+
+    def _walk_error(self, exc: OSError) -> None:
+        self.unreadable.append({"path": str(exc.filename), "error": exc.strerror or str(exc)})
+
+    def shown(self, rel: str) -> str:
+        return f"{self.shown_top}/{rel}" if rel else self.shown_top
+
+
+_BATCH = 32  # files per pool task: a future per file costs more than hashing a small one
+
+
+def _submit(pool: ThreadPoolExecutor, batch: List[Entry]) -> None:
+    future = pool.submit(lambda: [_hash_file(e.full) for e in batch])
+    for i, e in enumerate(batch):
+        e.digest = (future, i)
+
+
+def _hash_file(path: str) -> Any:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            h = hashlib.sha256()
+            first = f.read(CHUNK)
+            h.update(first)
+            for chunk in iter(lambda: f.read(CHUNK), b""):
+                h.update(chunk)
+            # A small file's bytes too: @v/list and go.env are judged by their content.
+            return h.hexdigest(), first if len(first) <= _SMALL else b""
+    except OSError as exc:
+        return exc
+
+
+_SMALL = 64 << 10
 
 
 class Verifier:
-    """Compares trees with expectations; files are hashed by a pool of threads."""
+    """Compares scanned trees with expectations and collects every difference."""
 
     def __init__(self, report: Report, on_bytes: Callable[[int], None], workers: int) -> None:
         self.report = report
         self.on_bytes = on_bytes
         self.workers = workers
-        self.jobs: List[_Job] = []
-        self.go_env: List[Tuple[str, str, Layout]] = []
 
     def change(self, shown_path: str, bundle: str, **what: Any) -> None:
         for entry in self.report.changed:
@@ -227,114 +303,83 @@ class Verifier:
                 return
         self.report.changed.append({"path": shown_path, "bundle": bundle, **what})
 
-    def tree(self, top: Path, shown_top: str, expect: Dict[str, Expect],
-             layout: Optional[Layout] = None) -> None:
-        """Walk `top` (no link followed): every expected path checked, every other one added."""
-        seen: Set[str] = set()
-        try:
-            st = os.lstat(top)
-        except FileNotFoundError:
-            self.report.missing.append({"path": shown_top, "type": "dir",
-                                        "bundle": expect[""].bundle})
-            return
-        self._entry(top, shown_top, "", st, expect, layout)
-        seen.add("")
-        for dirpath, dirnames, filenames in os.walk(top, onerror=self._walk_error):
-            for name in dirnames + filenames:
-                full = os.path.join(dirpath, name)
-                rel = os.path.relpath(full, top).replace(os.sep, "/")
-                seen.add(rel)
-                try:
-                    st = os.lstat(full)
-                except OSError as exc:
-                    self._unreadable(f"{shown_top}/{rel}", exc)
-                    continue
-                self._entry(Path(full), f"{shown_top}/{rel}", rel, st, expect, layout)
-        for rel in sorted(set(expect) - seen):
-            e = expect[rel]
-            self.report.missing.append({"path": f"{shown_top}/{rel}", "type": e.type,
-                                        "bundle": e.bundle})
-
-    def _walk_error(self, exc: OSError) -> None:
-        self._unreadable(str(exc.filename), exc)
-
     def _unreadable(self, shown_path: str, exc: OSError) -> None:
         self.report.unreadable.append({"path": shown_path, "error": exc.strerror or str(exc)})
 
-    def _entry(self, full: Path, shown_path: str, rel: str, st: os.stat_result,
-               expect: Dict[str, Expect], layout: Optional[Layout]) -> None:
-        kind = ("dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode)
-                else "file" if stat.S_ISREG(st.st_mode) else "other")
-        mode = stat.S_IMODE(st.st_mode)
-        e = expect.get(rel)
+    def compare(self, scan: Scan, expect: Dict[str, Expect],
+                layout: Optional[Layout] = None) -> None:
+        """Every expected path checked, every other one reported as added."""
+        self.report.unreadable += scan.unreadable
+        if not scan.exists:
+            self.report.missing.append({"path": scan.shown_top, "type": "dir",
+                                        "bundle": expect[""].bundle})
+            return
+        for rel, entry in scan.entries.items():
+            self._entry(scan.shown(rel), entry, expect.get(rel), layout)
+        for rel in sorted(set(expect) - set(scan.entries)):
+            e = expect[rel]
+            self.report.missing.append({"path": scan.shown(rel), "type": e.type,
+                                        "bundle": e.bundle})
+
+    def _entry(self, shown_path: str, found: Entry, e: Optional[Expect],
+               layout: Optional[Layout]) -> None:
+        result: Any = None
+        if found.kind == "file":
+            result = _result(found)
+            self.on_bytes(found.size)
         if e is None:
-            added: Dict[str, Any] = {"path": shown_path, "type": kind, "mode": f"{mode:04o}"}
-            if kind != "dir" and kind != "symlink" and mode & 0o111:
+            added: Dict[str, Any] = {"path": shown_path, "type": found.kind,
+                                     "mode": f"{found.mode:04o}"}
+            if found.kind == "file" and not isinstance(result, OSError):
+                added["sha256"] = result[0]
+            if found.kind not in ("dir", "symlink") and found.mode & 0o111:
                 added["executable"] = True  # serious: something may run it as go's own tool
             self.report.added.append(added)
             return
-        if kind != e.type:
-            self.change(shown_path, e.bundle, type=[e.type, kind])
+        if found.kind != e.type:
+            self.change(shown_path, e.bundle, type=[e.type, found.kind])
             return
-        if e.mode is not None and mode != e.mode:
-            self.change(shown_path, e.bundle, mode=[f"{e.mode:04o}", f"{mode:04o}"])
-        if kind == "symlink":
-            target = os.readlink(full)
-            if target != e.target:
-                self.change(shown_path, e.bundle, target=[e.target, target])
-        elif kind == "file":
-            if e.go_env and layout is not None:
-                self.go_env.append((shown_path, str(full), layout))
-                return
-            self.report.files += 1
-            self.report.bytes += st.st_size
-            self.jobs.append(_Job(shown_path, str(full), e, st.st_size))
-
-    def run_jobs(self) -> None:
-        """Hash every queued file in parallel (hashlib lets go of the GIL on big updates)."""
-        jobs, self.jobs = self.jobs, []
-        # Big files first so that one large file does not finish alone at the end.
-        jobs.sort(key=lambda j: -j.size)
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            for job, result in zip(jobs, pool.map(_hash_job, jobs)):
-                self.on_bytes(job.size)
-                if isinstance(result, OSError):
-                    self._unreadable(job.shown, result)
-                    continue
-                self._judge(job, result)
-        for shown_path, path, layout in self.go_env:
-            self._judge_go_env(shown_path, path, layout)
-
-    def _judge(self, job: _Job, result: Tuple[str, bytes]) -> None:
-        e = job.expect
-        digest, data = result
-        if e.listing:
-            listed = {line.split()[0] for line in data.decode("utf-8", "replace").splitlines()
-                      if line.split()}
-            lost = sorted(e.versions - listed)
-            if lost:
-                self.change(job.shown, e.bundle, versions=[sorted(e.versions), sorted(listed)])
+        if e.mode is not None and found.mode != e.mode:
+            self.change(shown_path, e.bundle, mode=[f"{e.mode:04o}", f"{found.mode:04o}"])
+        if found.kind == "symlink" and found.target != e.target:
+            self.change(shown_path, e.bundle, target=[e.target, found.target])
+        if found.kind != "file":
             return
-        if digest not in e.sha256:
-            self.change(job.shown, e.bundle, sha256=[sorted(e.sha256)[0], digest])
-
-    def _judge_go_env(self, shown_path: str, path: str, layout: Layout) -> None:
-        try:
-            have = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            if isinstance(exc, OSError):
-                self._unreadable(shown_path, exc)
-            else:
-                self.change(shown_path, "", go_env=["rescue's offline go.env", "not UTF-8"])
+        if isinstance(result, OSError):
+            self._unreadable(shown_path, result)
             return
         self.report.files += 1
+        self.report.bytes += found.size
+        digest, data = result
+        if e.go_env and layout is not None:
+            self._judge_go_env(shown_path, data, e, layout)
+        elif e.listing:
+            listed = {line.split()[0] for line in data.decode("utf-8", "replace").splitlines()
+                      if line.split()}
+            if e.versions - listed:
+                self.change(shown_path, e.bundle, versions=[sorted(e.versions), sorted(listed)])
+        elif digest not in e.sha256:
+            self.change(shown_path, e.bundle, sha256=[sorted(e.sha256)[0], digest])
+
+    def _judge_go_env(self, shown_path: str, data: bytes, e: Expect, layout: Layout) -> None:
+        try:
+            have = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self.change(shown_path, e.bundle, go_env=["rescue's offline go.env", "not UTF-8"])
+            return
         want = expected_go_env(have, layout)
         if have != want:
             diff = [line for line in have.splitlines() if line not in want.splitlines()]
-            self.change(shown_path, "", sha256=[hashlib.sha256(want.encode()).hexdigest(),
-                                                hashlib.sha256(have.encode()).hexdigest()],
+            self.change(shown_path, e.bundle,
+                        sha256=[hashlib.sha256(want.encode()).hexdigest(),
+                                hashlib.sha256(data).hexdigest()],
                         go_env=["as the installer writes it for this prefix",
                                 "; ".join(diff[:3]) or "lines removed or reordered"])
+
+
+def _result(entry: Entry) -> Any:
+    future, i = entry.digest
+    return future.result()[i]
 
 
 def expected_go_env(have: str, layout: Layout) -> str:
@@ -353,21 +398,6 @@ def expected_go_env(have: str, layout: Layout) -> str:
     kept = [line for line in body
             if not line.strip() or line.lstrip().startswith("#")]
     return wiring.go_env_text(layout, "\n".join(kept))
-
-
-def _hash_job(job: _Job) -> Any:
-    try:
-        fd = os.open(job.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as f:
-            if job.expect.listing:
-                data = f.read(1 << 20)
-                return hashlib.sha256(data).hexdigest(), data
-            h = hashlib.sha256()
-            for chunk in iter(lambda: f.read(CHUNK), b""):
-                h.update(chunk)
-            return h.hexdigest(), b""
-    except OSError as exc:
-        return exc
 
 
 def check_module_hashes(v: Verifier, goproxy: Path, bundles: List[Bundle]) -> None:
@@ -493,33 +523,25 @@ def _name_tree_changes(v: Verifier, tree: Path, zip_path: Path, mod: Module,
             v.change(full, b.label, sha256=[want[rel], have[rel]])
 
 
-def select(layout: Layout, bundles: List[Bundle], version: Optional[str], every: bool
-           ) -> List[Tuple[str, Optional[Bundle]]]:
-    """(toolchain id, the newest bundle that carries it) for VERSION, --all, or `current`."""
+def select(layout: Layout, version: Optional[str], every: bool) -> List[str]:
+    """The toolchain ids to check: VERSION, --all, or the current one."""
+    installed = versions.installed_ids(layout)
     if every:
-        ids = versions.installed_ids(layout)
-    elif version:
+        return installed
+    if version:
         want = version if version.startswith("go") else "go" + version
-        ids = [i for i in versions.installed_ids(layout)
-               if want in (i, i.rsplit(".", 1)[0])]
+        ids = [i for i in installed if want in (i, i.rsplit(".", 1)[0])]
         if not ids:
             raise NotReadyError(
                 f"verifying {version}: no such toolchain in {layout.versions} (installed: "
-                f"{', '.join(versions.installed_ids(layout)) or 'none'})",
-                operation="verifying", subject=version)
-    else:
-        now = versions.current_id(layout)
-        if now is None:
-            raise NotReadyError(f"verifying {layout.root}: no current toolchain; name one "
-                                "(`verify VERSION`) or pass --all", operation="verifying",
-                                subject=str(layout.root))
-        ids = [now]
-    out = []
-    for tc_id in ids:
-        carrier = next((b for b in reversed(bundles)
-                        if any(t.id == tc_id for t in b.manifest.toolchains)), None)
-        out.append((tc_id, carrier))
-    return out
+                f"{', '.join(installed) or 'none'})", operation="verifying", subject=version)
+        return ids
+    now = versions.current_id(layout)
+    if now is None:
+        raise NotReadyError(f"verifying {layout.root}: no current toolchain; name one "
+                            "(`verify VERSION`) or pass --all", operation="verifying",
+                            subject=str(layout.root))
+    return [now]
 
 
 def verify(layout: Layout, signers: List[AllowedSigner], trust_source: str,
@@ -532,33 +554,33 @@ def verify(layout: Layout, signers: List[AllowedSigner], trust_source: str,
     if not layout.root.is_dir():
         raise NotReadyError(f"verifying {layout.root}: no such prefix; pass the --prefix you "
                             "installed into", operation="verifying", subject=str(layout.root))
-    bundles = load_bundles(layout, signers, trust_source)
-    report = Report(str(layout.root), bundles=[b.to_dict() for b in bundles],
-                    modcache=str(modcache_dir) if modcache_dir else None)
-    v = Verifier(report, on_bytes, workers or min(16, 2 * (os.cpu_count() or 1)))
-    chosen = select(layout, bundles, version, every)
-    total = 0
-    for tc_id, carrier in chosen:
-        report.toolchains.append(tc_id)
-        shown_top = f"versions/{tc_id}"
-        if carrier is None:
-            report.added.append({"path": shown_top, "type": "dir",
-                                 "note": "no recorded bundle carries this toolchain"})
-            continue
-        expect = goroot_expectations(carrier, tc_id)
-        total += sum(e.size for e in expect.values())
-        v.tree(layout.versions / tc_id, shown_top, expect, layout)
-    if layout.goproxy.is_dir() or any(b.manifest.modules for b in bundles):
-        expect = proxy_expectations(bundles)
-        total += sum(e.size for e in expect.values())
-        v.tree(layout.goproxy, "goproxy", expect)
-    on_total(total)
-    v.run_jobs()
+    ids = select(layout, version, every)
+    v = Verifier(Report(str(layout.root), modcache=str(modcache_dir) if modcache_dir else None),
+                 on_bytes, workers or min(8, 2 * (os.cpu_count() or 1)))
+    with ThreadPoolExecutor(max_workers=v.workers) as pool:
+        # Walk and start hashing first: the pool hashes while the manifests are checked.
+        scans = [Scan(layout.versions / tc_id, f"versions/{tc_id}", pool) for tc_id in ids]
+        proxy = Scan(layout.goproxy, "goproxy", pool)
+        on_total(sum(e.size for s in scans + [proxy] for e in s.entries.values()
+                     if e.kind == "file"))
+        bundles = load_bundles(layout, signers, trust_source)
+        v.report.bundles = [b.to_dict() for b in bundles]
+        for tc_id, scan in zip(ids, scans):
+            v.report.toolchains.append(tc_id)
+            carrier = next((b for b in reversed(bundles)
+                            if any(t.id == tc_id for t in b.manifest.toolchains)), None)
+            if carrier is None:
+                v.report.added.append({"path": scan.shown_top, "type": "dir",
+                                       "note": "no recorded bundle carries this toolchain"})
+                continue
+            v.compare(scan, goroot_expectations(carrier, tc_id), layout)
+        if proxy.exists or any(b.manifest.modules for b in bundles):
+            v.compare(proxy, proxy_expectations(bundles))
     check_module_hashes(v, layout.goproxy, bundles)
     if modcache_dir is not None:
         check_modcache(v, modcache_dir, layout.goproxy, bundles)
-    report.seconds = round(time.monotonic() - started, 2)
-    return report
+    v.report.seconds = round(time.monotonic() - started, 2)
+    return v.report
 
 
 def failure(report: Report) -> RescueError:
