@@ -60,6 +60,7 @@ class Verified:
     manifest_bytes: bytes
     manifest_sha256: str
     signer: AllowedSigner
+    signature: bytes = b""  # manifest.sig as carried: kept so `verify` can check it again
 
 
 def parse_time(text: str) -> datetime:
@@ -160,7 +161,7 @@ class BundleReader:
                 f"{manifest.expires}; stale bundles are refused. Build a fresh bundle on the "
                 "connected host (bundle.expires / bundle.valid_days in the spec)")
         digest = hashlib.sha256(manifest_bytes).hexdigest()
-        self._header = Verified(manifest, manifest_bytes, digest, signer)
+        self._header = Verified(manifest, manifest_bytes, digest, signer, got[SIGNATURE_NAME])
         return self._header
 
     def content(self) -> Iterator[Tuple[tarfile.TarInfo, Optional[BinaryIO]]]:

@@ -283,8 +283,9 @@ def _register() -> None:
     from installer import cli_versions
     from installer.cli_doctor import doctor
     from installer.cli_snapshot import snapshot
+    from installer.cli_verify import verify
 
-    for command in [*cli_versions.COMMANDS, snapshot, doctor]:
+    for command in [*cli_versions.COMMANDS, snapshot, doctor, verify]:
         cli.add_command(command)
     cli_versions.guard_options(install)  # the same guard options as `use`
     click.option("--auto-prune", is_flag=True,

@@ -204,10 +204,11 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
         switch = (history.new_record("install", result.previous, target,
                                      f"installed bundle {m.name} #{m.sequence}")
                   if target is not None and target != result.previous else None)
-        state.begin(layout, "install", target, switch, entry, verified.manifest_bytes)
+        state.begin(layout, "install", target, switch, entry, verified.manifest_bytes,
+                    verified.signature)
         try:
             crashpoints.reached("install-journaled")
-            state.record(layout, st, entry, verified.manifest_bytes)
+            state.record(layout, st, entry, verified.manifest_bytes, verified.signature)
             crashpoints.reached("install-recorded")
             if target is not None:
                 prefix.switch_symlink(layout.current, target)

@@ -51,8 +51,11 @@ def check_sequence(state: Dict[str, Any], channel: str, sequence: int, name: str
 
 
 def record(layout: Layout, state: Dict[str, Any], entry: Dict[str, Any],
-           manifest_bytes: bytes) -> None:
+           manifest_bytes: bytes, signature: bytes = b"") -> None:
+    """Note the bundle, and keep its signed manifest and signature for `verify`."""
     layout.bundles.mkdir(parents=True, exist_ok=True)
+    if signature:  # before the manifest: a kept manifest always has its signature beside it
+        write_atomic(layout.bundles / f"{entry['manifest_sha256']}.sig", signature)
     write_atomic(layout.bundles / f"{entry['manifest_sha256']}.json",
                   manifest_bytes.decode("utf-8"))
     state["bundles"] = [b for b in state.get("bundles", [])
@@ -68,11 +71,13 @@ def record(layout: Layout, state: Dict[str, Any], entry: Dict[str, Any],
 
 
 def begin(layout: Layout, op: str, current: Optional[str], record: Optional[Dict[str, Any]],
-          entry: Optional[Dict[str, Any]] = None, manifest_bytes: bytes = b"") -> None:
+          entry: Optional[Dict[str, Any]] = None, manifest_bytes: bytes = b"",
+          signature: bytes = b"") -> None:
     layout.state.mkdir(exist_ok=True)
     write_atomic(layout.journal, json.dumps({
         "op": op, "entry": entry, "current": current, "history": record,
-        "manifest": manifest_bytes.decode("utf-8")}, sort_keys=True))
+        "manifest": manifest_bytes.decode("utf-8"),
+        "signature": signature.decode("ascii")}, sort_keys=True))
 
 
 def finish(layout: Layout) -> None:
@@ -92,7 +97,8 @@ def recover(layout: Layout) -> Optional[str]:
         return None
     entry, current = doc.get("entry"), doc.get("current")
     if entry:
-        record(layout, load(layout), entry, doc["manifest"].encode("utf-8"))
+        record(layout, load(layout), entry, doc["manifest"].encode("utf-8"),
+               doc.get("signature", "").encode("ascii"))
     if current and (layout.root / current).is_dir():
         prefix.switch_symlink(layout.current, current)
     if doc.get("history") and current:
