@@ -428,6 +428,7 @@ def test_stop_watermark_refuses_then_auto_prune_makes_room_on_a_small_disk(
     assert err.rstrip().endswith("or pass --auto-prune")
     assert "pruned=0" in out, out + err
     assert "note      --auto-prune removed go1.21.10.linux-amd64" in out
+    assert "% used after this install (warn mark 85%); consider `prune`" in out
     listed = out.split("pruned=0")[1].split()
     assert "go1.21.10.linux-amd64" not in listed and "go1.21.13.linux-amd64" in listed
     assert "go1.21.12.linux-amd64" in listed  # the previous one is never pruned
