@@ -432,3 +432,28 @@ def test_stop_watermark_refuses_then_auto_prune_makes_room_on_a_small_disk(
     listed = out.split("pruned=0")[1].split()
     assert "go1.21.10.linux-amd64" not in listed and "go1.21.13.linux-amd64" in listed
     assert "go1.21.12.linux-amd64" in listed  # the previous one is never pruned
+
+
+def test_switch_and_guard_mistakes_are_told_before_anything_changes(
+        tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
+    c = craft.Craft()
+    c.toolchain()
+    c.toolchain(goarch="arm64")  # carried for another machine, installed beside
+    prefix = tmp_path / "P"
+    assert run(["install", c.write(tmp_path / "b.tar.zst", signing.key), "--prefix", prefix,
+                "--trust", signing.signers], capsys)[0] == 0
+    code, _, err = run(["use", "go1.21.13.linux-arm64", "--prefix", prefix], capsys)
+    assert code == 2
+    assert ("switching to go1.21.13.linux-arm64: it is built for linux-arm64, this machine is "
+            "linux-amd64") in err
+    code, _, err = run(["use", "1.21.13", "--prefix", prefix, "--guard-cmd", "go test ./..."],
+                       capsys)
+    assert code == 2
+    assert "--guard-cmd needs --guard-project DIR (the directory to run it in)" in err
+    code, _, err = run(["use", "1.21.13", "--prefix", prefix, "--guard-project", tmp_path,
+                        "--fail-pattern", "(unclosed"], capsys)
+    assert code == 2 and "--fail-pattern '(unclosed' is not a regular expression" in err
+    (prefix / "state" / "policy.toml").write_text("warn_percent = 99\nstop_percent = 90\n")
+    code, _, err = run(["prune", "--prefix", prefix], capsys)
+    assert code == 2 and "need 0 < warn_percent <= stop_percent <= 100" in err
+    assert os.readlink(prefix / "current") == "versions/go1.21.13.linux-amd64"
