@@ -154,7 +154,11 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
     for tid in result.installed:
         click.echo(f"installed {tid}")
     for tid in result.reused:
-        click.echo(f"kept      {tid} (already installed)")
+        click.echo(f"verified  {tid} (already installed; every file as signed)")
+    for fix in result.repaired:
+        click.echo(f"repaired  {fix['toolchain']} (already installed but damaged: "
+                   f"{fix['changed']} changed, {fix['missing']} missing, {fix['added']} added; "
+                   "replaced by this bundle's copy)")
     if result.modules_added or result.modules_kept:
         click.echo(f"modules   {len(result.modules_added)} added, {len(result.modules_kept)} "
                    f"already present in {Path(result.prefix) / 'goproxy'}")
@@ -283,9 +287,9 @@ def _register() -> None:
     from installer import cli_versions
     from installer.cli_doctor import doctor
     from installer.cli_snapshot import snapshot
-    from installer.cli_verify import verify
+    from installer.cli_verify import repair, verify
 
-    for command in [*cli_versions.COMMANDS, snapshot, doctor, verify]:
+    for command in [*cli_versions.COMMANDS, snapshot, doctor, verify, repair]:
         cli.add_command(command)
     cli_versions.guard_options(install)  # the same guard options as `use`
     click.option("--auto-prune", is_flag=True,

@@ -84,3 +84,67 @@ def _describe(report: Any) -> None:
         click.echo(f"added    {a['path']} ({a['type']} {a.get('mode', '')}){extra}")
     for u in report.unreadable:
         click.echo(f"unreadable {u['path']}: {u['error']}")
+
+
+@click.command("repair")
+@click.argument("bundle", required=False, metavar="[BUNDLE]",
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--modcache", "modcache", type=click.Path(file_okay=False, path_type=Path),
+              default=None, metavar="DIR",
+              help="Also repair the module cache in DIR (from P/goproxy).")
+@click.option("--prefix", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Install root (default: the one `install` uses).")
+@click.option("--trust", type=str, default=None, metavar="FILE",
+              help="OpenSSH allowed_signers file (default: the one built into rescue.pyz).")
+@click.option("--lock-timeout", type=float, default=300.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for another rescue command to release the prefix.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def repair(bundle: Optional[Path], modcache: Optional[Path], prefix: Optional[Path],
+           trust: Optional[str], lock_timeout: float, as_json: bool) -> None:
+    """Restore exactly what `verify --all` finds damaged, then verify again.
+
+    GOROOT files need the bundle they came from: it is verified, and only the damaged members
+    are taken from it. Without BUNDLE, what local copies can restore is restored (module cache
+    entries from P/goproxy, modes, links, added files removed) and the message names the
+    bundle still needed. A repaired GOROOT is built beside the live one and swapped in at
+    once. Exit 0 when verify passes afterwards.
+
+    \b
+    Examples:
+      python3 rescue.pyz repair /media/usb/go-1.21.13.tar.zst
+      python3 rescue.pyz repair --modcache ~/go/pkg/mod --json
+    """
+    from installer import repair as fix
+    from installer.cli import load_signers
+    from installer.machine import machine_error
+    from installer.prefix import Layout, default_prefix
+
+    layout = Layout((prefix or default_prefix()).absolute())
+    signers, source = load_signers(trust)
+    cache = modcache.absolute() if modcache else None
+    try:
+        result = fix.repair(layout, signers, source, bundle, cache, lock_timeout,
+                            on_wait=lambda msg: click.echo(msg, err=True))
+    except OSError as exc:
+        raise machine_error(f"repairing {layout.root}", exc) from None
+    if not as_json:
+        for r in result.restored:
+            click.echo(f"restored {r['path']} (from {r['from']})")
+        for path in result.removed:
+            click.echo(f"removed  {path} (no bundle installed it)")
+        for tc_id in result.rebuilt:
+            click.echo(f"swapped  versions/{tc_id} for its repaired copy")
+        for note in result.notes:
+            click.echo(f"note     {note}")
+    if not result.ok:
+        err: Any = fix.failure(result)
+        err.details = result.to_dict()
+        raise err
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    if not any(result.found.values()):
+        click.echo(f"ok: nothing to repair in {layout.root}; verify finds every path as signed")
+    else:
+        click.echo(f"ok: repaired in {result.seconds:.1f}s; verify now finds every path as "
+                   "signed")

@@ -7,7 +7,7 @@ from typing import Any, Dict, List
 
 from installer.bundle_reader import BundleReader
 from installer.install import no_toolchain_for_host
-from installer.stage import stage
+from installer.stage import Discard, stage
 from keys.allowed_signers import AllowedSigner
 
 
@@ -15,7 +15,7 @@ def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str) -> Di
     with BundleReader(bundle) as reader:
         v = reader.header(signers, trust_source)
         m = v.manifest
-        stage(reader, m, None)  # every member hashed, nothing written
+        stage(reader, m, Discard())  # every member hashed, nothing written
     return {
         "ok": True,
         "bundle": str(bundle),

@@ -24,17 +24,19 @@ from installer import (
     wiring,
 )
 from installer import guard as guard_mod
+from installer import verify as verify_mod
 from installer.bundle_reader import BundleReader, Verified
 from installer.checklist import Check
 from installer.host import host_target
 from installer.machine import machine_error
 from installer.prefix import Layout
-from installer.stage import stage
+from installer.stage import Directory, stage
 from keys.allowed_signers import AllowedSigner
 from manifests.errors import ChecklistError, NotReadyError
 from manifests.goversion import version_key
 from manifests.limits import DEFAULT_LIMITS
 from manifests.model import Toolchain
+from manifests.text import shown
 
 
 @dataclass
@@ -46,7 +48,9 @@ class InstallResult:
     signer: Dict[str, object]  # {key_id, principals, comment}, as every command reports it
     prefix: str
     installed: List[str] = field(default_factory=list)
-    reused: List[str] = field(default_factory=list)
+    reused: List[str] = field(default_factory=list)  # already installed, verified intact
+    # Already installed but damaged: replaced by this bundle's copy; what verify found.
+    repaired: List[Dict[str, object]] = field(default_factory=list)
     current: Optional[str] = None
     previous: Optional[str] = None
     checks: List[Check] = field(default_factory=list)
@@ -144,7 +148,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
     made: List[Path] = []  # directories and version trees this install added: undone on failure
     journal: Optional[goproxy_merge.MergeJournal] = None
     try:
-        stage(reader, m, staging, on_bytes)
+        stage(reader, m, Directory(staging), on_bytes)
         for tc in m.toolchains:
             goroot = staging / tc.root
             wiring.write_go_env(goroot, layout)
@@ -163,8 +167,8 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
         crashpoints.reached("install-merged")
         for tc in m.toolchains:
             dest = layout.version_dir(tc.id)
-            if dest.exists():
-                result.reused.append(tc.id)  # same upstream sha256, already in place
+            if dest.exists():  # already installed: checked, and replaced if it was damaged
+                _check_installed(layout, verified, tc, staging / tc.root, result)
                 continue
             os.rename(staging / tc.root, dest)
             made.append(dest)
@@ -238,6 +242,31 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
         raise
     finally:
         prefix.remove_tree(staging)
+
+
+def _check_installed(layout: Layout, verified: Verified, tc: Toolchain, staged: Path,
+                     result: InstallResult) -> None:
+    """A version already there is verified against this bundle, not trusted for being there;
+    a damaged one is swapped for the staged copy, which every check has just passed."""
+    found = verify_mod.check_toolchain(layout, verify_mod.Bundle.of(verified), tc.id)
+    if found.ok and not found.unreadable:
+        result.reused.append(tc.id)
+        return
+    dest = layout.version_dir(tc.id)
+    new = layout.versions / f"{versions.REPAIR_NEW}{tc.id}-{os.getpid()}"
+    aside = layout.versions / f"{versions.REPAIR_OLD}{tc.id}-{os.getpid()}"
+    os.rename(staged, new)
+    os.chmod(new, 0o555)
+    prefix.replace_tree(new, dest, aside)
+    prefix.remove_tree(aside)
+    paths = [x["path"] for x in found.changed + found.missing + found.added + found.unreadable]
+    result.repaired.append({"toolchain": tc.id, "changed": len(found.changed),
+                            "missing": len(found.missing), "added": len(found.added),
+                            "unreadable": len(found.unreadable), "paths": paths[:20]})
+    result.notes.append(
+        f"{tc.id} was already installed but damaged ({len(found.changed)} changed, "
+        f"{len(found.missing)} missing, {len(found.added)} added; first: {shown(paths[0])}): "
+        "replaced by this bundle's copy")
 
 
 def result_dict(result: InstallResult) -> Dict[str, object]:

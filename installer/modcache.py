@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +128,7 @@ def _extracted_ok(dl: Path, ev: str, mod: Module, extracted: Path) -> bool:
 
 
 def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
-             read_only: bool = True, workers: int = 8) -> ModcacheResult:
+             read_only: bool = True, workers: int = 8, force: bool = False) -> ModcacheResult:
     """Write each module version of `modules` from `goproxy` (verified, merged) into the cache.
 
     `cache/download/<m>/@v/` gets `.info`, `.mod`, `.zip`, `.ziphash` (the manifest's h1, no
@@ -136,6 +137,7 @@ def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
     A `.mod` that differs from the signed one is replaced; an `.info` already there is kept
     (proxies differ in its timestamps and go checks no hash of it). Module paths are written
     concurrently (the work is file system latency), the versions of one path in order.
+    `force` (repair) writes `.mod`, `.zip` and the extracted tree again whatever is there.
     """
     result = ModcacheResult(str(cache_dir))
     groups: Dict[str, List[Module]] = {}
@@ -144,7 +146,7 @@ def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            done = list(pool.map(lambda group: [_one(goproxy, m, cache_dir, read_only)
+            done = list(pool.map(lambda group: [_one(goproxy, m, cache_dir, read_only, force)
                                                 for m in group], groups.values()))
     except OSError as exc:
         raise NotReadyError(f"writing module cache {cache_dir}: {exc}; pass --modcache-dir DIR "
@@ -155,7 +157,8 @@ def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
     return result
 
 
-def _one(goproxy: Path, mod: Module, cache_dir: Path, read_only: bool) -> bool:
+def _one(goproxy: Path, mod: Module, cache_dir: Path, read_only: bool,
+         force: bool = False) -> bool:
     """Bring one module version up to date in the cache; True when anything was written."""
     em, ev = escape_path(mod.path), escape_version(mod.version)
     src = goproxy / em / "@v"
@@ -168,12 +171,12 @@ def _one(goproxy: Path, mod: Module, cache_dir: Path, read_only: bool) -> bool:
         if not have.exists() or (ext == ".info" and (dl / (ev + ext)).exists()):
             continue
         data = have.read_bytes()
-        if not _same(dl / (ev + ext), data):
+        if force or not _same(dl / (ev + ext), data):
             write_atomic(dl / (ev + ext), data)
             changed = True
     if mod.zip_hash:
         zip_dest = dl / (ev + ".zip")
-        if not _extracted_ok(dl, ev, mod, extracted):
+        if force or not _extracted_ok(dl, ev, mod, extracted):
             _copy_atomic(src / (ev + ".zip"), zip_dest)
             _extract(zip_dest, dl, ev, mod, extracted, read_only)
             changed = True
@@ -190,8 +193,17 @@ def _extract(zip_path: Path, dl: Path, ev: str, mod: Module, extracted: Path,
     partial = extracted.with_name(extracted.name + ".partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     partial.touch()
-    if extracted.exists():
-        prefix.remove_tree(extracted)  # incomplete, or from other bytes: Go would redo it too
-    extract_module_zip(zip_path, mod.path, mod.version, extracted, read_only=read_only)
+    # Built beside and swapped in: a build reading the old tree never sees half of one. The
+    # names start with `.` and sit in the module's parent, where go looks for no module.
+    new = extracted.with_name(f".{extracted.name}.new-{os.getpid()}-{threading.get_ident()}")
+    old = extracted.with_name(f".{extracted.name}.old-{os.getpid()}-{threading.get_ident()}")
+    for stale in (new, old):
+        prefix.remove_tree(stale)
+    try:
+        extract_module_zip(zip_path, mod.path, mod.version, new, read_only=read_only)
+        prefix.replace_tree(new, extracted, old)
+    finally:
+        prefix.remove_tree(new)
+        prefix.remove_tree(old)
     write_atomic(dl / (ev + ".ziphash"), mod.zip_hash.encode())
     partial.unlink()

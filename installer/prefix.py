@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import shutil
@@ -221,6 +222,50 @@ def remove_tree(tree: Path) -> None:
         shutil.rmtree(tree)
     else:
         tree.unlink()
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (renameat2 RENAME_EXCHANGE): no reader ever finds neither.
+
+    False when this kernel, libc or file system cannot; the caller then falls back to two
+    renames that its crash recovery can finish.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def replace_tree(new: Path, live: Path, aside: Path) -> None:
+    """Put the finished tree `new` at `live`; the old one ends at `aside` for the caller to
+    remove. All three share a parent, so no directory is re-parented (no write permission on
+    read-only trees is needed). Without an atomic exchange: live -> aside, new -> live, and a
+    kill in between leaves `aside` for `restore_aside` to put back."""
+    if not os.path.lexists(live):
+        os.rename(new, live)
+        return
+    if exchange(new, live):
+        os.rename(new, aside)
+        return
+    os.rename(live, aside)
+    try:
+        os.rename(new, live)
+    except BaseException:
+        os.rename(aside, live)
+        raise
 
 
 def switch_symlink(link: Path, target: str) -> None:

@@ -8,7 +8,7 @@ import posixpath
 import tarfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Optional, Set
+from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Set, Union
 
 from installer import crashpoints
 from installer.bundle_reader import BundleReader
@@ -93,13 +93,53 @@ def _write_file(dest: Optional[Path], data: BinaryIO, m: Member) -> None:
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def stage(reader: BundleReader, manifest: Manifest, staging: Optional[Path],
-          on_bytes: Callable[[int], None] = lambda n: None) -> None:
-    """Stream every content member into `staging`; refuse anything unlisted, missing or altered.
+class Directory:
+    """Every member written under `root`: install's staging directory."""
 
-    With `staging=None` every check runs but nothing is written (inspect).
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, m: Member) -> Optional[Path]:
+        return self.root / m.path
+
+    def place(self, member_path: str) -> Path:
+        return self.root / member_path
+
+
+class Discard:
+    """Every check, nothing written: inspect."""
+
+    def path(self, m: Member) -> Optional[Path]:
+        return None
+
+    def place(self, member_path: str) -> Path:
+        raise AssertionError("Discard writes nothing")
+
+
+class Selected:
+    """Only the regular files in `wanted`, each where `place` puts it: repair, which needs a
+    few damaged files out of a whole bundle."""
+
+    def __init__(self, wanted: Dict[str, Path]) -> None:
+        self.wanted = wanted
+
+    def path(self, m: Member) -> Optional[Path]:
+        return self.wanted.get(m.path) if m.type == "file" else None
+
+    def place(self, member_path: str) -> Path:
+        return self.wanted[member_path]
+
+
+Destination = Union[Directory, Discard, Selected]
+
+
+def stage(reader: BundleReader, manifest: Manifest, dest: Destination,
+          on_bytes: Callable[[int], None] = lambda n: None) -> None:
+    """Stream every content member, checking each against the signed manifest; write the ones
+    `dest` wants. Anything unlisted, missing or altered is refused.
     """
     seen: Set[str] = set()
+    written_dirs: List[Member] = []
     try:
         for info, data in reader.content():
             m = _check_header(info, manifest.member(info.name))
@@ -113,20 +153,20 @@ def stage(reader: BundleReader, manifest: Manifest, staging: Optional[Path],
                 raise _refuse(m.path, f"arrives before its directory {parent}")
             if m.type == "hardlink" and m.target not in seen:
                 raise _refuse(m.path, f"hard link to {m.target}, which was not written yet")
+            out = dest.path(m)
             if m.type == "file":
                 assert data is not None
-                _write_file(staging / m.path if staging else None, data, m)
+                _write_file(out, data, m)
                 on_bytes(m.size)
-            elif staging is None:
-                pass
-            else:
-                with _writing(staging / m.path):
+            elif out is not None:
+                with _writing(out):
                     if m.type == "dir":
-                        os.mkdir(staging / m.path, 0o700)
+                        os.mkdir(out, 0o700)
+                        written_dirs.append(m)
                     elif m.type == "symlink":
-                        os.symlink(m.target, staging / m.path)
+                        os.symlink(m.target, out)
                     else:
-                        os.link(staging / m.target, staging / m.path, follow_symlinks=False)
+                        os.link(dest.place(m.target), out, follow_symlinks=False)
             seen.add(m.path)
             crashpoints.reached(f"stage-member-{len(seen)}")
     except reader.read_errors() as exc:
@@ -140,7 +180,6 @@ def stage(reader: BundleReader, manifest: Manifest, staging: Optional[Path],
             f"in the bundle (first: {missing[0]}); the file is truncated or was altered. Copy it "
             f"again from the build host.", tampering=True)
     # Directories were created owner-only so nothing else could write into them while staging.
-    for m in manifest.members if staging else ():
-        if m.type == "dir":
-            with _writing(staging / m.path):
-                os.chmod(staging / m.path, m.mode)
+    for m in written_dirs:
+        with _writing(dest.place(m.path)):
+            os.chmod(dest.place(m.path), m.mode)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from installer import state, versions, wiring
-from installer.bundle_reader import parse_time
+from installer.bundle_reader import Verified, parse_time
 from installer.prefix import Layout
 from installer.verify_modules import check_modcache, check_module_hashes
 from keys import trust
@@ -46,6 +46,13 @@ class Bundle:
     def to_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "sequence": self.sequence,
                 "manifest_sha256": self.manifest_sha256, "signer": self.signer}
+
+    @classmethod
+    def of(cls, verified: Verified) -> Bundle:
+        """A bundle being read now, whose header just checked out."""
+        m = verified.manifest
+        return cls(m.name, m.sequence, verified.manifest_sha256,
+                   verified.signer.public_key.key_id, m)
 
 
 @dataclass
@@ -459,6 +466,18 @@ def verify(layout: Layout, signers: List[AllowedSigner], trust_source: str,
     return v.report
 
 
+def check_toolchain(layout: Layout, bundle: Bundle, tc_id: str,
+                    workers: Optional[int] = None) -> Report:
+    """One installed GOROOT against one bundle's manifest (install of a version already there)."""
+    v = Verifier(Report(str(layout.root)), lambda n: None,
+                 workers or min(8, 2 * (os.cpu_count() or 1)))
+    with ThreadPoolExecutor(max_workers=v.workers) as pool:
+        scan = Scan(layout.versions / tc_id, f"versions/{tc_id}", pool)
+        v.report.toolchains.append(tc_id)
+        v.compare(scan, goroot_expectations(bundle, tc_id), layout)
+    return v.report
+
+
 def failure(report: Report) -> RescueError:
     """The error for a report that found differences (3), or only unreadable paths (2)."""
     paths = ([c["path"] for c in report.changed] + [m["path"] for m in report.missing]
@@ -485,10 +504,10 @@ def failure(report: Report) -> RescueError:
                  "put it there")
     if bundles:
         text += ("; the bundle that can restore it: " + "; ".join(bundles)
-                 + ". Until `repair` exists: `use` another toolchain if it is current, "
-                 "`remove` the damaged one and install that bundle again")
+                 + ". Run `repair BUNDLE` with that bundle (module cache entries and added "
+                 "files need none: `repair`)")
     else:
-        text += "; remove what was added"
+        text += "; `repair` removes what was added"
     return TrustError(text, operation="verifying", subject=report.prefix,
                       expected="every path as signed", got=f"{len(paths)} path(s) differ",
                       tampering=False)

@@ -27,6 +27,8 @@ from manifests.goversion import is_toolchain_version, normalize, version_key
 
 PINS_FILE = "pins.json"
 TRASH = ".trash-"
+# In P/versions while `repair` rebuilds a GOROOT beside the live one and swaps it in.
+REPAIR_NEW, REPAIR_OLD = ".repair-new-", ".repair-old-"
 
 
 @dataclass
@@ -214,6 +216,32 @@ def remove_trash(layout: Layout) -> List[str]:
     return notes
 
 
+def finish_repairs(layout: Layout) -> List[str]:
+    """Finish a repair a kill interrupted: an old tree set aside goes back if nothing replaced
+    it, and a half-built one goes."""
+    notes = []
+    try:
+        names = sorted(os.listdir(layout.versions))
+    except FileNotFoundError:
+        return notes
+    for n in names:
+        path = layout.versions / n
+        if n.startswith(REPAIR_OLD):
+            tc_id = n[len(REPAIR_OLD):].rsplit("-", 1)[0]
+            live = layout.versions / tc_id
+            if not os.path.lexists(live) and _split(tc_id) is not None:
+                os.rename(path, live)
+                notes.append(f"put {tc_id} back: a repair was interrupted while swapping it")
+            else:
+                prefix.remove_tree(path)
+                notes.append(f"removed the damaged copy of {tc_id} an interrupted repair had "
+                             "set aside (the repaired one is in place)")
+        elif n.startswith(REPAIR_NEW):
+            prefix.remove_tree(path)
+            notes.append(f"removed a half-built repair of {n[len(REPAIR_NEW):].rsplit('-', 1)[0]}")
+    return notes
+
+
 def set_pinned(layout: Layout, tc_id: str, pinned: bool) -> List[str]:
     from manifests.files import write_atomic
 
@@ -288,7 +316,7 @@ def make_room(layout: Layout, needed: int, auto_prune: bool) -> List[str]:
 
 def recover(layout: Layout) -> List[str]:
     """Everything the next command does about an interrupted one, said as notes."""
-    notes = remove_trash(layout)
+    notes = remove_trash(layout) + finish_repairs(layout)
     note = state.recover(layout)
     if note:
         notes.append(note)
