@@ -8,9 +8,9 @@ from typing import Iterator, List
 
 import pytest
 
-from bundler import zipapp
-from tests.support import bundles, gobin, upstream, users
-from tests.support.goproxy_server import RealGoProject, real_go_project
+from bundler import build, zipapp
+from tests.support import bundles, gobin, modbundles, upstream, users
+from tests.support.goproxy_server import ProxyServer, RealGoProject, real_go_project
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +52,23 @@ def graph(tmp_path_factory: pytest.TempPathFactory, go_bin: Path) -> RealGoProje
     """Like `real`, with graph-only modules in the build list (goproxy_server.graph_modules)."""
     base = tmp_path_factory.mktemp("graph")
     return real_go_project(base, go_bin, gobin.go_env(base / "home"), graph=True)
+
+
+@pytest.fixture(scope="session")
+def server(real: RealGoProject) -> Iterator[ProxyServer]:
+    """`real`'s modules over the GOPROXY protocol on 127.0.0.1."""
+    with ProxyServer(real.proxy_dir) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def full_bundle(tmp_path_factory: pytest.TempPathFactory, signing: bundles.Signing,
+                godl_url: str, real: RealGoProject, server: ProxyServer) -> build.BuildResult:
+    """Go 1.21.13 linux-amd64 plus every module the fixture project's go.sum pins."""
+    work = tmp_path_factory.mktemp("modbundle")
+    path = bundles.write_spec(work / "spec.toml", signing.key, godl_url, level=3,
+                              extra=modbundles.modules_table(server.url, [real.project]))
+    return bundles.build_bundle(path, work / "out", work / "cache")
 
 
 @pytest.fixture(scope="session")

@@ -26,21 +26,6 @@ PYTHON = str(PY39 if PY39.exists() else sys.executable)
 DEP = "example.com/dep"
 
 
-@pytest.fixture(scope="module")
-def server(real):
-    with ProxyServer(real.proxy_dir) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def full_bundle(tmp_path_factory, signing, godl_url, real, server):
-    """Go 1.21.13 linux-amd64 plus every module the fixture project's go.sum pins."""
-    work = tmp_path_factory.mktemp("modbundle")
-    path = bundles.write_spec(work / "spec.toml", signing.key, godl_url, level=3,
-                              extra=modules_table(server.url, [real.project]))
-    return bundles.build_bundle(path, work / "out", work / "cache")
-
-
 def _modules_only_spec(work: Path, signing, goproxy: str, channel: str = "stable",
                        **kw) -> Path:
     return bundles.write_spec(work / "spec.toml", signing.key, "http://127.0.0.1:9",
