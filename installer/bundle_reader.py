@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import tarfile
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Iterator, List, Optional, Tuple
 
 from installer import zstd
-from keys import trust
 from keys.allowed_signers import AllowedSigner
+from keys.trust_core import Verified, verify_header
 from manifests.errors import NotReadyError, TrustError
 from manifests.limits import DEFAULT_LIMITS, Limits
+from manifests.member_check import MemberHeader
 from manifests.model import (
     HEADER_NAMES,
     MANIFEST_NAME,
     SIGNATURE_NAME,
     SUMS_NAME,
-    Manifest,
-    parse_manifest,
-    sums_text,
 )
 from manifests.text import shown
 
@@ -30,6 +26,8 @@ from manifests.text import shown
 # Member types the builder writes: files, dirs, symlinks, hard links, and per-member PAX records.
 _ALLOWED_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
                   tarfile.LNKTYPE, tarfile.XHDTYPE)
+_TYPES = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
+          tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink"}
 _TYPE_NAMES = {tarfile.GNUTYPE_LONGNAME: "GNU long name", tarfile.GNUTYPE_LONGLINK:
                "GNU long link", tarfile.XGLTYPE: "global PAX header", tarfile.GNUTYPE_SPARSE:
                "GNU sparse file", tarfile.CHRTYPE: "character device", tarfile.BLKTYPE:
@@ -52,25 +50,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
         return super()._proc_member(tarfile_)  # type: ignore[misc,no-any-return]
 
 
-@dataclass(frozen=True)
-class Verified:
-    """A bundle header whose signature, expiry and consistency checked out."""
-
-    manifest: Manifest
-    manifest_bytes: bytes
-    manifest_sha256: str
-    signer: AllowedSigner
-    signature: bytes = b""  # manifest.sig as carried: kept so `verify` can check it again
-
-
-def parse_time(text: str) -> datetime:
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        raise TrustError(f"reading manifest: time {text!r} is not RFC 3339 UTC") from None
-
-
-def _truncated(path: Path, exc: BaseException) -> TrustError:
+def truncated(path: Path, exc: BaseException) -> TrustError:
     return TrustError(f"reading bundle {path}: the file is truncated or damaged "
                       f"({shown(exc)}); copy "
                       f"it again from the build host and compare its sha256", tampering=True)
@@ -107,7 +87,7 @@ class BundleReader:
         try:
             return self._tar.next()
         except (tarfile.TarError,) + zstd.errors() as exc:
-            raise _truncated(self.path, exc) from None
+            raise truncated(self.path, exc) from None
 
     def _read_small(self, info: tarfile.TarInfo, limit: int) -> bytes:
         if not info.isreg() or info.size > limit:
@@ -119,9 +99,9 @@ class BundleReader:
         try:
             data = f.read(limit + 1)
         except (tarfile.TarError,) + zstd.errors() as exc:
-            raise _truncated(self.path, exc) from None
+            raise truncated(self.path, exc) from None
         if len(data) != info.size:
-            raise _truncated(self.path, EOFError("header member cut short"))
+            raise truncated(self.path, EOFError("header member cut short"))
         return data
 
     def header(self, signers: List[AllowedSigner], trust_source: str,
@@ -147,25 +127,13 @@ class BundleReader:
                                  f"found {shown(info.name) if info else 'end of bundle'}; is "
                                  "this a rescue bundle?")
             got[expected] = self._read_small(info, limits[expected])
-        manifest_bytes = got[MANIFEST_NAME]
-        signer = trust.verify_manifest_signature(got[SIGNATURE_NAME], manifest_bytes, signers,
-                                                 now, trust_source=trust_source)
-        manifest = parse_manifest(manifest_bytes, self.limits)
-        if got[SUMS_NAME] != sums_text(manifest):
-            raise TrustError(f"reading bundle {self.path}: SHA256SUMS does not match the signed "
-                             f"manifest", tampering=True)
-        expires = parse_time(manifest.expires)
-        if now > expires:
-            raise TrustError(
-                f"checking bundle {manifest.name} #{manifest.sequence}: it expired on "
-                f"{manifest.expires}; stale bundles are refused. Build a fresh bundle on the "
-                "connected host (bundle.expires / bundle.valid_days in the spec)")
-        digest = hashlib.sha256(manifest_bytes).hexdigest()
-        self._header = Verified(manifest, manifest_bytes, digest, signer, got[SIGNATURE_NAME])
+        self._header = verify_header(got, signers, now, trust_source, limits=self.limits,
+                                     where=f"bundle {self.path}")
         return self._header
 
-    def content(self) -> Iterator[Tuple[tarfile.TarInfo, Optional[BinaryIO]]]:
-        """Every content member in stream order with a reader for regular files."""
+    def content(self) -> Iterator[Tuple[MemberHeader, Optional[BinaryIO]]]:
+        """Every content member in stream order, its header in the manifest's words and a
+        reader for regular files; stream errors come out as the bundle's own message."""
         if self._header is None:
             raise RuntimeError("BundleReader.content() called before header()")
         assert self._tar is not None
@@ -173,10 +141,20 @@ class BundleReader:
             info = self._next()
             if info is None:
                 return
-            yield info, (self._tar.extractfile(info) if info.isreg() else None)
+            header = MemberHeader(info.name, _TYPES.get(info.type, repr(info.type)), info.size,
+                                  info.mode, info.linkname)
+            data = self._tar.extractfile(info) if info.isreg() else None
+            yield header, (_Checked(data, self.path) if data is not None else None)
 
-    def read_errors(self) -> tuple:
-        return (tarfile.TarError,) + zstd.errors()
 
-    def truncated(self, exc: BaseException) -> TrustError:
-        return _truncated(self.path, exc)
+class _Checked:
+    """A member's bytes, with decompression and tar errors turned into the bundle's message."""
+
+    def __init__(self, raw: BinaryIO, path: Path) -> None:
+        self.raw, self.path = raw, path
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.raw.read(n)
+        except (tarfile.TarError,) + zstd.errors() as exc:
+            raise truncated(self.path, exc) from None

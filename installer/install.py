@@ -25,13 +25,14 @@ from installer import (
 )
 from installer import guard as guard_mod
 from installer import verify as verify_mod
-from installer.bundle_reader import BundleReader, Verified
+from installer.bundle_reader import BundleReader
 from installer.checklist import Check
 from installer.host import host_target
 from installer.machine import machine_error
 from installer.prefix import Layout
 from installer.stage import Directory, stage
 from keys.allowed_signers import AllowedSigner
+from keys.trust_core import Verified, check_replay
 from manifests.errors import ChecklistError, NotReadyError
 from manifests.goversion import version_key
 from manifests.limits import DEFAULT_LIMITS
@@ -143,7 +144,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                     modcache_dir: Optional[Path] = None) -> None:
     m = verified.manifest
     st = state.load(layout)
-    state.check_sequence(st, m.channel, m.sequence, m.name, verified.manifest_sha256)
+    check_replay(st, m.channel, m.sequence, m.name, verified.manifest_sha256)
     staging = Path(tempfile.mkdtemp(dir=layout.root, prefix=f".staging-{os.getpid()}-"))
     made: List[Path] = []  # directories and version trees this install added: undone on failure
     journal: Optional[goproxy_merge.MergeJournal] = None

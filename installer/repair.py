@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from installer import crashpoints, modcache, prefix, versions, wiring
-from installer.bundle_reader import BundleReader, Verified
+from installer.bundle_reader import BundleReader
 from installer.goproxy_merge import PROXY_FILE_MODE
 from installer.prefix import Layout
 from installer.stage import Selected, stage
@@ -28,6 +28,7 @@ from installer.verify import (
 )
 from installer.versions import REPAIR_NEW, REPAIR_OLD
 from keys.allowed_signers import AllowedSigner
+from keys.trust_core import Verified
 from manifests.errors import NotReadyError, RescueError, TrustError
 from manifests.files import write_atomic
 from manifests.model import Module

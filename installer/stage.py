@@ -5,25 +5,18 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import tarfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Set, Union
 
 from installer import crashpoints
-from installer.bundle_reader import BundleReader
+from installer.bundle_reader import BundleReader, truncated
 from installer.machine import machine_error
 from manifests.errors import TrustError
+from manifests.member_check import check_member, refuse
 from manifests.model import Manifest, Member
-from manifests.text import shown
 
 CHUNK = 1 << 20
-_TYPES = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir",
-          tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink"}
-
-
-def _refuse(path: str, why: str) -> TrustError:
-    return TrustError(f"verifying member {path}: {why}", tampering=True)
 
 
 @contextmanager
@@ -33,26 +26,6 @@ def _writing(path: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         raise machine_error("staging the bundle", exc, path) from None
-
-
-def _check_header(info: tarfile.TarInfo, m: Optional[Member]) -> Member:
-    if m is None:
-        # Not in the signed manifest: the name is the attacker's text, shown quoted.
-        raise _refuse(shown(info.name),
-                      "the bundle carries it but the signed manifest does not list it")
-    kind = _TYPES.get(info.type)
-    if kind != m.type:
-        raise _refuse(m.path, f"type mismatch\n\tbundle:   {kind or repr(info.type)}\n"
-                      f"\tmanifest: {m.type}")
-    if kind == "file" and info.size != m.size:
-        raise _refuse(m.path, f"size mismatch\n\tbundle:   {info.size}\n\tmanifest: {m.size}")
-    if kind in ("symlink", "hardlink") and info.linkname != m.target:
-        raise _refuse(m.path, f"link target mismatch\n\tbundle:   {info.linkname}\n"
-                      f"\tmanifest: {m.target}")
-    if kind in ("file", "dir") and (info.mode & 0o777) != m.mode:
-        raise _refuse(m.path, f"mode mismatch\n\tbundle:   {info.mode & 0o777:o}\n"
-                      f"\tmanifest: {m.mode:o}")
-    return m
 
 
 def _write_file(dest: Optional[Path], data: BinaryIO, m: Member) -> None:
@@ -84,7 +57,7 @@ def _write_file(dest: Optional[Path], data: BinaryIO, m: Member) -> None:
         raise EOFError(f"{m.path} cut short")
     got = digest.hexdigest()
     if got != m.sha256:
-        raise _refuse(m.path, f"sha256 mismatch\n\tbundle:   {got}\n\tmanifest: {m.sha256}")
+        raise refuse(m.path, f"sha256 mismatch\n\tbundle:   {got}\n\tmanifest: {m.sha256}")
     if dest is not None:
         with _writing(dest):
             os.chmod(dest, m.mode)
@@ -141,18 +114,18 @@ def stage(reader: BundleReader, manifest: Manifest, dest: Destination,
     seen: Set[str] = set()
     written_dirs: List[Member] = []
     try:
-        for info, data in reader.content():
-            m = _check_header(info, manifest.member(info.name))
+        for header, data in reader.content():
+            m = check_member(header, manifest)
             if m.path in seen:
-                raise _refuse(m.path, "appears twice in the bundle")
+                raise refuse(m.path, "appears twice in the bundle")
             # Paths and link targets were checked with the whole manifest (no `..`, no absolute
             # paths, links only through real directories), and parents are listed dirs created
             # before their children, so no write can escape.
             parent = posixpath.dirname(m.path)
             if parent and parent not in seen:
-                raise _refuse(m.path, f"arrives before its directory {parent}")
+                raise refuse(m.path, f"arrives before its directory {parent}")
             if m.type == "hardlink" and m.target not in seen:
-                raise _refuse(m.path, f"hard link to {m.target}, which was not written yet")
+                raise refuse(m.path, f"hard link to {m.target}, which was not written yet")
             out = dest.path(m)
             if m.type == "file":
                 assert data is not None
@@ -169,10 +142,8 @@ def stage(reader: BundleReader, manifest: Manifest, dest: Destination,
                         os.link(dest.place(m.target), out, follow_symlinks=False)
             seen.add(m.path)
             crashpoints.reached(f"stage-member-{len(seen)}")
-    except reader.read_errors() as exc:
-        raise reader.truncated(exc) from None
-    except EOFError as exc:
-        raise reader.truncated(exc) from None
+    except EOFError as exc:  # a member shorter than its header said
+        raise truncated(reader.path, exc) from None
     missing = [m.path for m in manifest.members if m.path not in seen]
     if missing:
         raise TrustError(

@@ -8,7 +8,6 @@ from typing import Any, Dict, Optional
 
 from installer import prefix
 from installer.prefix import Layout
-from manifests.errors import TrustError
 from manifests.files import write_atomic
 
 STATE_FILE = "installed.json"
@@ -25,29 +24,6 @@ def load(layout: Layout) -> Dict[str, Any]:
 def save(layout: Layout, state: Dict[str, Any]) -> None:
     write_atomic(layout.state / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
-
-
-def check_sequence(state: Dict[str, Any], channel: str, sequence: int, name: str,
-                   manifest_sha256: str) -> None:
-    """Refuse a bundle older than one already installed on its channel (a replay), and another
-    bundle under the sequence number already installed (only the identical one may come again).
-    """
-    channels = state.get("channels", {})
-    newest = channels.get(channel, 0)
-    if channel in channels and sequence == newest and not any(
-            b.get("channel") == channel and b.get("sequence") == sequence
-            and b.get("manifest_sha256") == manifest_sha256 for b in state.get("bundles", [])):
-        raise TrustError(
-            f"checking bundle {name} #{sequence}: channel {channel!r} already installed another "
-            f"bundle with sequence {sequence} here (its manifest differs); two bundles under one "
-            "sequence number are refused, since either could be a forgery or a replay. Build "
-            f"the bundle again with a sequence above {newest}.")
-    if sequence < newest:
-        raise TrustError(
-            f"checking bundle {name} #{sequence}: channel {channel!r} already installed "
-            f"sequence {newest} here; installing an older bundle over a newer one is refused "
-            "(it could replay a known-bad release). To go back to an older toolchain, build "
-            f"a bundle of it on channel {channel!r} with a sequence above {newest}.")
 
 
 def record(layout: Layout, state: Dict[str, Any], entry: Dict[str, Any],

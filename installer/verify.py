@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from installer import state, versions, wiring
-from installer.bundle_reader import Verified, parse_time
 from installer.prefix import Layout
 from installer.verify_modules import check_modcache, check_module_hashes
 from keys import trust
 from keys.allowed_signers import AllowedSigner
+from keys.trust_core import Verified, parse_time
 from manifests.errors import NotReadyError, RescueError, TrustError
 from manifests.model import Manifest, Member, parse_manifest
 from manifests.modpath import unescape_version
