@@ -290,9 +290,8 @@ def build(spec: Spec, out: Path, cache: fetch.Cache,
     signature = sshsig.sign(private, manifest_bytes).encode()
     writer = BundleWriter(bundle, spec.compression_level, int(created.timestamp()))
     try:
-        writer.add_bytes(MANIFEST_NAME, manifest_bytes)
-        writer.add_bytes(SIGNATURE_NAME, signature)
-        writer.add_bytes(SUMS_NAME, sums_text(manifest))
+        writer.add_header([(MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, signature),
+                           (SUMS_NAME, sums_text(manifest))])
         write_parts(writer, lead, parts, manifest.content_bytes)
         sha = writer.finish()
         projects = spec.modules.projects if spec.modules is not None else ()

@@ -208,6 +208,45 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
 
 
 @cli.command()
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="Your OpenSSH ed25519 private key (a second signer's).")
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="allowed_signers file: the signatures already there must check out.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the co-signed bundle here (default: replace BUNDLE).")
+@click.option("--json", "as_json", is_flag=True)
+def sign(bundle: Path, key_path: Path, store: Optional[Path], output: Optional[Path],
+         as_json: bool) -> None:
+    """Add your signature to a built bundle (two-person rule), without rebuilding it.
+
+    Only the bundle's small header frame is rewritten; the content is copied byte for byte.
+    A trust store whose `# rescue-threshold K` is above 1 needs K distinct keys' signatures.
+    Each signature stays checkable alone: `ssh-keygen -Y verify -n rescue-manifest -s
+    manifest.sig.2 ...` on the extracted manifest.json.
+
+    \b
+    Examples:
+      rescue sign dist/dc-stable-7.rescue.tar.zst --key ~/.ssh/bob --store allowed_signers
+    """
+    from bundler import cosign
+    from keys import allowed_signers, sshkey
+
+    private = sshkey.load_private_key(key_path)
+    key_id = sshkey.public_key_of(private).key_id
+    signers = allowed_signers.load(store) if store else None
+    done = cosign.cosign(bundle, private, key_id, output, signers, str(store or ""))
+    doc = {"bundle": done.bundle, "key_id": done.key_id, "signatures": done.signatures,
+           "sha256": done.sha256, "name": done.name, "sequence": done.sequence}
+    if as_json:
+        emit_json(doc)
+        return
+    click.echo(f"signed {done.bundle} ({done.name} #{done.sequence}) with {done.key_id}: it "
+               f"now carries {done.signatures} signatures")
+    click.echo(f"sha256 {done.sha256}")
+
+
+@cli.command()
 @click.option("--trust", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="allowed_signers file to build into the installer.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),

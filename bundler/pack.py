@@ -7,7 +7,7 @@ import io
 import os
 import tarfile
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO, Optional, Sequence, Tuple
 
 import zstandard
 
@@ -67,6 +67,13 @@ class BundleWriter:
     def add_bytes(self, name: str, data: bytes, mode: int = 0o644) -> None:
         self._tar.addfile(self._info(name, tarfile.REGTYPE, mode, len(data)), io.BytesIO(data))
 
+    def add_header(self, members: Sequence[Tuple[str, bytes]]) -> None:
+        """The header members in a zstd frame of their own, before anything else: `rescue
+        sign` can then add a co-signature by rewriting this small frame and copying the rest
+        of the file byte for byte."""
+        self._zst.write(header_frame_tar(members, self.mtime))
+        self._zst.flush(zstandard.FLUSH_FRAME)
+
     def add_member(self, m: Member, data: Optional[BinaryIO] = None) -> None:
         if m.type == "dir":
             self._tar.addfile(self._info(m.path, tarfile.DIRTYPE, m.mode))
@@ -99,6 +106,20 @@ class BundleWriter:
         self._raw.close()
         if self.tmp.exists():
             self.tmp.unlink()
+
+
+def header_frame_tar(members: Sequence[Tuple[str, bytes]], mtime: int) -> bytes:
+    """The tar blocks of small regular files, as tarfile writes them (PAX), with no end marker:
+    the content members follow in the next frame of the same tar stream."""
+    out = bytearray()
+    for name, data in members:
+        ti = tarfile.TarInfo(name)
+        ti.size, ti.mode, ti.mtime = len(data), 0o644, mtime
+        ti.uid = ti.gid = 0
+        ti.uname = ti.gname = ""
+        out += ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        out += data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
+    return bytes(out)
 
 
 class _Checked:

@@ -16,8 +16,10 @@ from manifests.member_check import MemberHeader
 from manifests.model import (
     HEADER_NAMES,
     MANIFEST_NAME,
+    MAX_SIGNATURES,
     SIGNATURE_NAME,
     SUMS_NAME,
+    cosignature_name,
 )
 from manifests.text import shown
 
@@ -70,6 +72,7 @@ class BundleReader:
             raise NotReadyError(f"opening bundle {path}: {exc.strerror}") from None
         self._tar = None  # type: Optional[tarfile.TarFile]
         self._header: Optional[Verified] = None
+        self._pending: Optional[tarfile.TarInfo] = None  # read past the header, not yet yielded
 
     def __enter__(self) -> BundleReader:
         return self
@@ -127,6 +130,13 @@ class BundleReader:
                                  f"found {shown(info.name) if info else 'end of bundle'}; is "
                                  "this a rescue bundle?")
             got[expected] = self._read_small(info, limits[expected])
+        # Co-signatures follow in order; the first other member is content, kept for content().
+        for n in range(2, MAX_SIGNATURES + 1):
+            info = self._next()
+            if info is None or info.name != cosignature_name(n):
+                self._pending = info
+                break
+            got[info.name] = self._read_small(info, self.limits.signature_bytes)
         self._header = verify_header(got, signers, now, trust_source, limits=self.limits,
                                      where=f"bundle {self.path}")
         return self._header
@@ -138,7 +148,7 @@ class BundleReader:
             raise RuntimeError("BundleReader.content() called before header()")
         assert self._tar is not None
         while True:
-            info = self._next()
+            info, self._pending = (self._pending or self._next()), None
             if info is None:
                 return
             header = MemberHeader(info.name, _TYPES.get(info.type, repr(info.type)), info.size,

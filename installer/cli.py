@@ -32,14 +32,15 @@ def load_signers(trust: Optional[str]) -> Tuple[List[Any], str]:
         wrong = allowed_signers.not_a_trust_store(text)
         if wrong:
             raise NotReadyError(f"reading trust store {trust}: {wrong}")
-        return allowed_signers.parse(text), trust
+        return allowed_signers.parse(text, trust), trust
     from installer import embedded
 
     text = embedded.trusted_signers_text()
     if text is None:
         raise NotReadyError("no trust store: pass --trust FILE (an OpenSSH allowed_signers "
                             "file), or use a rescue.pyz built with `rescue zipapp --trust FILE`")
-    return allowed_signers.parse(text), "the trust store built into rescue.pyz"
+    source = "the trust store built into rescue.pyz"
+    return allowed_signers.parse(text, source), source
 
 
 class _Progress:

@@ -24,6 +24,9 @@ def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str) -> Di
         "created": m.created, "expires": m.expires, "builder": m.builder,
         "targets": list(m.targets),
         "signer": v.signer.to_dict(),
+        # Every distinct trusted key that signed, and how many the trust store asks for.
+        "signatures": [s.to_dict() for s in v.signers],
+        "threshold": v.needed,
         "manifest_sha256": v.manifest_sha256,
         "warnings": [w for w in [no_toolchain_for_host(list(m.toolchains))] if w],
         "toolchains": [{"id": t.id, "version": t.version, "os": t.os, "arch": t.arch,
@@ -41,7 +44,9 @@ def describe(r: Dict[str, Any]) -> List[str]:
         f"bundle     {r['bundle']} ({r['size'] / 1e6:.1f} MB)",
         f"name       {r['name']}  channel {r['channel']}  sequence {r['sequence']}",
         f"created    {r['created']}  expires {r['expires']}  by {r['builder']}",
-        f"signed by  {r['signer']['key_id']} ({', '.join(r['signer']['principals'])})",
+        "signed by  " + "; ".join(f"{s['key_id']} ({', '.join(s['principals'])})"
+                                   for s in r["signatures"])
+        + f"  ({len(r['signatures'])} of {r['threshold']} needed: policy met)",
         f"targets    {', '.join(r['targets'])}",
         f"content    {r['members']} members, {r['content_bytes'] / 1e6:.1f} MB, all hashes ok",
     ]

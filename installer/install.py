@@ -210,10 +210,11 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                                      f"installed bundle {m.name} #{m.sequence}")
                   if target is not None and target != result.previous else None)
         state.begin(layout, "install", target, switch, entry, verified.manifest_bytes,
-                    verified.signature)
+                    verified.kept_signatures())
         try:
             crashpoints.reached("install-journaled")
-            state.record(layout, st, entry, verified.manifest_bytes, verified.signature)
+            state.record(layout, st, entry, verified.manifest_bytes,
+                         verified.kept_signatures())
             crashpoints.reached("install-recorded")
             if target is not None:
                 prefix.switch_symlink(layout.current, target)

@@ -15,9 +15,15 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 from installer import state, versions, wiring
 from installer.prefix import Layout
 from installer.verify_modules import check_modcache, check_module_hashes
-from keys import trust
 from keys.allowed_signers import AllowedSigner
-from keys.trust_core import Verified, parse_time
+from keys.trust_core import (
+    Verified,
+    check_threshold,
+    parse_time,
+    required,
+    signed_by,
+    split_signatures,
+)
 from manifests.errors import NotReadyError, RescueError, TrustError
 from manifests.model import Manifest, Member, parse_manifest
 from manifests.modpath import unescape_version
@@ -132,9 +138,14 @@ def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
             when = datetime.now(timezone.utc)
         try:
             # Was it trusted when installed: a key retired since then still vouches for it.
-            signer = trust.verify_manifest_signature(sig, data, signers, when,
-                                                     trust_source=trust_source)
+            valid, problems = signed_by(split_signatures(sig), data, signers, when,
+                                        trust_source)
+            if not valid:
+                raise problems[0]
             manifest = parse_manifest(data)
+            check_threshold(manifest, valid, problems, required(signers, manifest.channel),
+                            trust_source)
+            signer = valid[0]
         except TrustError as exc:
             raise TrustError(f"verifying {what}: its kept manifest {json_path} fails the "
                              f"signature check: {exc.message}", operation="verifying bundle",

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from keys.sshkey import PublicKey, WireError, decode_public_key, parse_public_line
 from manifests.errors import NotReadyError
@@ -206,19 +206,57 @@ def _parse_line(text: str, number: int) -> Union[AllowedSigner, SkippedLine]:
     )
 
 
+class TrustStore(List[AllowedSigner]):
+    """The trusted signers, and how many distinct ones must sign a bundle of each channel.
+
+    The threshold lives in the allowed_signers file as comments, which ssh-keygen ignores:
+    `# rescue-threshold 2` for every channel, `# rescue-threshold stable 3` for one."""
+
+    def __init__(self, signers: Sequence[AllowedSigner] = (),
+                 thresholds: Optional[Dict[str, int]] = None) -> None:
+        super().__init__(signers)
+        self.thresholds: Dict[str, int] = dict(thresholds or {})
+
+    def threshold(self, channel: str) -> int:
+        return self.thresholds.get(channel, self.thresholds.get("", 1))
+
+
+_THRESHOLD_RE = re.compile(r"#\s*rescue-threshold\b(.*)\Z")
+
+
+def _threshold(line: str, number: int, source: str) -> Optional[Tuple[str, int]]:
+    found = _THRESHOLD_RE.match(line)
+    if not found:
+        return None
+    words = found.group(1).split()
+    count = words[-1] if words else ""
+    channel = words[0] if len(words) == 2 else ""
+    if len(words) not in (1, 2) or not count.isdigit() or int(count) < 1 or int(count) > 16:
+        raise NotReadyError(f"reading trust store {source}:{number}: {line!r}: write "
+                            "`# rescue-threshold K` or `# rescue-threshold CHANNEL K` with K "
+                            "from 1 to 16")
+    return channel, int(count)
+
+
 def parse(
     text: str,
     source: str = "allowed_signers",
     skipped: Optional[List[SkippedLine]] = None,
-) -> List[AllowedSigner]:
+) -> TrustStore:
     """Parse an allowed_signers file; lines rescue cannot use are appended to `skipped`.
 
     A malformed line is an error (NotReadyError naming source:line), as it is for ssh-keygen:
     a trust store that is half read is a trust store nobody understands."""
     signers: List[AllowedSigner] = []
+    thresholds: Dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        if not line or line.startswith("#"):
+        if line.startswith("#"):
+            rule = _threshold(line, number, source)
+            if rule:
+                thresholds[rule[0]] = rule[1]
+            continue
+        if not line:
             continue
         try:
             result = _parse_line(line, number)
@@ -229,7 +267,14 @@ def parse(
                 skipped.append(result)
         else:
             signers.append(result)
-    return signers
+    keys = len({s.public_key.key_id for s in signers})
+    for channel, count in thresholds.items():
+        if count > keys:
+            raise NotReadyError(
+                f"reading trust store {source}: the threshold "
+                f"{'for channel ' + channel + ' ' if channel else ''}is {count} signatures, but "
+                f"the store has {keys} distinct key(s); no bundle could ever be installed")
+    return TrustStore(signers, thresholds)
 
 
 def format_line(
@@ -278,7 +323,7 @@ def _read(path: Path) -> str:
         raise NotReadyError(f"{doing}: not UTF-8 text") from None
 
 
-def load(path: Path, skipped: Optional[List[SkippedLine]] = None) -> List[AllowedSigner]:
+def load(path: Path, skipped: Optional[List[SkippedLine]] = None) -> TrustStore:
     return parse(_read(Path(path)), str(path), skipped)
 
 

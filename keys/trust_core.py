@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, List, Mapping, Optional
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from keys import trust
 from keys.allowed_signers import AllowedSigner
@@ -16,9 +16,11 @@ from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.model import (
     HEADER_NAMES,
     MANIFEST_NAME,
+    MAX_SIGNATURES,
     SIGNATURE_NAME,
     SUMS_NAME,
     Manifest,
+    cosignature_name,
     parse_manifest,
     sums_text,
 )
@@ -26,13 +28,71 @@ from manifests.model import (
 
 @dataclass(frozen=True)
 class Verified:
-    """A bundle header whose signature, expiry and consistency checked out."""
+    """A bundle header whose signatures, expiry and consistency checked out."""
 
     manifest: Manifest
     manifest_bytes: bytes
     manifest_sha256: str
-    signer: AllowedSigner
+    signer: AllowedSigner  # the first trusted signature's
     signature: bytes = b""  # manifest.sig as carried: kept so `verify` can check it again
+    cosignatures: Tuple[bytes, ...] = ()  # manifest.sig.2 ... as carried
+    signers: Tuple[AllowedSigner, ...] = ()  # every distinct trusted key that signed
+    needed: int = 1  # the trust store's threshold for this channel
+
+
+    def kept_signatures(self) -> bytes:
+        """Every signature as one text, the way P/state keeps it for `verify`."""
+        return b"\n".join((self.signature, *self.cosignatures))
+
+
+def split_signatures(kept: bytes) -> List[bytes]:
+    """The armored signatures of a kept text (one, or several joined by kept_signatures)."""
+    end = b"-----END SSH SIGNATURE-----"
+    parts = [p.strip() + b"\n" + end + b"\n" for p in kept.split(end) if p.strip()]
+    return parts or [kept]
+
+
+def required(signers: Sequence[AllowedSigner], channel: str) -> int:
+    """How many distinct trusted keys must sign a bundle of `channel` (1 for a plain list)."""
+    threshold = getattr(signers, "threshold", None)
+    return threshold(channel) if threshold is not None else 1
+
+
+def signed_by(signatures: Sequence[bytes], manifest_bytes: bytes,
+              signers: Sequence[AllowedSigner], now: datetime, trust_source: str
+              ) -> Tuple[List[AllowedSigner], List[TrustError]]:
+    """The distinct trusted keys whose signature over `manifest_bytes` checks out, and why
+    each other signature does not count (a key counts once however often it signed)."""
+    valid: List[AllowedSigner] = []
+    problems: List[TrustError] = []
+    for sig in signatures:
+        try:
+            signer = trust.verify_manifest_signature(sig, manifest_bytes, list(signers), now,
+                                                     trust_source=trust_source)
+        except TrustError as exc:
+            problems.append(exc)
+            continue
+        if any(v.public_key == signer.public_key for v in valid):
+            problems.append(TrustError(f"key {signer.public_key.key_id} signed more than once "
+                                       "(it counts once)"))
+        else:
+            valid.append(signer)
+    return valid, problems
+
+
+def check_threshold(manifest: Manifest, valid: Sequence[AllowedSigner],
+                    problems: Sequence[TrustError], needed: int, trust_source: str) -> None:
+    if len(valid) >= needed:
+        return
+    why = "; ".join(p.message.splitlines()[0] for p in problems)
+    raise TrustError(
+        f"checking bundle {manifest.name} #{manifest.sequence}: channel {manifest.channel!r} "
+        f"needs signatures by {needed} distinct trusted keys ({trust_source}); it has "
+        f"{len(valid)} ({', '.join(v.public_key.key_id for v in valid)})"
+        + (f"; not counted: {why}" if why else "")
+        + ". Have another trusted signer co-sign it: rescue sign BUNDLE --key KEY",
+        operation="checking bundle", subject=f"{manifest.name} #{manifest.sequence}",
+        expected=f"{needed} signatures", got=f"{len(valid)}")
 
 
 def parse_time(text: str) -> datetime:
@@ -48,13 +108,20 @@ def verify_header(members: Mapping[str, bytes], signers: List[AllowedSigner], no
     """Signature first (nothing of the manifest is believed before it), then the manifest's
     own rules, SHA256SUMS, expiry, and with `installed` (P/state's record) replay."""
     missing = [n for n in HEADER_NAMES if n not in members]
-    if missing or len(members) != len(HEADER_NAMES):
-        raise TrustError(f"reading {where}: its header must be exactly {', '.join(HEADER_NAMES)}"
-                         f" (missing: {', '.join(missing) or 'none'})", tampering=True)
+    cosigs = [cosignature_name(n) for n in range(2, 2 + len(members) - len(HEADER_NAMES))]
+    if missing or set(members) != set(HEADER_NAMES) | set(cosigs) \
+            or len(cosigs) > MAX_SIGNATURES - 1:
+        raise TrustError(f"reading {where}: its header must be {', '.join(HEADER_NAMES)} and "
+                         f"at most {MAX_SIGNATURES - 1} co-signatures manifest.sig.2, .3, ... "
+                         f"(missing: {', '.join(missing) or 'none'})", tampering=True)
     manifest_bytes = members[MANIFEST_NAME]
-    signer = trust.verify_manifest_signature(members[SIGNATURE_NAME], manifest_bytes, signers,
-                                             now, trust_source=trust_source)
+    signatures = [members[SIGNATURE_NAME]] + [members[n] for n in cosigs]
+    valid, problems = signed_by(signatures, manifest_bytes, signers, now, trust_source)
+    if not valid:
+        raise problems[0]  # nothing of the manifest is believed: the first reason, as it was
     manifest = parse_manifest(manifest_bytes, limits)
+    needed = required(signers, manifest.channel)
+    check_threshold(manifest, valid, problems, needed, trust_source)
     if members[SUMS_NAME] != sums_text(manifest):
         raise TrustError(f"reading {where}: SHA256SUMS does not match the signed manifest",
                          tampering=True)
@@ -66,7 +133,8 @@ def verify_header(members: Mapping[str, bytes], signers: List[AllowedSigner], no
     digest = hashlib.sha256(manifest_bytes).hexdigest()
     if installed is not None:
         check_replay(installed, manifest.channel, manifest.sequence, manifest.name, digest)
-    return Verified(manifest, manifest_bytes, digest, signer, members[SIGNATURE_NAME])
+    return Verified(manifest, manifest_bytes, digest, valid[0], members[SIGNATURE_NAME],
+                    tuple(members[n] for n in cosigs), tuple(valid), needed)
 
 
 def check_replay(installed: Mapping[str, Any], channel: str, sequence: int, name: str,

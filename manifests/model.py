@@ -21,6 +21,13 @@ MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 SUMS_NAME = "SHA256SUMS"
 HEADER_NAMES = (MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME)
+# Co-signatures (`rescue sign`) follow, numbered from 2: each an SSHSIG over manifest.json that
+# stock `ssh-keygen -Y verify -s manifest.sig.2` checks alone.
+MAX_SIGNATURES = 16
+
+
+def cosignature_name(n: int) -> str:
+    return f"{SIGNATURE_NAME}.{n}"
 
 MEMBER_TYPES = ("file", "dir", "symlink", "hardlink")
 SOURCES = ("godl", "pypi")

@@ -44,16 +44,38 @@ def header(bundle: Path) -> Dict[str, bytes]:
 
 
 def write(dest: Path, items: Iterable[Item]) -> Path:
-    """A pax tar of `items`, zstd level 1 (fast; the installer does not care about the level)."""
+    """A pax tar of `items`, zstd level 1 (fast; the installer does not care about the level).
+
+    As the builder does, leading header members (manifest.json, manifest.sig, SHA256SUMS,
+    co-signatures) get a zstd frame of their own, so `rescue sign` works on crafted bundles.
+    """
+    pending = list(items)
     with open(dest, "wb") as raw:
         zst = zstandard.ZstdCompressor(level=1).stream_writer(raw, closefd=False)
+        head = 0
+        while head < len(pending) and _is_header(pending[head]):
+            info, data = pending[head]
+            assert data is not None
+            info.size = len(data)
+            zst.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape") + data
+                      + b"\0" * (-len(data) % tarfile.BLOCKSIZE))
+            head += 1
+        if head:
+            zst.flush(zstandard.FLUSH_FRAME)
         with tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for info, data in items:
+            for info, data in pending[head:]:
                 if data is not None:
                     info.size = len(data)
                 tar.addfile(info, io.BytesIO(data) if data is not None else None)
         zst.close()
     return dest
+
+
+def _is_header(item: Item) -> bool:
+    info, data = item
+    return (data is not None and info.isreg()
+            and (info.name in (MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME)
+                 or info.name.startswith(SIGNATURE_NAME + ".")))
 
 
 def rewrite(src: Path, dest: Path, edit: Optional[Edit] = None,
