@@ -285,7 +285,7 @@ def build(spec: Spec, out: Path, cache: fetch.Cache,
         name=spec.name, channel=spec.channel, sequence=spec.sequence, created=rfc3339(created),
         expires=rfc3339(spec.expiry(created)), builder=BUILDER,
         targets=tuple(sorted(set(spec.targets))), toolchains=tuple(toolchains),
-        modules=modules, members=tuple(members))
+        modules=modules, members=tuple(members), trust_policy=spec.trust_policy)
     manifest_bytes = manifest.to_json()
     signature = sshsig.sign(private, manifest_bytes).encode()
     writer = BundleWriter(bundle, spec.compression_level, int(created.timestamp()))

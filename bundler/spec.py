@@ -24,7 +24,7 @@ _MODULE_KEYS = ("projects", "require", "transitive", "goproxy", "goprivate")
 # Every key each table may hold: anything else is a typo, refused rather than silently ignored.
 TABLES: Dict[str, Tuple[str, ...]] = {
     "bundle": ("name", "channel", "sequence", "signing_key", "valid_days", "expires",
-               "compression_level"),
+               "compression_level", "trust_policy"),
     "toolchains": ("versions", "targets", "source", "sha256"),
     "upstream": ("download_index", "download_base", "pypi_index"),
     "modules": _MODULE_KEYS,
@@ -71,6 +71,7 @@ class Spec:
     download_base: str = godl.DEFAULT_BASE
     pypi_index: Optional[str] = None  # None: pip's configured index, else PyPI
     modules: Optional[ModuleSpec] = None  # the [modules] table, when the spec has one
+    trust_policy: str = ""  # a new allowed_signers text for installers to adopt (rotation)
 
     def expiry(self, created: datetime) -> datetime:
         return self.expires or created + timedelta(days=self.valid_days)
@@ -307,7 +308,32 @@ def load(path: Path) -> Spec:
         download_base=src.get(up, "upstream", "download_base", str, godl.DEFAULT_BASE),
         pypi_index=src.get(up, "upstream", "pypi_index", str, None),
         modules=modules,
+        trust_policy=_trust_policy(src, bundle, base),
     )
+
+
+def _trust_policy(src: _Source, bundle: Dict[str, Any], base: Path) -> str:
+    """bundle.trust_policy: an allowed_signers file with `# rescue-policy N`, carried so that
+    installers adopt it once both the current and the new keys have signed the bundle."""
+    given = src.get(bundle, "bundle", "trust_policy", str, "")
+    if not given:
+        return ""
+    from keys import allowed_signers
+
+    where = ("bundle", "trust_policy")
+    try:
+        text = (base / given).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise src.error(where, f"bundle.trust_policy {given!r}: cannot read it ({exc})"
+                        ) from None
+    try:
+        store = allowed_signers.parse(text, given)
+    except NotReadyError as exc:
+        raise src.error(where, f"bundle.trust_policy: {exc.message}") from None
+    if store.version < 1 or not store:
+        raise src.error(where, f"bundle.trust_policy {given!r} needs signers and a version "
+                               "line `# rescue-policy N` (N above the version in use)")
+    return text
 
 
 def _modules(table: Dict[str, Any], path: Path, src: _Source) -> ModuleSpec:

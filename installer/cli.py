@@ -17,8 +17,9 @@ from manifests.errors import Interrupted, NotReadyError, RescueError
 VERSION = __version__
 
 
-def load_signers(trust: Optional[str]) -> Tuple[List[Any], str]:
-    """The trusted signers: --trust FILE, else the store built into the pyz."""
+def load_signers(trust: Optional[str], prefix: Optional[Path] = None) -> Tuple[List[Any], str]:
+    """The trusted signers: --trust FILE, else the store the prefix adopted from a bundle (key
+    rotation), else the store built into the pyz."""
     from keys import allowed_signers
 
     if trust:
@@ -33,6 +34,13 @@ def load_signers(trust: Optional[str]) -> Tuple[List[Any], str]:
         if wrong:
             raise NotReadyError(f"reading trust store {trust}: {wrong}")
         return allowed_signers.parse(text, trust), trust
+    if prefix is not None:
+        from installer import trust_policy
+        from installer.prefix import Layout
+
+        kept = trust_policy.adopted(Layout(prefix.absolute()))
+        if kept is not None:
+            return allowed_signers.parse(kept[0], kept[1]), kept[1]
     from installer import embedded
 
     text = embedded.trusted_signers_text()
@@ -115,7 +123,7 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
     from installer.prefix import default_prefix
 
     root = prefix or default_prefix()
-    signers, source = load_signers(trust)
+    signers, source = load_signers(trust, root)
     cache_dir = _modcache_dir(modcache, modcache_dir)
     guard = make_guard(guard_projects, guard_cmds, guard_timeout, fail_patterns) or None
 

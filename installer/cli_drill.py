@@ -64,7 +64,7 @@ def drill(name: str, bundle: Optional[Path], prefix: Optional[Path], work: Optio
                                 "confirm with --yes", operation="drilling", subject="--live")
         click.confirm(f"break and repair the live prefix {layout.root}?", abort=True,
                       err=True)
-    signers, source = load_signers(trust)
+    signers, source = load_signers(trust, layout.root)
     names: List[str] = list(drills.DRILLS) + [drills.CONNECTED_SIDE] if name == "all" \
         else [name]
     work_dir = drills.work_dir(work.absolute() if work else None)

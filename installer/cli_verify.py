@@ -46,7 +46,7 @@ def verify(version: Optional[str], every: bool, modcache: Optional[Path],
         raise NotReadyError("reading the command line: give VERSION or --all, not both",
                             operation="reading the command line", subject="verify")
     layout = Layout((prefix or default_prefix()).absolute())
-    signers, source = load_signers(trust)
+    signers, source = load_signers(trust, layout.root)
     cache = modcache.absolute() if modcache else None
     try:
         if as_json or not sys.stderr.isatty():
@@ -120,7 +120,7 @@ def repair(bundle: Optional[Path], modcache: Optional[Path], prefix: Optional[Pa
     from installer.prefix import Layout, default_prefix
 
     layout = Layout((prefix or default_prefix()).absolute())
-    signers, source = load_signers(trust)
+    signers, source = load_signers(trust, layout.root)
     cache = modcache.absolute() if modcache else None
     try:
         result = fix.repair(layout, signers, source, bundle, cache, lock_timeout,

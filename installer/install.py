@@ -20,6 +20,7 @@ from installer import (
     modcache,
     prefix,
     state,
+    trust_policy,
     versions,
     wiring,
 )
@@ -124,7 +125,7 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
                     layout, m.content_bytes + DEFAULT_LIMITS.free_space_margin, auto_prune)
                 before = guard_mod.baseline(guard, layout) if guard else {}
                 _install_locked(reader, verified, layout, current, result, on_bytes,
-                                modcache_dir)
+                                modcache_dir, signers)
                 if guard and result.current:
                     done = versions.Switched(
                         result.previous.rsplit("/", 1)[-1] if result.previous else None,
@@ -141,7 +142,8 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
 def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                     current: Optional[Toolchain], result: InstallResult,
                     on_bytes: Callable[[int], None],
-                    modcache_dir: Optional[Path] = None) -> None:
+                    modcache_dir: Optional[Path] = None,
+                    signers: Optional[List[AllowedSigner]] = None) -> None:
     m = verified.manifest
     st = state.load(layout)
     check_replay(st, m.channel, m.sequence, m.name, verified.manifest_sha256)
@@ -215,6 +217,8 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             crashpoints.reached("install-journaled")
             state.record(layout, st, entry, verified.manifest_bytes,
                          verified.kept_signatures())
+            if verified.adopt_policy:
+                result.notes.append(trust_policy.adopt(layout, verified, signers or []))
             crashpoints.reached("install-recorded")
             if target is not None:
                 prefix.switch_symlink(layout.current, target)

@@ -12,9 +12,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-from installer import state, versions, wiring
+from installer import state, trust_policy, versions, wiring
 from installer.prefix import Layout
 from installer.verify_modules import check_modcache, check_module_hashes
+from keys import allowed_signers
 from keys.allowed_signers import AllowedSigner
 from keys.trust_core import (
     Verified,
@@ -138,14 +139,8 @@ def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
             when = datetime.now(timezone.utc)
         try:
             # Was it trusted when installed: a key retired since then still vouches for it.
-            valid, problems = signed_by(split_signatures(sig), data, signers, when,
-                                        trust_source)
-            if not valid:
-                raise problems[0]
-            manifest = parse_manifest(data)
-            check_threshold(manifest, valid, problems, required(signers, manifest.channel),
-                            trust_source)
-            signer = valid[0]
+            signer, manifest = _kept_signature(layout, split_signatures(sig), data, signers,
+                                               when, trust_source)
         except TrustError as exc:
             raise TrustError(f"verifying {what}: its kept manifest {json_path} fails the "
                              f"signature check: {exc.message}", operation="verifying bundle",
@@ -153,6 +148,35 @@ def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
         out.append(Bundle(manifest.name, manifest.sequence, sha, signer.public_key.key_id,
                           manifest))
     return out
+
+
+def _kept_signature(layout: Layout, sigs: List[bytes], data: bytes,
+                    signers: List[AllowedSigner], when: datetime, trust_source: str
+                    ) -> Tuple[AllowedSigner, Manifest]:
+    """The kept manifest's signatures against the trust store in use, else against a store a
+    rotation replaced (its keys vouch for what they signed then), unless since revoked."""
+    stores = [(signers, trust_source)] + [(allowed_signers.parse(text, label), label)
+                                          for text, label in trust_policy.earlier(layout)]
+    first: Optional[TrustError] = None
+    for store, source in stores:
+        try:
+            valid, problems = signed_by(sigs, data, store, when, source)
+            if not valid:
+                raise problems[0]
+            manifest = parse_manifest(data)
+            check_threshold(manifest, valid, problems, required(store, manifest.channel),
+                            source)
+        except TrustError as exc:
+            first = first or exc
+            continue
+        gone = [getattr(signers, "revoked", {}).get(v.public_key.key_id) for v in valid]
+        if any(gone):
+            g = next(x for x in gone if x)
+            raise TrustError(f"key {g.key_id} that signed it was revoked on {g.date} by "
+                             f"{trust_source}")
+        return valid[0], manifest
+    assert first is not None
+    raise first
 
 
 def _file_mode(member_mode: int) -> int:

@@ -206,22 +206,58 @@ def _parse_line(text: str, number: int) -> Union[AllowedSigner, SkippedLine]:
     )
 
 
-class TrustStore(List[AllowedSigner]):
-    """The trusted signers, and how many distinct ones must sign a bundle of each channel.
+@dataclass(frozen=True)
+class Revoked:
+    key_id: str
+    date: str  # YYYY-MM-DD
+    reason: str = ""
 
-    The threshold lives in the allowed_signers file as comments, which ssh-keygen ignores:
-    `# rescue-threshold 2` for every channel, `# rescue-threshold stable 3` for one."""
+
+class TrustStore(List[AllowedSigner]):
+    """The trusted signers, and the rules rescue adds as comments, which ssh-keygen ignores:
+    `# rescue-threshold 2` (every channel) or `# rescue-threshold stable 3` (one): how many
+    distinct keys must sign; `# rescue-policy N`: this store's version, for rotation;
+    `# rescue-revoked SHA256:... 2026-11-20 lost laptop`: a key that no longer counts."""
 
     def __init__(self, signers: Sequence[AllowedSigner] = (),
-                 thresholds: Optional[Dict[str, int]] = None) -> None:
+                 thresholds: Optional[Dict[str, int]] = None, version: int = 0,
+                 revoked: Sequence[Revoked] = (), text: str = "") -> None:
         super().__init__(signers)
+        self.text = text  # as read: kept beside an adopted successor, for `verify`
         self.thresholds: Dict[str, int] = dict(thresholds or {})
+        self.version = version
+        self.revoked: Dict[str, Revoked] = {r.key_id: r for r in revoked}
 
     def threshold(self, channel: str) -> int:
         return self.thresholds.get(channel, self.thresholds.get("", 1))
 
 
 _THRESHOLD_RE = re.compile(r"#\s*rescue-threshold\b(.*)\Z")
+_POLICY_RE = re.compile(r"#\s*rescue-policy\b(.*)\Z")
+_REVOKED_RE = re.compile(r"#\s*rescue-revoked\b(.*)\Z")
+_DATE_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
+
+
+def _version(line: str, number: int, source: str) -> Optional[int]:
+    found = _POLICY_RE.match(line)
+    if not found:
+        return None
+    words = found.group(1).split()
+    if len(words) != 1 or not words[0].isdigit():
+        raise NotReadyError(f"reading trust store {source}:{number}: {line!r}: write "
+                            "`# rescue-policy N`, N the policy's version (a whole number)")
+    return int(words[0])
+
+
+def _revoked(line: str, number: int, source: str) -> Optional[Revoked]:
+    found = _REVOKED_RE.match(line)
+    if not found:
+        return None
+    words = found.group(1).split()
+    if len(words) < 2 or not words[0].startswith("SHA256:") or not _DATE_RE.match(words[1]):
+        raise NotReadyError(f"reading trust store {source}:{number}: {line!r}: write "
+                            "`# rescue-revoked SHA256:KEYID YYYY-MM-DD [reason]`")
+    return Revoked(words[0], words[1], " ".join(words[2:]))
 
 
 def _threshold(line: str, number: int, source: str) -> Optional[Tuple[str, int]]:
@@ -249,12 +285,18 @@ def parse(
     a trust store that is half read is a trust store nobody understands."""
     signers: List[AllowedSigner] = []
     thresholds: Dict[str, int] = {}
+    version = 0
+    revoked: List[Revoked] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if line.startswith("#"):
             rule = _threshold(line, number, source)
             if rule:
                 thresholds[rule[0]] = rule[1]
+            version = _version(line, number, source) or version
+            gone = _revoked(line, number, source)
+            if gone:
+                revoked.append(gone)
             continue
         if not line:
             continue
@@ -267,14 +309,14 @@ def parse(
                 skipped.append(result)
         else:
             signers.append(result)
-    keys = len({s.public_key.key_id for s in signers})
+    keys = len({s.public_key.key_id for s in signers} - {r.key_id for r in revoked})
     for channel, count in thresholds.items():
         if count > keys:
             raise NotReadyError(
                 f"reading trust store {source}: the threshold "
                 f"{'for channel ' + channel + ' ' if channel else ''}is {count} signatures, but "
                 f"the store has {keys} distinct key(s); no bundle could ever be installed")
-    return TrustStore(signers, thresholds)
+    return TrustStore(signers, thresholds, version, revoked, text)
 
 
 def format_line(

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-from keys import trust
+from keys import allowed_signers, trust
 from keys.allowed_signers import AllowedSigner
-from manifests.errors import TrustError
+from manifests.errors import NotReadyError, TrustError
 from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.model import (
     HEADER_NAMES,
@@ -38,6 +38,8 @@ class Verified:
     cosignatures: Tuple[bytes, ...] = ()  # manifest.sig.2 ... as carried
     signers: Tuple[AllowedSigner, ...] = ()  # every distinct trusted key that signed
     needed: int = 1  # the trust store's threshold for this channel
+    adopt_policy: str = ""  # a newer trust store the bundle carries, signed by both: adopt it
+    policy_version: int = 0
 
 
     def kept_signatures(self) -> bytes:
@@ -72,7 +74,13 @@ def signed_by(signatures: Sequence[bytes], manifest_bytes: bytes,
         except TrustError as exc:
             problems.append(exc)
             continue
-        if any(v.public_key == signer.public_key for v in valid):
+        gone = getattr(signers, "revoked", {}).get(signer.public_key.key_id)
+        if gone is not None:
+            problems.append(TrustError(
+                f"key {gone.key_id} was revoked on {gone.date}"
+                + (f" ({gone.reason})" if gone.reason else "") + f" by {trust_source}; get a "
+                "bundle signed by a current key"))
+        elif any(v.public_key == signer.public_key for v in valid):
             problems.append(TrustError(f"key {signer.public_key.key_id} signed more than once "
                                        "(it counts once)"))
         else:
@@ -133,8 +141,43 @@ def verify_header(members: Mapping[str, bytes], signers: List[AllowedSigner], no
     digest = hashlib.sha256(manifest_bytes).hexdigest()
     if installed is not None:
         check_replay(installed, manifest.channel, manifest.sequence, manifest.name, digest)
+    adopt, version = new_policy(manifest, signatures, signers, now, trust_source)
     return Verified(manifest, manifest_bytes, digest, valid[0], members[SIGNATURE_NAME],
-                    tuple(members[n] for n in cosigs), tuple(valid), needed)
+                    tuple(members[n] for n in cosigs), tuple(valid), needed, adopt, version)
+
+
+def new_policy(manifest: Manifest, signatures: Sequence[bytes],
+               signers: Sequence[AllowedSigner], now: datetime, trust_source: str
+               ) -> Tuple[str, int]:
+    """The trust store a bundle carries, to adopt: newer than the one in use and signed by
+    the threshold of its own keys too (the current store's was checked already), so neither
+    the old keys alone nor the new ones alone can rotate trust. ("", 0): nothing to adopt."""
+    if not manifest.trust_policy:
+        return "", 0
+    what = f"bundle {manifest.name} #{manifest.sequence}"
+    try:
+        new = allowed_signers.parse(manifest.trust_policy, f"the trust policy in {what}")
+    except NotReadyError as exc:
+        raise TrustError(f"checking {what}: {exc.message}", tampering=True) from None
+    current = getattr(signers, "version", 0)
+    if new.version <= current:
+        if new.version < current:
+            raise TrustError(
+                f"checking {what}: it carries trust policy version {new.version}, older than "
+                f"version {current} in use ({trust_source}); an older policy could bring back "
+                "removed keys. Build the bundle without it, or with a newer policy")
+        return "", 0  # the policy in use already
+    valid, problems = signed_by(signatures, manifest.to_json(), new, now,
+                                f"the trust policy in {what}")
+    needed = new.threshold(manifest.channel)
+    if len(valid) < needed:
+        raise TrustError(
+            f"checking {what}: it carries trust policy version {new.version}, which must be "
+            f"signed by {needed} of its own keys too; it has {len(valid)}"
+            + (f" ({', '.join(v.public_key.key_id for v in valid)})" if valid else "")
+            + ". Have the new key(s) co-sign it: rescue sign BUNDLE --key NEWKEY",
+            operation="checking bundle", subject=what)
+    return manifest.trust_policy, new.version
 
 
 def check_replay(installed: Mapping[str, Any], channel: str, sequence: int, name: str,

@@ -97,6 +97,9 @@ class Manifest:
     modules: Tuple[Module, ...] = ()
     members: Tuple[Member, ...] = ()
     format: int = FORMAT_VERSION
+    # A new trust store (allowed_signers text) the installer adopts: key rotation. Signed by
+    # the current store's threshold AND the new one's (keys/trust_core). Absent when empty.
+    trust_policy: str = ""
     _index: Dict[str, Member] = field(default_factory=dict, compare=False, repr=False)
 
     def member(self, path: str) -> Optional[Member]:
@@ -112,6 +115,8 @@ class Manifest:
         """Canonical bytes: the exact text that is signed."""
         doc = asdict(self)
         doc.pop("_index")
+        if not doc["trust_policy"]:
+            doc.pop("trust_policy")  # bundles without one stay byte-identical to older ones
         return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
                 + "\n").encode()
 
@@ -184,6 +189,8 @@ def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
         toolchains=toolchains,
         modules=modules,
         members=members,
+        trust_policy=_typed(doc, "trust_policy", str, "manifest") if "trust_policy" in doc
+        else "",
     )
     if manifest.to_json() != data:
         # Duplicate keys, unknown fields, other spacing: two parsers could read it two ways.
