@@ -174,8 +174,10 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
       rescue build spec.toml --no-rehearsal
     """
     from bundler import build as b
-    from bundler import fetch, spec
+    from bundler import fetch, progress, spec
 
+    if as_json:
+        progress.silence()
     s = spec.load(spec_path)
     result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()), force=force,
                      rehearse=not no_rehearsal)

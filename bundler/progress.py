@@ -1,50 +1,41 @@
-"""Progress reporting: a bar on a terminal, silence when output goes to a file or a script."""
+"""Progress reporting on the build host: downloads, hashing and packing, each a line with
+bytes, rate and ETA on a terminal (manifests/progress.py), silence in a pipe or with --json."""
 
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager
 from typing import Iterator, Optional, Protocol
 
-import click
+from manifests.progress import Terminal
 
 
 class Progress(Protocol):
     def advance(self, n: int) -> None: ...
 
 
-class _Quiet:
+_silent = False
+
+
+def silence() -> None:
+    """--json: no progress at all, even on a terminal."""
+    global _silent
+    _silent = True
+
+
+class _Bytes:
+    """Bytes only: a download or a pack step counts no files."""
+
+    def __init__(self, bar: Terminal) -> None:
+        self.bar = bar
+
     def advance(self, n: int) -> None:
-        pass
-
-
-class _Bar:
-    def __init__(self, bar: click._termui_impl.ProgressBar[int]) -> None:
-        self._bar = bar
-
-    def advance(self, n: int) -> None:
-        self._bar.update(n)
-
-
-def enabled() -> bool:
-    return sys.stderr.isatty()
+        self.bar.advance(n, 0)
 
 
 @contextmanager
 def task(label: str, total: Optional[int]) -> Iterator[Progress]:
-    """A progress bar for `label` over `total` units (bytes); quiet when stderr is no tty."""
-    if not enabled():
-        yield _Quiet()
-        return
-    if not total:  # an upstream that gives no size: say what is happening, without a bar
-        note(f"{label} ...")
-        yield _Quiet()
-        return
-    with click.progressbar(length=total, label=label, file=sys.stderr,
-                           show_pos=False, show_percent=True) as bar:
-        yield _Bar(bar)
+    """A progress line for `label` over `total` bytes (None: an upstream that gives no size)."""
+    with Terminal(label, total or None) as bar:
+        bar.on = bar.on and not _silent
+        yield _Bytes(bar)
 
-
-def note(message: str) -> None:
-    """A one-line status message on stderr (kept out of --json output on stdout)."""
-    click.echo(message, err=True)

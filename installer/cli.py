@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
 
-from installer.output import emit_json, print_checks
+from installer.output import emit_json, print_checks, progress
 from manifests import __version__
 from manifests.errors import Interrupted, NotReadyError, RescueError
 
@@ -49,29 +49,6 @@ def load_signers(trust: Optional[str], prefix: Optional[Path] = None) -> Tuple[L
                             "file), or use a rescue.pyz built with `rescue zipapp --trust FILE`")
     source = "the trust store built into rescue.pyz"
     return allowed_signers.parse(text, source), source
-
-
-class _Progress:
-    """A bar on stderr, started once the signed manifest says how many bytes will stream."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.bar: Any = None
-
-    def start(self, total: int) -> None:
-        self.bar = click.progressbar(length=max(total, 1), label=self.label, file=sys.stderr)
-        self.bar.__enter__()
-
-    def advance(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,16 +108,12 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
         click.echo(f"rescue: {msg}", err=True)
 
     try:
-        if as_json or not sys.stderr.isatty():
-            result = inst.install(bundle, root, signers, source, use, modcache_dir=cache_dir,
+        with progress("verifying and staging", as_json) as bar, \
+                progress("module cache", as_json) as cache_bar:
+            result = inst.install(bundle, root, signers, source, use, on_bytes=bar.advance,
+                                  on_total=bar.start, modcache_dir=cache_dir,
                                   on_wait=waiting, lock_timeout=lock_timeout, guard=guard,
-                                  auto_prune=auto_prune)
-        else:
-            with _Progress("verifying and staging") as bar:
-                result = inst.install(bundle, root, signers, source, use, on_bytes=bar.advance,
-                                      on_total=bar.start, modcache_dir=cache_dir,
-                                      on_wait=waiting, lock_timeout=lock_timeout, guard=guard,
-                                  auto_prune=auto_prune)
+                                  auto_prune=auto_prune, on_module=cache_bar.advance)
     except RescueError as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:
@@ -213,7 +186,8 @@ def inspect(bundle: Path, trust: Optional[str], as_json: bool) -> None:
     from installer import inspect as insp
 
     signers, source = load_signers(trust)
-    report = insp.inspect(bundle, signers, source)
+    with progress("checking every member", as_json) as bar:
+        report = insp.inspect(bundle, signers, source, bar.start, bar.advance)
     if as_json:
         emit_json(report)
         return

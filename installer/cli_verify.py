@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import click
 
-from installer.output import emit_json
+from installer.output import emit_json, progress
 
 
 @click.command("verify")
@@ -37,7 +36,7 @@ def verify(version: Optional[str], every: bool, modcache: Optional[Path],
       python3 rescue.pyz verify --all --modcache ~/go/pkg/mod --json
     """
     from installer import verify as check
-    from installer.cli import _Progress, load_signers
+    from installer.cli import load_signers
     from installer.machine import machine_error
     from installer.prefix import Layout, default_prefix
     from manifests.errors import NotReadyError
@@ -49,12 +48,9 @@ def verify(version: Optional[str], every: bool, modcache: Optional[Path],
     signers, source = load_signers(trust, layout.root)
     cache = modcache.absolute() if modcache else None
     try:
-        if as_json or not sys.stderr.isatty():
-            report = check.verify(layout, signers, source, version, every, cache)
-        else:
-            with _Progress("verifying") as bar:
-                report = check.verify(layout, signers, source, version, every, cache,
-                                      on_total=bar.start, on_bytes=bar.advance)
+        with progress("verifying", as_json) as bar:
+            report = check.verify(layout, signers, source, version, every, cache,
+                                  on_total=bar.start, on_bytes=bar.advance)
     except OSError as exc:
         raise machine_error(f"verifying {layout.root}", exc) from None
     if not as_json:

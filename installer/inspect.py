@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 from installer.bundle_reader import BundleReader
 from installer.install import no_toolchain_for_host
@@ -11,11 +11,14 @@ from installer.stage import Discard, stage
 from keys.allowed_signers import AllowedSigner
 
 
-def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str) -> Dict[str, Any]:
+def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str,
+            on_total: Callable[[int], None] = lambda n: None,
+            on_bytes: Callable[[int], None] = lambda n: None) -> Dict[str, Any]:
     with BundleReader(bundle) as reader:
         v = reader.header(signers, trust_source)
         m = v.manifest
-        stage(reader, m, Discard())  # every member hashed, nothing written
+        on_total(m.content_bytes)
+        stage(reader, m, Discard(), on_bytes)  # every member hashed, nothing written
     return {
         "ok": True,
         "bundle": str(bundle),

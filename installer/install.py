@@ -99,7 +99,8 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
             on_wait: Callable[[str], None] = lambda msg: None,
             lock_timeout: float = 300.0,
             guard: Optional[guard_mod.Guard] = None,
-            auto_prune: bool = False) -> InstallResult:
+            auto_prune: bool = False,
+            on_module: Callable[[int], None] = lambda n: None) -> InstallResult:
     started = time.monotonic()
     layout = Layout(root.absolute())
     with BundleReader(bundle) as reader:
@@ -125,7 +126,7 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
                     layout, m.content_bytes + DEFAULT_LIMITS.free_space_margin, auto_prune)
                 before = guard_mod.baseline(guard, layout) if guard else {}
                 _install_locked(reader, verified, layout, current, result, on_bytes,
-                                modcache_dir, signers)
+                                modcache_dir, signers, on_module)
                 if guard and result.current:
                     done = versions.Switched(
                         result.previous.rsplit("/", 1)[-1] if result.previous else None,
@@ -143,7 +144,8 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                     current: Optional[Toolchain], result: InstallResult,
                     on_bytes: Callable[[int], None],
                     modcache_dir: Optional[Path] = None,
-                    signers: Optional[List[AllowedSigner]] = None) -> None:
+                    signers: Optional[List[AllowedSigner]] = None,
+                    on_module: Callable[[int], None] = lambda n: None) -> None:
     m = verified.manifest
     st = state.load(layout)
     check_replay(st, m.channel, m.sequence, m.name, verified.manifest_sha256)
@@ -194,7 +196,8 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                 raise err
         crashpoints.reached("install-checked")
         if modcache_dir is not None and m.modules:
-            result.modcache = modcache.populate(layout.goproxy, m.modules, modcache_dir).to_dict()
+            result.modcache = modcache.populate(layout.goproxy, m.modules, modcache_dir,
+                                                on_module=on_module).to_dict()
         wiring.write_shell_snippets(layout)
         # Record and switch as one journaled step: a kill in between is finished by the next
         # command, so the recorded state always matches `current`.

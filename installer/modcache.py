@@ -9,7 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional
+from typing import Callable, Dict, Iterable, List, Mapping, Optional
 
 from installer import prefix
 from manifests.errors import NotReadyError
@@ -128,7 +128,8 @@ def _extracted_ok(dl: Path, ev: str, mod: Module, extracted: Path) -> bool:
 
 
 def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
-             read_only: bool = True, workers: int = 8, force: bool = False) -> ModcacheResult:
+             read_only: bool = True, workers: int = 8, force: bool = False,
+             on_module: Callable[[int], None] = lambda n: None) -> ModcacheResult:
     """Write each module version of `modules` from `goproxy` (verified, merged) into the cache.
 
     `cache/download/<m>/@v/` gets `.info`, `.mod`, `.zip`, `.ziphash` (the manifest's h1, no
@@ -146,8 +147,14 @@ def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            done = list(pool.map(lambda group: [_one(goproxy, m, cache_dir, read_only, force)
-                                                for m in group], groups.values()))
+            def group_done(group: List[Module]) -> List[bool]:
+                out = []
+                for m in group:
+                    out.append(_one(goproxy, m, cache_dir, read_only, force))
+                    on_module(_zip_size(goproxy, m))
+                return out
+
+            done = list(pool.map(group_done, groups.values()))
     except OSError as exc:
         raise NotReadyError(f"writing module cache {cache_dir}: {exc}; pass --modcache-dir DIR "
                             "with a directory you can write") from None
@@ -155,6 +162,14 @@ def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
         for mod, wrote in zip(group, changed):
             (result.written if wrote else result.kept).append(f"{mod.path}@{mod.version}")
     return result
+
+
+def _zip_size(goproxy: Path, mod: Module) -> int:
+    try:
+        return (goproxy / escape_path(mod.path) / "@v" / f"{escape_version(mod.version)}.zip"
+                ).stat().st_size
+    except OSError:
+        return 0
 
 
 def _one(goproxy: Path, mod: Module, cache_dir: Path, read_only: bool,

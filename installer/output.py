@@ -7,11 +7,20 @@ from typing import Any, Dict, List
 
 import click
 
+from manifests.progress import Terminal
+
 
 def emit_json(doc: Dict[str, Any]) -> None:
     """One JSON document on stdout, in the schema every command shares (README "JSON")."""
     doc = {"ok": True, "exit_code": 0, "error": None, **doc}
     click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def progress(label: str, as_json: bool) -> Terminal:
+    """Bytes, files, rate and ETA on a terminal's stderr; nothing in a pipe or with --json."""
+    bar = Terminal(label)
+    bar.on = bar.on and not as_json
+    return bar
 
 
 def print_checks(checks: List[Any]) -> None:
