@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import click
 
@@ -13,6 +13,7 @@ from installer.cli import main as run_main
 from installer.output import emit_json
 from manifests import __version__
 from manifests.errors import NotReadyError
+from manifests.volumes import parse_size
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -155,9 +156,12 @@ def keys_list(store: Path, as_json: bool) -> None:
               help="Download cache (default ~/.cache/rescue or $RESCUE_CACHE_DIR).")
 @click.option("--no-rehearsal", is_flag=True,
               help="Do not build the spec's projects offline from the packed bundle.")
+@click.option("--volume-size", default=None, metavar="SIZE",
+              help="Also cut the bundle into parts of at most SIZE (3900M for FAT32 media), "
+                   "with a signed index, beside it.")
 @click.option("--json", "as_json", is_flag=True)
 def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
-          no_rehearsal: bool, as_json: bool) -> None:
+          no_rehearsal: bool, volume_size: Optional[str], as_json: bool) -> None:
     """Build the signed bundle that SPEC (a TOML file) describes.
 
     Prints the bundle's sha256 and writes BUNDLE.sha256 beside it (check a copy with
@@ -178,9 +182,11 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
 
     if as_json:
         progress.silence()
+    size = parse_size(volume_size) if volume_size else None  # a typo fails before any download
     s = spec.load(spec_path)
     result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()), force=force,
                      rehearse=not no_rehearsal)
+    index = _split(result.path, size, s.signing_key, None) if size else None
     doc = {"ok": True, "bundle": str(result.path), "size": result.size,
            "sha256": result.sha256, "sha256_file": str(result.sums_file),
            "identical": result.identical, "replaced": result.replaced,
@@ -189,7 +195,8 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
            "toolchains": [t.id for t in result.manifest.toolchains],
            "modules": [{"path": x.path, "version": x.version} for x in result.manifest.modules],
            "seconds": round(result.seconds, 2),
-           "rehearsal": result.rehearsal.to_dict() if result.rehearsal else None}
+           "rehearsal": result.rehearsal.to_dict() if result.rehearsal else None,
+           "volumes": _volumes_doc(result.path.parent, index) if index else None}
     if as_json:
         emit_json(doc)
         return
@@ -207,6 +214,64 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
                f"modules: {len(result.manifest.modules)}")
     if result.rehearsal:
         click.echo(result.rehearsal.summary())
+    if index:
+        _say_volumes(result.path.parent, index)
+
+
+def _split(bundle: Path, size: int, key: Path, out_dir: Optional[Path]) -> Any:
+    from bundler import volumes
+    from keys import sshkey
+
+    return volumes.split(bundle, size, sshkey.load_private_key(key), out_dir or bundle.parent)
+
+
+def _volumes_doc(where: Path, index: Any) -> Dict[str, Any]:
+    from manifests.volumes import INDEX_SUFFIX
+
+    return {"index": str(where / (index.bundle + INDEX_SUFFIX)),
+            "parts": [{"path": str(where / p.name), "size": p.size, "sha256": p.sha256}
+                      for p in index.parts]}
+
+
+def _say_volumes(where: Path, index: Any) -> None:
+    from manifests.progress import size
+    from manifests.volumes import INDEX_SUFFIX, SIGNATURE_SUFFIX
+
+    click.echo(f"parts    {len(index.parts)} in {where} (largest "
+               f"{size(max(p.size for p in index.parts))}), index "
+               f"{index.bundle + INDEX_SUFFIX} + {index.bundle + SIGNATURE_SUFFIX}")
+    click.echo(f"  copy the parts and both index files; install from the first part: "
+               f"python3 rescue.pyz install {index.parts[0].name}")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--volume-size", required=True, metavar="SIZE",
+              help="Largest part: 3900M for FAT32 media (files below 4 GiB), 700M, 4096K.")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="Signing key for the parts' index (a trusted one).")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for the parts (default: beside BUNDLE).")
+@click.option("--json", "as_json", is_flag=True)
+def split(bundle: Path, volume_size: str, key_path: Path, output: Optional[Path],
+          as_json: bool) -> None:
+    """Cut BUNDLE into parts no larger than --volume-size, plus a signed index.
+
+    `cat` of the parts, in order, is the bundle. The installer takes the first part (or the
+    directory of parts), checks the index's signature and every part's size first and each
+    part's sha256 as it reads it, and names a part that is missing or damaged.
+
+    \b
+    Examples:
+      rescue split dist/dc-stable-7.rescue.tar.zst --volume-size 3900M --key keys/release
+    """
+    index = _split(bundle, parse_size(volume_size), key_path, output)
+    where = output or bundle.parent
+    if as_json:
+        emit_json({"bundle": str(bundle), "sha256": index.sha256,
+                   "volumes": _volumes_doc(where, index)})
+        return
+    _say_volumes(where, index)
 
 
 @cli.command()

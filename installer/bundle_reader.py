@@ -5,9 +5,9 @@ from __future__ import annotations
 import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO, Iterator, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Iterator, List, Optional, Tuple
 
-from installer import zstd
+from installer import volumes, zstd
 from keys.allowed_signers import AllowedSigner
 from keys.trust_core import Verified, verify_header
 from manifests.errors import NotReadyError, TrustError
@@ -64,12 +64,17 @@ class BundleReader:
     def __init__(self, path: Path, limits: Limits = DEFAULT_LIMITS) -> None:
         self.path = path
         self.limits = limits
-        try:
-            self._raw: BinaryIO = open(path, "rb")
-        except FileNotFoundError:
-            raise NotReadyError(f"opening bundle {path}: no such file") from None
-        except OSError as exc:
-            raise NotReadyError(f"opening bundle {path}: {exc.strerror}") from None
+        # A bundle cut into parts (a part, or their directory): opened once the index's
+        # signature can be checked, in header().
+        self._index = volumes.locate(path) if path.exists() else None
+        self._raw: Any = None
+        if self._index is None:
+            try:
+                self._raw = open(path, "rb")
+            except FileNotFoundError:
+                raise NotReadyError(f"opening bundle {path}: no such file") from None
+            except OSError as exc:
+                raise NotReadyError(f"opening bundle {path}: {exc.strerror}") from None
         self._tar = None  # type: Optional[tarfile.TarFile]
         self._header: Optional[Verified] = None
         self._pending: Optional[tarfile.TarInfo] = None  # read past the header, not yet yielded
@@ -77,20 +82,35 @@ class BundleReader:
     def __enter__(self) -> BundleReader:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        # A refusal while reading a bundle of parts (a member's hash, a broken stream): when
+        # the part being read is itself damaged, that is the news, with the part's name.
+        named = (self._raw.damaged_part() if isinstance(exc, TrustError)
+                 and isinstance(self._raw, volumes.PartsReader) else None)
         self.close()
+        if named is not None:
+            raise named from None
 
     def close(self) -> None:
         if self._tar is not None:
             self._tar.close()
-        self._raw.close()
+        if self._raw is not None:
+            self._raw.close()
+
+    def _damaged(self, exc: BaseException) -> TrustError:
+        """A stream error: in a bundle of parts, the damaged part by name when it is one."""
+        if isinstance(self._raw, volumes.PartsReader):
+            named = self._raw.damaged_part()
+            if named is not None:
+                return named
+        return truncated(self.path, exc)
 
     def _next(self) -> Optional[tarfile.TarInfo]:
         assert self._tar is not None
         try:
             return self._tar.next()
         except (tarfile.TarError,) + zstd.errors() as exc:
-            raise truncated(self.path, exc) from None
+            raise self._damaged(exc) from None
 
     def _read_small(self, info: tarfile.TarInfo, limit: int) -> bytes:
         if not info.isreg() or info.size > limit:
@@ -102,15 +122,17 @@ class BundleReader:
         try:
             data = f.read(limit + 1)
         except (tarfile.TarError,) + zstd.errors() as exc:
-            raise truncated(self.path, exc) from None
+            raise self._damaged(exc) from None
         if len(data) != info.size:
-            raise truncated(self.path, EOFError("header member cut short"))
+            raise self._damaged(EOFError("header member cut short"))
         return data
 
     def header(self, signers: List[AllowedSigner], trust_source: str,
                now: Optional[datetime] = None) -> Verified:
         """Read the three header members and settle trust before any content is read."""
         now = now or datetime.now(timezone.utc)
+        if self._index is not None:
+            self._raw = volumes.open_parts(self._index, signers, now, trust_source)
         try:
             self._tar = tarfile.open(fileobj=zstd.open_reader(self._raw, self.limits),
                                      mode="r|", tarinfo=_BoundedTarInfo)
@@ -154,17 +176,17 @@ class BundleReader:
             header = MemberHeader(info.name, _TYPES.get(info.type, repr(info.type)), info.size,
                                   info.mode, info.linkname)
             data = self._tar.extractfile(info) if info.isreg() else None
-            yield header, (_Checked(data, self.path) if data is not None else None)
+            yield header, (_Checked(data, self._damaged) if data is not None else None)
 
 
 class _Checked:
     """A member's bytes, with decompression and tar errors turned into the bundle's message."""
 
-    def __init__(self, raw: BinaryIO, path: Path) -> None:
-        self.raw, self.path = raw, path
+    def __init__(self, raw: BinaryIO, damaged: Callable[[BaseException], TrustError]) -> None:
+        self.raw, self.damaged = raw, damaged
 
     def read(self, n: int = -1) -> bytes:
         try:
             return self.raw.read(n)
         except (tarfile.TarError,) + zstd.errors() as exc:
-            raise truncated(self.path, exc) from None
+            raise self.damaged(exc) from None

@@ -65,7 +65,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--prefix", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Install root (default /usr/local/go-emergency if writable, else a per-user "
                    "data dir).")
@@ -171,7 +171,7 @@ def _modcache_dir(flag: bool, directory: Optional[Path]) -> Optional[Path]:
 
 
 @cli.command()
-@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--trust", type=str, default=None, metavar="FILE",
               help="OpenSSH allowed_signers file (default: the one built into rescue.pyz).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

@@ -84,7 +84,7 @@ def _describe(report: Any) -> None:
 
 @click.command("repair")
 @click.argument("bundle", required=False, metavar="[BUNDLE]",
-                type=click.Path(dir_okay=False, path_type=Path))
+                type=click.Path(path_type=Path))
 @click.option("--modcache", "modcache", type=click.Path(file_okay=False, path_type=Path),
               default=None, metavar="DIR",
               help="Also repair the module cache in DIR (from P/goproxy).")
