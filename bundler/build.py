@@ -249,7 +249,7 @@ def build(spec: Spec, out: Path, cache: fetch.Cache,
         raise NotReadyError(f"writing bundle {bundle}: a directory is in the way; pass -o with "
                             "another name")
     own_client = client is None
-    client = client or fetch.new_client()
+    client = client or fetch.new_client(spec.ca_bundle)
     try:
         upstreams = resolve_toolchains(spec, client)
         parts: List[Part] = []
