@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import click
 
@@ -143,6 +143,13 @@ def keys_list(store: Path, as_json: bool) -> None:
         click.echo(f"{r['key_id']}  {','.join(r['principals'])}")
 
 
+def _terminal_prompt() -> Optional[Callable[[str], str]]:
+    """A hidden passphrase prompt on stderr, when a person is at a terminal; None in CI."""
+    if not sys.stdin.isatty():
+        return None
+    return lambda text: click.prompt(text, hide_input=True, err=True)
+
+
 @cli.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("dist"),
@@ -178,7 +185,7 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
 
     s = spec.load(spec_path)
     result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()), force=force,
-                     rehearse=not no_rehearsal)
+                     rehearse=not no_rehearsal, passphrase_prompt=_terminal_prompt())
     doc = {"ok": True, "bundle": str(result.path), "size": result.size,
            "sha256": result.sha256, "sha256_file": str(result.sums_file),
            "identical": result.identical, "replaced": result.replaced,
