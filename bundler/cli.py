@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import click
 
@@ -12,7 +12,7 @@ from installer.cli import cli as installer_cli
 from installer.cli import main as run_main
 from installer.output import emit_json
 from manifests import __version__
-from manifests.errors import NotReadyError
+from manifests.errors import ChecklistError, NotReadyError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -285,6 +285,54 @@ def demo(workdir: Path, output: Path, go_version: str, source: str,
     code = d.run_demo(workdir, output, go_version, source, pypi_index, level)
     if code:
         raise SystemExit(code)
+
+
+@cli.group()
+def drill() -> None:
+    """Rehearse a failure end to end on throw-away data: detect it, recover, time both.
+
+    \b
+    Examples:
+      rescue drill proxy-cert
+      rescue drill proxy-cert --json
+    """
+
+
+@drill.command("proxy-cert")
+@click.option("--json", "as_json", is_flag=True)
+def drill_proxy_cert(as_json: bool) -> None:
+    """A module proxy whose certificate a private CA signed, on 127.0.0.1.
+
+    In a temporary directory: a throw-away CA and server certificate, a tiny module served over
+    HTTPS, a throw-away signing key. `rescue build` of a modules-only spec must fail naming the
+    host (detect), then pass with `ca_bundle` in the spec (recover). Exit 0 when both happened
+    as expected, 4 otherwise. Needs no network beyond 127.0.0.1 and no Go toolchain.
+
+    \b
+    Examples:
+      rescue drill proxy-cert
+      rescue drill proxy-cert --json
+    """
+    from bundler import drill as drills
+    from manifests.drillreport import table
+
+    d = drills.proxy_cert()
+    doc = {"drills": [d.to_dict()]}
+    if not as_json:
+        click.echo(table([d]))
+        for s in d.steps:  # what an operator will see when it happens for real
+            if s.phase == "detect" and s.ok:
+                click.echo(f"{d.name}: the failing build said: {s.detail}")
+    if not d.ok:
+        failed = next(s for s in d.steps if not s.ok)
+        err: Any = ChecklistError(
+            f"drilling proxy-cert: the {failed.phase} step did not go as expected: "
+            f"{failed.action}: {failed.detail}",
+            hint="the connected side's TLS handling has changed; see the steps above")
+        err.details = doc
+        raise err
+    if as_json:
+        emit_json(doc)
 
 
 for _name, _command in installer_cli.commands.items():

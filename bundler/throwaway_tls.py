@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Sequence, Tuple, Union
+from typing import Any, Callable, Sequence, Tuple, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -108,7 +108,7 @@ class HTTPSServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: Tuple[str, int], handler: type,
+    def __init__(self, address: Tuple[str, int], handler: Callable[..., Any],
                  tls: Union[ssl.SSLContext, None] = None) -> None:
         super().__init__(address, handler)
         self.tls = tls
