@@ -118,9 +118,14 @@ class HTTPSServer(ThreadingHTTPServer):
         return "https" if self.tls is not None else "http"
 
     def finish_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
-        if self.tls is not None:
-            try:
-                request = self.tls.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError):
-                return  # the client refused our certificate, or went away: its error to report
-        super().finish_request(request, client_address)
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # the client refused our certificate, or went away: its error to report
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            conn.close()

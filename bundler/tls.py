@@ -42,7 +42,7 @@ def read_ca_bundle(path: Path) -> tuple[Optional[bytes], str]:
                       "line); convert a DER file with `openssl x509 -inform der -in FILE "
                       "-out ca.pem`")
     try:
-        ssl.create_default_context().load_verify_locations(cadata=data.decode("ascii"))
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii"))
     except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
         return None, f"{path} holds a certificate OpenSSL cannot read ({exc})"
     return data, ""
@@ -59,10 +59,14 @@ def client_context(ca_bundle: Optional[Path] = None) -> ssl.SSLContext:
                                 "at your CA's PEM file, or unset it to use the built-in CAs")
     try:
         ctx = httpx.create_ssl_context(trust_env=True)
-    except (ssl.SSLError, OSError) as exc:
+    except ssl.SSLError as exc:
         raise NotReadyError(f"setting up TLS: SSL_CERT_FILE={os.environ.get('SSL_CERT_FILE')}: "
                             f"not a PEM file of CA certificates ({exc}); point it at your CA's "
                             "PEM file, or unset it") from None
+    except OSError as exc:
+        raise NotReadyError(f"setting up TLS: SSL_CERT_FILE={os.environ.get('SSL_CERT_FILE')}: "
+                            f"cannot read it ({exc.strerror}); make it readable by this user, "
+                            "or unset it") from None
     if ca_bundle is not None:
         data, problem = read_ca_bundle(ca_bundle)
         if data is None:  # the spec checked it; it changed since

@@ -6,7 +6,10 @@ the host and the fix; nothing turns verification off."""
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator, Tuple
@@ -14,12 +17,14 @@ from typing import Iterator, Tuple
 import pytest
 
 from bundler import cli as bundler_cli
-from bundler import fetch
+from bundler import tls
 from bundler.throwaway_tls import CA, server_context
-from tests.support import bundles, upstream
+from keys import sshkey
+from tests.support import bundles, upstream, users
 from tests.support.goproxy_server import FixtureModule, ProxyServer, write_modules
 from tests.support.modbundles import modules_table
 
+ROOT = Path(__file__).resolve().parents[1]
 MODULE = FixtureModule("example.com/tlsmod", "v1.0.0",
                        {"tlsmod.go": "package tlsmod\n\nfunc Name() string { return \"tls\" }\n"})
 
@@ -129,8 +134,8 @@ def test_spec_ca_bundle_relative_to_the_spec_lets_the_build_through(
 def test_ca_bundle_adds_to_the_public_cas_instead_of_replacing_them(ca: CA,
                                                                     tmp_path: Path) -> None:
     # A CA for the company mirror must not cut the build off from go.dev and proxy.golang.org.
-    public = fetch.tls.client_context().cert_store_stats()["x509_ca"]
-    with_private = fetch.tls.client_context(write_ca(ca, tmp_path / "ca.pem"))
+    public = tls.client_context().cert_store_stats()["x509_ca"]
+    with_private = tls.client_context(write_ca(ca, tmp_path / "ca.pem"))
     assert public > 10 and with_private.cert_store_stats()["x509_ca"] == public + 1
 
 
@@ -198,19 +203,21 @@ def test_every_client_verifies_certificates_and_host_names(ca: CA, tmp_path: Pat
                                                            ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(write_ca(ca, tmp_path / "ca.pem")))
     for bundle in (None, tmp_path / "ca.pem"):
-        ctx = fetch.tls.client_context(bundle)
+        ctx = tls.client_context(bundle)
         assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
 
 
-def test_ssl_cert_file_naming_a_missing_file_is_a_clear_error(
-        https_proxy: ProxyServer, signing: bundles.Signing, tmp_path: Path,
-        capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "nope.pem"))
+@pytest.mark.parametrize("variable, kind", [("SSL_CERT_FILE", "file"),
+                                             ("SSL_CERT_DIR", "directory")])
+def test_ssl_cert_variable_naming_a_missing_path_is_a_clear_error(
+        variable: str, kind: str, https_proxy: ProxyServer, signing: bundles.Signing,
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(variable, str(tmp_path / "nope"))
     spec = modules_spec(tmp_path, signing.key, https_proxy.url)
     code, _out, err = rescue_build(spec, tmp_path, capsys)
     assert code == 2
-    assert err.startswith(f"rescue: setting up TLS: SSL_CERT_FILE={tmp_path / 'nope.pem'}: no "
-                          "such file; point it at your CA's PEM file, or unset it to use the "
+    assert err.startswith(f"rescue: setting up TLS: {variable}={tmp_path / 'nope'}: no such "
+                          f"{kind}; point it at your CA's PEM file, or unset it to use the "
                           "built-in CAs"), err
 
 
@@ -224,3 +231,26 @@ def test_ssl_cert_file_that_is_not_pem_is_a_clear_error(
     assert code == 2
     assert err.startswith(f"rescue: setting up TLS: SSL_CERT_FILE={tmp_path / 'ca.der'}: not a "
                           "PEM file of CA certificates ("), err
+
+
+def test_ssl_cert_file_this_user_cannot_read_is_a_clear_error(ca: CA, tmp_path: Path) -> None:
+    # Root reads any file: as root, the build runs as the unprivileged user instead.
+    nobody = users.make_user("nobody")
+    try:
+        work = nobody.work if os.geteuid() == 0 else tmp_path
+        unreadable = write_ca(ca, work / "ca.pem")
+        unreadable.chmod(0o600 if os.geteuid() == 0 else 0o000)  # root's own, or made unreadable
+        (work / "keys").mkdir()
+        sshkey.generate_keypair(work / "keys" / "release", "release")
+        spec = modules_spec(work, work / "keys" / "release", "https://127.0.0.1:9")
+        users.chown_tree(work / "keys", nobody.uid if os.geteuid() == 0 else os.getuid())
+        cmd = [sys.executable, "-m", "bundler.cli", "build", str(spec), "-o", str(work / "out")]
+        env = {**nobody.env(), "SSL_CERT_FILE": str(unreadable)}
+        done = subprocess.run(nobody.argv(cmd) if os.geteuid() == 0 else cmd, cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(
+            f"rescue: setting up TLS: SSL_CERT_FILE={unreadable}: cannot read it (Permission "
+            "denied); make it readable by this user, or unset it"), done.stderr
+    finally:
+        users.remove_user_dirs(nobody)
