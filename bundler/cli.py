@@ -328,7 +328,7 @@ def drill_proxy_cert(as_json: bool) -> None:
         err: Any = ChecklistError(
             f"drilling proxy-cert: the {failed.phase} step did not go as expected: "
             f"{failed.action}: {failed.detail}",
-            hint="the connected side's TLS handling has changed; see the steps above")
+            hint="fix what that step reports, then run the drill again")
         err.details = doc
         raise err
     if as_json:
