@@ -222,18 +222,21 @@ def write_parts(writer: BundleWriter, lead: List[Member], parts: List[Part],
 
 def build(spec: Spec, out: Path, cache: fetch.Cache,
           client: Optional[httpx.Client] = None, force: bool = False,
-          rehearse: bool = True) -> BuildResult:
+          rehearse: bool = True,
+          passphrase_prompt: Optional[Callable[[str], str]] = None) -> BuildResult:
     """Build the bundle named by `spec` into the directory `out` (or as the file `out`, when
     it ends in .tar.zst); nothing is left behind on failure, and a different bundle already at
     that path is replaced only with `force`.
 
     With `rehearse`, the packed bundle must build each spec project offline before it gets
     its name (bundler/rehearsal.py): a bundle that fails is removed, never left to be carried.
+    `passphrase_prompt` asks for an encrypted signing key's passphrase (the CLI's, on a terminal).
     """
     started = time.monotonic()
     epoch = source_date_epoch()
     created = _now(epoch)
-    private = sshkey.load_private_key(spec.signing_key)  # fail before any download
+    # Fail before any download.
+    private = sshkey.load_private_key(spec.signing_key, prompt=passphrase_prompt)
     public = sshkey.public_key_of(private, spec.signing_key.name)
     bundle = bundle_path(spec, out)
     out_dir = bundle.parent
@@ -249,7 +252,7 @@ def build(spec: Spec, out: Path, cache: fetch.Cache,
         raise NotReadyError(f"writing bundle {bundle}: a directory is in the way; pass -o with "
                             "another name")
     own_client = client is None
-    client = client or fetch.new_client()
+    client = client or fetch.new_client(spec.ca_bundle)
     try:
         upstreams = resolve_toolchains(spec, client)
         parts: List[Part] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import click
 
@@ -12,7 +12,7 @@ from installer.cli import cli as installer_cli
 from installer.cli import main as run_main
 from installer.output import emit_json
 from manifests import __version__
-from manifests.errors import NotReadyError
+from manifests.errors import ChecklistError, NotReadyError
 from manifests.volumes import parse_size
 
 
@@ -144,6 +144,13 @@ def keys_list(store: Path, as_json: bool) -> None:
         click.echo(f"{r['key_id']}  {','.join(r['principals'])}")
 
 
+def _terminal_prompt() -> Optional[Callable[[str], str]]:
+    """A hidden passphrase prompt on stderr, when a person is at a terminal; None in CI."""
+    if not sys.stdin.isatty():
+        return None
+    return lambda text: click.prompt(text, hide_input=True, err=True)
+
+
 @cli.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("dist"),
@@ -185,7 +192,7 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
     size = parse_size(volume_size) if volume_size else None  # a typo fails before any download
     s = spec.load(spec_path)
     result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()), force=force,
-                     rehearse=not no_rehearsal)
+                     rehearse=not no_rehearsal, passphrase_prompt=_terminal_prompt())
     index = _split(result.path, size, s.signing_key, None) if size else None
     doc = {"ok": True, "bundle": str(result.path), "size": result.size,
            "sha256": result.sha256, "sha256_file": str(result.sums_file),
@@ -222,7 +229,8 @@ def _split(bundle: Path, size: int, key: Path, out_dir: Optional[Path]) -> Any:
     from bundler import volumes
     from keys import sshkey
 
-    return volumes.split(bundle, size, sshkey.load_private_key(key), out_dir or bundle.parent)
+    private = sshkey.load_private_key(key, prompt=_terminal_prompt())
+    return volumes.split(bundle, size, private, out_dir or bundle.parent)
 
 
 def _volumes_doc(where: Path, index: Any) -> Dict[str, Any]:
@@ -299,7 +307,7 @@ def sign(bundle: Path, key_path: Path, store: Optional[Path], output: Optional[P
     from bundler import cosign
     from keys import allowed_signers, sshkey
 
-    private = sshkey.load_private_key(key_path)
+    private = sshkey.load_private_key(key_path, prompt=_terminal_prompt())
     key_id = sshkey.public_key_of(private).key_id
     signers = allowed_signers.load(store) if store else None
     done = cosign.cosign(bundle, private, key_id, output, signers, str(store or ""))
@@ -384,6 +392,54 @@ def demo(workdir: Path, output: Path, go_version: str, source: str,
     code = d.run_demo(workdir, output, go_version, source, pypi_index, level)
     if code:
         raise SystemExit(code)
+
+
+@cli.group()
+def drill() -> None:
+    """Rehearse a failure end to end on throw-away data: detect it, recover, time both.
+
+    \b
+    Examples:
+      rescue drill proxy-cert
+      rescue drill proxy-cert --json
+    """
+
+
+@drill.command("proxy-cert")
+@click.option("--json", "as_json", is_flag=True)
+def drill_proxy_cert(as_json: bool) -> None:
+    """A module proxy whose certificate a private CA signed, on 127.0.0.1.
+
+    In a temporary directory: a throw-away CA and server certificate, a tiny module served over
+    HTTPS, a throw-away signing key. `rescue build` of a modules-only spec must fail naming the
+    host (detect), then pass with `ca_bundle` in the spec (recover). Exit 0 when both happened
+    as expected, 4 otherwise. Needs no network beyond 127.0.0.1 and no Go toolchain.
+
+    \b
+    Examples:
+      rescue drill proxy-cert
+      rescue drill proxy-cert --json
+    """
+    from bundler import drill as drills
+    from manifests.drillreport import table
+
+    d = drills.proxy_cert()
+    doc = {"drills": [d.to_dict()]}
+    if not as_json:
+        click.echo(table([d]))
+        for s in d.steps:  # what an operator will see when it happens for real
+            if s.phase == "detect" and s.ok:
+                click.echo(f"{d.name}: the failing build said: {s.detail}")
+    if not d.ok:
+        failed = next(s for s in d.steps if not s.ok)
+        err: Any = ChecklistError(
+            f"drilling proxy-cert: the {failed.phase} step did not go as expected: "
+            f"{failed.action}: {failed.detail}",
+            hint="fix what that step reports, then run the drill again")
+        err.details = doc
+        raise err
+    if as_json:
+        emit_json(doc)
 
 
 for _name, _command in installer_cli.commands.items():

@@ -10,7 +10,7 @@ from typing import Optional
 
 import httpx
 
-from bundler import progress
+from bundler import progress, tls
 from manifests.errors import NotReadyError, TrustError
 from manifests.files import atomic_writer, sha256_file
 
@@ -24,9 +24,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("RESCUE_CACHE_DIR", Path(base) / "rescue"))
 
 
-def new_client() -> httpx.Client:
-    # trust_env: HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE and .netrc are honoured as operators expect.
+def new_client(ca_bundle: Optional[Path] = None) -> httpx.Client:
+    """The client every upstream request goes through; certificates are always verified.
+
+    trust_env: HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE and .netrc are honoured as operators
+    expect; `ca_bundle` (the spec's private CA) is trusted on top of them.
+    """
     return httpx.Client(follow_redirects=True, trust_env=True,
+                        verify=tls.client_context(ca_bundle),
                         timeout=httpx.Timeout(60.0, connect=20.0),
                         headers={"User-Agent": "rescue-bundler/0.1"})
 
@@ -44,6 +49,9 @@ def _retrying(what: str, url: str, attempt_fn):  # type: ignore[no-untyped-def]
                     "URL and version in the spec, or the mirror's contents") from None
             last = exc
         except httpx.TransportError as exc:
+            refused = tls.certificate_failure(exc, url)
+            if refused is not None:
+                raise refused from None
             last = exc
         time.sleep(BACKOFF_SECONDS * (2 ** attempt))
     raise NotReadyError(f"fetching {what}: {url}: {last} (after {RETRIES} tries); check the "

@@ -16,6 +16,7 @@ from typing import BinaryIO, Callable, Mapping
 
 import httpx
 
+from bundler import tls
 from manifests.errors import NotReadyError, TrustError
 from manifests.files import atomic_writer
 from manifests.limits import DEFAULT_LIMITS, Limits
@@ -83,9 +84,11 @@ def parse_goproxy(value: str) -> list[ProxyEntry]:
 
 
 class _Failed(Exception):
-    def __init__(self, url: str, reason: str, *, not_found: bool = False, retry: bool = False):
+    def __init__(self, url: str, reason: str, *, not_found: bool = False, retry: bool = False,
+                 error: NotReadyError | None = None):
         super().__init__(f"{url}: {reason}")
         self.url, self.reason, self.not_found, self.retry = url, reason, not_found, retry
+        self.error = error  # a refused certificate: shown as it is, with its fix
 
 
 class _TooLarge(Exception):
@@ -194,6 +197,8 @@ class GoProxy:
                 if e.not_found or entry.fall_back_on_error:
                     continue
                 break
+        if tried[-1].error is not None:
+            raise tried[-1].error
         lines = "\n\t".join(f"{t.url}: {t.reason}" for t in tried)
         if all(t.not_found for t in tried) and len(tried) == len(self.entries):
             raise NotReadyError(f"{doing}: not found on any proxy in GOPROXY={self.goproxy}:"
@@ -241,6 +246,9 @@ class GoProxy:
                         raise _TooLarge()
                     out.write(chunk)
         except httpx.TransportError as e:
+            refused = tls.certificate_failure(e, url)
+            if refused is not None:  # never retried: a certificate does not change in a second
+                raise _Failed(url, refused.message.split("\n")[0], error=refused) from None
             raise _Failed(url, f"{type(e).__name__}: {e}", retry=True) from None
 
     def _attempt_file(self, url: str, limit: int, out: BinaryIO) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import tomllib
 
-from bundler import godl, pypi_source
+from bundler import godl, pypi_source, tls
 from bundler.goproxy import DEFAULT_GOPROXY, parse_goproxy
 from bundler.modules import parse_explicit
 from manifests import goversion
@@ -26,7 +26,7 @@ TABLES: Dict[str, Tuple[str, ...]] = {
     "bundle": ("name", "channel", "sequence", "signing_key", "valid_days", "expires",
                "compression_level", "trust_policy"),
     "toolchains": ("versions", "targets", "source", "sha256"),
-    "upstream": ("download_index", "download_base", "pypi_index"),
+    "upstream": ("download_index", "download_base", "pypi_index", "ca_bundle"),
     "modules": _MODULE_KEYS,
 }
 # Names other tools use for a platform (uname, Rust, Node, Debian) -> Go's spelling.
@@ -72,6 +72,7 @@ class Spec:
     pypi_index: Optional[str] = None  # None: pip's configured index, else PyPI
     modules: Optional[ModuleSpec] = None  # the [modules] table, when the spec has one
     trust_policy: str = ""  # a new allowed_signers text for installers to adopt (rotation)
+    ca_bundle: Optional[Path] = None  # PEM CA(s) trusted beside the system's, for every upstream
 
     def expiry(self, created: datetime) -> datetime:
         return self.expires or created + timedelta(days=self.valid_days)
@@ -307,7 +308,7 @@ def load(path: Path) -> Spec:
         download_index=src.get(up, "upstream", "download_index", str, godl.DEFAULT_INDEX),
         download_base=src.get(up, "upstream", "download_base", str, godl.DEFAULT_BASE),
         pypi_index=src.get(up, "upstream", "pypi_index", str, None),
-        modules=modules,
+        modules=modules, ca_bundle=_ca_bundle(src, up, base),
         trust_policy=_trust_policy(src, bundle, base),
     )
 
@@ -334,6 +335,21 @@ def _trust_policy(src: _Source, bundle: Dict[str, Any], base: Path) -> str:
         raise src.error(where, f"bundle.trust_policy {given!r} needs signers and a version "
                                "line `# rescue-policy N` (N above the version in use)")
     return text
+
+
+def _ca_bundle(src: _Source, up: Dict[str, Any], base: Path) -> Optional[Path]:
+    """`upstream.ca_bundle`: a PEM file of private CA(s), checked now rather than mid-build."""
+    given = src.get(up, "upstream", "ca_bundle", str, None)
+    if given is None:
+        return None
+    if not given:
+        raise src.error(("upstream", "ca_bundle"), "upstream.ca_bundle is empty: give the path "
+                        "of your CA's PEM file, or remove the line")
+    path = (base / given).resolve()
+    data, problem = tls.read_ca_bundle(path)
+    if data is None:
+        raise src.error(("upstream", "ca_bundle"), f"upstream.ca_bundle: {problem}")
+    return path
 
 
 def _modules(table: Dict[str, Any], path: Path, src: _Source) -> ModuleSpec:

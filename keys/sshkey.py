@@ -11,7 +11,7 @@ import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -308,8 +308,13 @@ def _private_envelope(data: bytes, doing: str) -> tuple[str, str]:
     return cipher, key_type
 
 
-def load_private_key(path: Path, passphrase: Optional[bytes] = None) -> Ed25519PrivateKey:
-    """Load an OpenSSH ed25519 private key; the passphrase defaults to $RESCUE_KEY_PASSPHRASE."""
+def load_private_key(path: Path, passphrase: Optional[bytes] = None,
+                     prompt: Optional[Callable[[str], str]] = None) -> Ed25519PrivateKey:
+    """Load an OpenSSH ed25519 private key.
+
+    An encrypted key's passphrase is, in this order: `passphrase`, $RESCUE_KEY_PASSPHRASE (CI),
+    or what `prompt` (a hidden terminal prompt, given by the CLI only on a terminal) returns.
+    """
     doing = f"reading signing key {path}"
     data = _read_key_file(Path(path))
     cipher, key_type = _private_envelope(data, doing)
@@ -321,15 +326,17 @@ def load_private_key(path: Path, passphrase: Optional[bytes] = None) -> Ed25519P
     source = "the given passphrase"
     if cipher == "none":
         passphrase = None  # a passphrase set for other keys must not break an unencrypted one
-    else:
-        if passphrase is None:
-            env = os.environ.get(PASSPHRASE_ENV, "")
-            passphrase = env.encode("utf-8") if env else None
-            source = f"the passphrase in {PASSPHRASE_ENV}"
-        if passphrase is None:
+    elif passphrase is None:
+        env = os.environ.get(PASSPHRASE_ENV, "")
+        if env:
+            passphrase, source = env.encode("utf-8"), f"the passphrase in {PASSPHRASE_ENV}"
+        elif prompt is not None:
+            typed = prompt(f"Passphrase for signing key {path}")
+            passphrase, source = typed.encode("utf-8"), "the passphrase typed at the prompt"
+        else:
             raise NotReadyError(
                 f"{doing}: the key is encrypted with a passphrase; set the {PASSPHRASE_ENV} "
-                "environment variable to it"
+                "environment variable to it, or run on a terminal to be asked for it"
             )
     try:
         key = serialization.load_ssh_private_key(data, passphrase)

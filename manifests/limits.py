@@ -27,6 +27,7 @@ class Limits:
     module_license_bytes: int = 16 * MiB
     # Upstream documents we parse on the connected side.
     index_bytes: int = 64 * MiB
+    ca_bundle_bytes: int = 16 * MiB  # a spec's ca_bundle (a whole system bundle is ~250 KiB)
     free_space_margin: int = 64 * MiB  # kept free beyond what an install needs
     # GOPROXY `.info` and `@v/list` documents (Go reads them whole; real ones are tiny).
     module_meta_bytes: int = 16 * MiB

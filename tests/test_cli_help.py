@@ -12,7 +12,8 @@ import pytest
 from bundler import cli as bundler_cli
 
 COMMANDS = [["keys"], ["keys", "generate"], ["keys", "trust"], ["keys", "untrust"],
-            ["keys", "list"], ["build"], ["zipapp"], ["demo"]]
+            ["keys", "list"], ["build"], ["zipapp"], ["demo"], ["drill"],
+            ["drill", "proxy-cert"]]
 
 
 def _command(path: List[str]) -> click.Command:

@@ -136,14 +136,15 @@ def test_missing_key_file_says_how_to_create_one(tmp_path: Path):
     )
 
 
-def test_key_readable_by_others_is_refused_with_the_chmod_to_run(tmp_path: Path):
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])  # world- or group-readable
+def test_key_readable_by_others_is_refused_with_the_chmod_to_run(tmp_path: Path, mode: int):
     key_path = tmp_path / "k"
     sshkey.generate_keypair(key_path, "c")
-    key_path.chmod(0o644)
+    key_path.chmod(mode)
     with pytest.raises(NotReadyError) as err:
         sshkey.load_private_key(key_path)
     assert str(err.value) == (
-        f"reading signing key {key_path}: permissions 0644 are too open; the key must be "
+        f"reading signing key {key_path}: permissions {mode:04o} are too open; the key must be "
         f"readable by its owner only: run `chmod 600 {key_path}`"
     )
 
@@ -310,7 +311,8 @@ def test_encrypted_key_without_passphrase_says_to_set_the_env_var(
         sshkey.load_private_key(encrypted_key)
     assert str(err.value) == (
         f"reading signing key {encrypted_key}: the key is encrypted with a passphrase; set the "
-        "RESCUE_KEY_PASSPHRASE environment variable to it"
+        "RESCUE_KEY_PASSPHRASE environment variable to it, or run on a terminal to be asked "
+        "for it"
     )
 
 

@@ -3,6 +3,9 @@ file and line; a Go line (`1.21`) instead of a release is answered with the rele
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Tuple
 
@@ -10,8 +13,9 @@ import pytest
 
 from bundler import cli as bundler_cli
 from bundler import spec
+from bundler.throwaway_tls import CA
 from manifests.errors import NotReadyError
-from tests.support import bundles, gobin, upstream
+from tests.support import bundles, gobin, upstream, users
 
 HEAD = '[bundle]\nname = "b"\nsequence = 1\nsigning_key = "k"\n'  # lines 1-4
 TOOLCHAINS = '[toolchains]\nversions = ["1.21.13"]\n'
@@ -37,7 +41,9 @@ TYPOS = {  # case -> (spec text, line, message after "reading spec FILE:LINE: ")
                    "versions, targets, source, sha256)"),
     "upstream": (HEAD + TOOLCHAINS + '\n[upstream]\ndownload_idx = "http://x/"\n', 9,
                  "upstream.download_idx: unknown key; did you mean 'download_index'? "
-                 "([upstream] keys: download_index, download_base, pypi_index)"),
+                 "([upstream] keys: download_index, download_base, pypi_index, ca_bundle)"),
+    "upstream-ca-bundle": (HEAD + TOOLCHAINS + '[upstream]\nca_bundel = "ca.pem"\n', 8,
+                           "upstream.ca_bundel: unknown key; did you mean 'ca_bundle'?"),
     "modules": (HEAD + '[modules]\nrequire = ["example.com/m@v1.0.0"]\ntransitiv = false\n', 7,
                 "modules.transitiv: unknown key; did you mean 'transitive'? ([modules] keys: "
                 "projects, require, transitive, goproxy, goprivate)"),
@@ -231,3 +237,86 @@ def test_version_missing_from_its_line_suggests_the_newest_release(signing: bund
     assert str(e.value).startswith("resolving go1.21.14: not in the download index ")
     assert "; did you mean 1.21.13?\n\tnewest go1.21 releases there: go1.21.13, go1.21.12" \
         in str(e.value)
+
+
+CA_BUNDLE_LINE = 8  # HEAD (4 lines), TOOLCHAINS (2), "[upstream]", then ca_bundle
+
+
+def ca_bundle_spec(tmp_path: Path, value: str) -> Tuple[Path, str]:
+    return refused(tmp_path, HEAD + TOOLCHAINS + f"[upstream]\nca_bundle = {value}\n")
+
+
+def test_spec_ca_bundle_naming_a_missing_file_is_refused_with_its_line(tmp_path: Path) -> None:
+    path, msg = ca_bundle_spec(tmp_path, '"certs/ca.pem"')
+    assert msg == (f"reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle: no such file "
+                   f"{tmp_path.resolve() / 'certs' / 'ca.pem'}")
+
+
+def test_spec_ca_bundle_naming_a_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    path, msg = ca_bundle_spec(tmp_path, '"certs"')
+    assert msg == (f"reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle: "
+                   f"{tmp_path.resolve() / 'certs'} is a directory; give the PEM file of the CA "
+                   "certificate(s)")
+
+
+def test_spec_ca_bundle_that_is_not_pem_says_how_to_convert_it(tmp_path: Path) -> None:
+    (tmp_path / "ca.der").write_bytes(b"\x30\x82\x01\x0a not pem")
+    path, msg = ca_bundle_spec(tmp_path, '"ca.der"')
+    assert msg == (f"reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle: "
+                   f"{tmp_path.resolve() / 'ca.der'} is not a PEM certificate file (no "
+                   "\"-----BEGIN CERTIFICATE-----\" line); convert a DER file with `openssl x509 "
+                   "-inform der -in FILE -out ca.pem`")
+
+
+def test_spec_ca_bundle_with_a_broken_certificate_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n"
+                                     "-----END CERTIFICATE-----\n")
+    path, msg = ca_bundle_spec(tmp_path, '"ca.pem"')
+    assert msg.startswith(f"reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle: "
+                          f"{tmp_path.resolve() / 'ca.pem'} holds a certificate OpenSSL cannot "
+                          "read ("), msg
+
+
+def test_spec_ca_bundle_that_is_not_a_string_or_empty_is_refused(tmp_path: Path) -> None:
+    path, msg = ca_bundle_spec(tmp_path, "true")
+    assert msg == (f"reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle must be a str, "
+                   "got True")
+    path, msg = ca_bundle_spec(tmp_path, '""')
+    assert msg == (f"reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle is empty: give "
+                   "the path of your CA's PEM file, or remove the line")
+
+
+def test_spec_ca_bundle_this_user_cannot_read_is_refused(tmp_path: Path) -> None:
+    # Root reads any file: as root, the check runs as the unprivileged user instead.
+    nobody = users.make_user("nobody")
+    try:
+        work = nobody.work if os.geteuid() == 0 else tmp_path
+        pem = work / "ca.pem"
+        pem.write_bytes(CA().cert_pem)
+        pem.chmod(0o600)  # root's, or this user's own made unreadable below
+        path = work / "spec.toml"
+        path.write_text(HEAD + TOOLCHAINS + '[upstream]\nca_bundle = "ca.pem"\n')
+        cmd = [sys.executable, "-m", "bundler.cli", "build", str(path), "-o", str(work / "out")]
+        if os.geteuid() == 0:
+            os.chmod(path, 0o644)
+            done = subprocess.run(nobody.argv(cmd), cwd=Path(__file__).parent.parent,
+                                  env=nobody.env(), capture_output=True, text=True, timeout=120)
+        else:
+            pem.chmod(0o000)
+            done = subprocess.run(cmd, cwd=Path(__file__).parent.parent, capture_output=True,
+                                  text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(
+            f"rescue: reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle: cannot read "
+            f"{pem.resolve()}: permission denied"), done.stderr
+    finally:
+        users.remove_user_dirs(nobody)
+
+
+def test_spec_ca_bundle_is_kept_as_an_absolute_path_beside_the_spec(tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_bytes(CA().cert_pem)
+    (tmp_path / "spec.toml").write_text(HEAD + TOOLCHAINS + '[upstream]\nca_bundle = '
+                                        '"certs/ca.pem"\n')
+    assert spec.load(tmp_path / "spec.toml").ca_bundle == (tmp_path / "certs" / "ca.pem").resolve()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import base64
 import io
 import json
+import ssl
 import subprocess
 import threading
 import urllib.parse
 import zipfile
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from bundler.throwaway_tls import HTTPSServer
 from manifests.modpath import escape_path, escape_version, max_version, sort_versions
 
 FIXED_DATE = (2024, 1, 1, 0, 0, 0)
@@ -130,16 +132,19 @@ class ProxyServer:
     """Serve a directory over HTTP on 127.0.0.1 (ephemeral port); 404 for anything missing.
 
     `override(path, status, body)` serves a canned answer (a tampered zip, a 500, a 410) for one
-    URL path; `auth=(user, password)` demands HTTP basic auth; `requests` logs paths served.
+    URL path; `auth=(user, password)` demands HTTP basic auth; `requests` logs paths served;
+    `tls` (a server context, bundler.throwaway_tls.server_context) makes it HTTPS.
     """
 
-    def __init__(self, root: Path, *, auth: tuple[str, str] | None = None) -> None:
+    def __init__(self, root: Path, *, auth: tuple[str, str] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.root = Path(root).resolve()
         self.auth = auth
+        self.tls = tls
         self.overrides: dict[str, list] = {}  # path -> [status, body, remaining uses or None]
         self.requests: list[str] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: HTTPSServer | None = None
         self._thread: threading.Thread | None = None
 
     def override(self, path: str, status: int = 200, body: bytes = b"",
@@ -159,7 +164,7 @@ class ProxyServer:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self._server.scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> ProxyServer:
         outer = self
@@ -196,8 +201,7 @@ class ProxyServer:
                     return
                 self._send(200, target.read_bytes())
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = HTTPSServer(("127.0.0.1", 0), Handler, self.tls)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self

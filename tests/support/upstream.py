@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional, Tuple, Union
+
+from bundler.throwaway_tls import HTTPSServer
 
 Body = Union[bytes, Path]
 
@@ -53,14 +56,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve(routes: Routes) -> Iterator[str]:
-    """Serve `routes` on an ephemeral 127.0.0.1 port; yields the base URL."""
+def serve(routes: Routes, tls: Optional[ssl.SSLContext] = None) -> Iterator[str]:
+    """Serve `routes` on an ephemeral 127.0.0.1 port (HTTPS with a `tls` server context);
+    yields the base URL."""
     handler = type("Handler", (_Handler,), {"routes": routes})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = HTTPSServer(("127.0.0.1", 0), handler, tls)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{server.scheme}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
