@@ -272,6 +272,7 @@ def split(bundle: Path, volume_size: str, key_path: Path, output: Optional[Path]
     \b
     Examples:
       rescue split dist/dc-stable-7.rescue.tar.zst --volume-size 3900M --key keys/release
+      rescue split B.tar.zst --volume-size 700M --key keys/release -o /media/usb --json
     """
     index = _split(bundle, parse_size(volume_size), key_path, output)
     where = output or bundle.parent
@@ -303,6 +304,7 @@ def sign(bundle: Path, key_path: Path, store: Optional[Path], output: Optional[P
     \b
     Examples:
       rescue sign dist/dc-stable-7.rescue.tar.zst --key ~/.ssh/bob --store allowed_signers
+      rescue sign B.tar.zst --key ~/.ssh/bob -o signed/B.tar.zst --json
     """
     from bundler import cosign
     from keys import allowed_signers, sshkey
@@ -394,19 +396,6 @@ def demo(workdir: Path, output: Path, go_version: str, source: str,
         raise SystemExit(code)
 
 
-@cli.group()
-def drill() -> None:
-    """Rehearse a failure end to end on throw-away data: detect it, recover, time both.
-
-    \b
-    Examples:
-      rescue drill proxy-cert
-      rescue drill proxy-cert --json
-    """
-
-
-@drill.command("proxy-cert")
-@click.option("--json", "as_json", is_flag=True)
 def drill_proxy_cert(as_json: bool) -> None:
     """A module proxy whose certificate a private CA signed, on 127.0.0.1.
 
@@ -414,11 +403,6 @@ def drill_proxy_cert(as_json: bool) -> None:
     HTTPS, a throw-away signing key. `rescue build` of a modules-only spec must fail naming the
     host (detect), then pass with `ca_bundle` in the spec (recover). Exit 0 when both happened
     as expected, 4 otherwise. Needs no network beyond 127.0.0.1 and no Go toolchain.
-
-    \b
-    Examples:
-      rescue drill proxy-cert
-      rescue drill proxy-cert --json
     """
     from bundler import drill as drills
     from manifests.drillreport import table
@@ -444,6 +428,25 @@ def drill_proxy_cert(as_json: bool) -> None:
 
 for _name, _command in installer_cli.commands.items():
     cli.add_command(_command, _name)
+
+
+def _drill(**kw: Any) -> None:
+    """The installer's drills, plus proxy-cert, which only the build host can run."""
+    if kw["name"] == "proxy-cert":
+        drill_proxy_cert(kw["as_json"])
+        return
+    click.get_current_context().invoke(_INSTALLER_DRILL, **kw)
+
+
+_INSTALLER_DRILL = installer_cli.commands["drill"]
+cli.add_command(click.Command(
+    "drill", callback=_drill, params=list(_INSTALLER_DRILL.params),
+    help=(_INSTALLER_DRILL.help or "").split("\b\n")[0] + "On the build host, `rescue drill "
+    "proxy-cert` rehearses a module proxy whose certificate a private CA signed, on "
+    "127.0.0.1: `rescue build` must fail naming the host, then pass with `ca_bundle` in the "
+    "spec. It needs no network beyond 127.0.0.1 and no Go toolchain.\n\n\b\nExamples:\n"
+    "  rescue drill proxy-cert\n  rescue drill proxy-cert --json\n"
+    "  rescue drill all --prefix ~/go-emergency --bundle go.tar.zst\n"))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

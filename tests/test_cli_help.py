@@ -12,8 +12,8 @@ import pytest
 from bundler import cli as bundler_cli
 
 COMMANDS = [["keys"], ["keys", "generate"], ["keys", "trust"], ["keys", "untrust"],
-            ["keys", "list"], ["build"], ["zipapp"], ["demo"], ["drill"],
-            ["drill", "proxy-cert"]]
+            ["keys", "list"], ["build"], ["zipapp"], ["demo"], ["drill"], ["sign"],
+            ["split"]]
 
 
 def _command(path: List[str]) -> click.Command:
