@@ -8,7 +8,6 @@ import io
 import json
 import os
 import tempfile
-import threading
 import time
 import zipfile
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from typing import Iterator, Optional
 import tomli_w
 
 from bundler import build, fetch, spec
-from bundler.throwaway_tls import CA, HTTPSServer, server_context
+from bundler.throwaway_tls import CA, server_context, serving
 from keys import sshkey
 from manifests.drillreport import Drill
 from manifests.errors import RescueError
@@ -56,15 +55,9 @@ class _Files(SimpleHTTPRequestHandler):
 @contextmanager
 def serve_https(root: Path, ca: CA) -> Iterator[str]:
     """`root` over HTTPS on 127.0.0.1 with a certificate `ca` issued; yields the base URL."""
-    server = HTTPSServer(("127.0.0.1", 0), functools.partial(_Files, directory=str(root)),
-                         server_context(ca.issue()))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(functools.partial(_Files, directory=str(root)),
+                 server_context(ca.issue())) as url:
+        yield url
 
 
 @contextmanager

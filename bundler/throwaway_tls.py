@@ -6,10 +6,12 @@ import datetime
 import ipaddress
 import ssl
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, Sequence, Tuple, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -129,3 +131,17 @@ class HTTPSServer(ThreadingHTTPServer):
             super().finish_request(conn, client_address)
         finally:
             conn.close()
+
+
+@contextmanager
+def serving(handler: Callable[..., Any], tls: Union[ssl.SSLContext, None] = None
+            ) -> Iterator[str]:
+    """`handler` on an ephemeral 127.0.0.1 port, in a thread; yields the base URL."""
+    server = HTTPSServer(("127.0.0.1", 0), handler, tls)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{server.scheme}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -12,6 +12,8 @@ from bundler import build, zipapp
 from tests.support import bundles, gobin, modbundles, upstream, users
 from tests.support.goproxy_server import ProxyServer, RealGoProject, real_go_project
 
+pytest_plugins = ["tests.support.damaged"]  # its `prefix` fixture, for verify and repair
+
 
 @pytest.fixture(autouse=True)
 def _no_go_or_ci_settings_from_the_test_runner(monkeypatch: pytest.MonkeyPatch) -> None:

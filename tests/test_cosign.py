@@ -48,12 +48,19 @@ def installer(capsys: pytest.CaptureFixture[str], *args: Any) -> Tuple[int, Dict
     return code, json.loads(capsys.readouterr().out)
 
 
-def test_bundle_signed_once_is_refused_under_a_two_person_rule_until_co_signed(
-        people: Tuple[bundles.Signing, ...], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def two_person(people: Tuple[bundles.Signing, ...], tmp_path: Path) -> Tuple[Path, Path]:
+    """A store that wants alice and bob both, and a bundle alice alone signed."""
     alice, bob, _ = people
     trust = store(tmp_path / "allowed_signers", alice, bob, rules="# rescue-threshold 2\n")
-    bundle = crafted(tmp_path / "two.tar.zst", alice.key)
+    return trust, crafted(tmp_path / "two.tar.zst", alice.key)
+
+
+def test_bundle_signed_once_is_refused_under_a_two_person_rule_until_co_signed(
+        people: Tuple[bundles.Signing, ...], two_person: Tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    alice, bob, _ = people
+    trust, bundle = two_person
     code, doc = installer(capsys, "install", bundle, "--prefix", tmp_path / "P", "--trust",
                           trust)
     assert code == 3
@@ -78,11 +85,10 @@ def test_bundle_signed_once_is_refused_under_a_two_person_rule_until_co_signed(
 
 
 def test_a_key_counts_once_and_an_untrusted_co_signer_not_at_all(
-        people: Tuple[bundles.Signing, ...], tmp_path: Path,
+        people: Tuple[bundles.Signing, ...], two_person: Tuple[Path, Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    alice, bob, carol = people
-    trust = store(tmp_path / "allowed_signers", alice, bob, rules="# rescue-threshold 2\n")
-    bundle = crafted(tmp_path / "two.tar.zst", alice.key)
+    alice, _, carol = people
+    trust, bundle = two_person
     code, _, err = sign(capsys, bundle, "--key", alice.key)
     assert code == 2 and f"key {alice.key_id} has signed it already" in err
     # The same key twice, crafted by hand: still one signature.

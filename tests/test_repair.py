@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -17,13 +17,6 @@ from tests.support import bundles, damaged, tamper, users
 from tests.support.damaged import MOD_PATH, MOD_SOURCE, MOD_VERSION, TC, edit, rescue
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def prefix(tmp_path: Path) -> Iterator[Path]:
-    p = tmp_path / "P"
-    yield p
-    subprocess.run(["chmod", "-R", "u+w", str(tmp_path)], capture_output=True)
 
 
 @pytest.fixture

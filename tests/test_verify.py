@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
@@ -27,13 +26,6 @@ from tests.support.damaged import (
     toolchain_bundle,
 )
 from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_user_dirs
-
-
-@pytest.fixture
-def prefix(tmp_path: Path) -> Iterator[Path]:
-    p = tmp_path / "P"
-    yield p
-    subprocess.run(["chmod", "-R", "u+w", str(tmp_path)], capture_output=True)
 
 
 @pytest.fixture

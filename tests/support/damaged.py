@@ -6,9 +6,10 @@ from __future__ import annotations
 import io
 import json
 import stat
+import subprocess
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 
@@ -56,6 +57,14 @@ def toolchain_bundle(dest: Path, key: Path, version: str = "go1.21.13", sequence
     c.symlink(f"{root}/src/fmt/latest", "print.go")
     mods = [with_module(c)] if modules else []
     return c.write(dest, key, doc={**c.doc(), "modules": mods})
+
+
+@pytest.fixture
+def prefix(tmp_path: Path) -> Iterator[Path]:
+    """A prefix to install into; made writable again afterwards so pytest can remove it."""
+    p = tmp_path / "P"
+    yield p
+    subprocess.run(["chmod", "-R", "u+w", str(tmp_path)], capture_output=True)
 
 
 def rescue(capsys: pytest.CaptureFixture[str], *args: Any) -> Tuple[int, Dict[str, Any], str]:

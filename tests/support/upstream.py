@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import ssl
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
-from bundler.throwaway_tls import HTTPSServer
+from bundler.throwaway_tls import serving
 
 Body = Union[bytes, Path]
 
@@ -60,14 +59,8 @@ def serve(routes: Routes, tls: Optional[ssl.SSLContext] = None) -> Iterator[str]
     """Serve `routes` on an ephemeral 127.0.0.1 port (HTTPS with a `tls` server context);
     yields the base URL."""
     handler = type("Handler", (_Handler,), {"routes": routes})
-    server = HTTPSServer(("127.0.0.1", 0), handler, tls)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{server.scheme}://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler, tls) as url:
+        yield url
 
 
 def sha256_file(path: Path) -> str:
