@@ -22,7 +22,6 @@ class Trial:
     sides: List[Side]
     prepare: Callable[[], object]  # makes the inputs the sides read, before any timing
     rounds: Optional[int] = None
-    warmup: bool = True
 
 
 @dataclass
@@ -82,9 +81,9 @@ def two_releases(i: Inputs) -> Tuple[Trial, List[Case]]:
                    lambda d: _pyz(i, "install", str(i.bundle_both), "--prefix",
                                   str(d / "prefix")),
                    env=lambda d: user_env(d / "home"))
-    # Two rounds: this side is here for its peak RSS; its time has no baseline.
+    # One round: this side is here for its peak RSS; its time has no baseline.
     trial = Trial("two-releases", [install], lambda: (i.pyz, i.bundle_both, i.bundle_newer),
-                  rounds=2, warmup=False)
+                  rounds=1)
     return trial, [
         Case(f"bundle go{OLDER}+go{NEWER} vs go{NEWER} alone", "size", 1.1,
              _size(lambda: i.bundle_both), _size(lambda: i.bundle_newer)),

@@ -18,7 +18,7 @@ from installer.prefix import remove_tree
 @dataclass
 class Sample:
     seconds: float
-    rss_kb: int  # peak RSS of the command and its descendants (GNU time %M)
+    rss_kb: int  # GNU time %M: peak RSS of the largest of the command and its children
     own_rss_kb: int  # peak RSS of the command's own process (VmHWM), 0 if it was too quick
 
     def to_dict(self) -> Dict[str, float]:
@@ -114,7 +114,7 @@ def _child_of(pid: int) -> int:
     return int(kids[0]) if kids else 0
 
 
-def run_side(side: Side, scratch: Path, record: bool = True) -> Sample:
+def run_side(side: Side, scratch: Path) -> Sample:
     """One run of a side in a fresh directory; dirty pages of earlier runs are written out
     first (untimed) so that no run pays for another's writeback (`install` calls sync)."""
     fresh = scratch / "fresh"
@@ -125,23 +125,20 @@ def run_side(side: Side, scratch: Path, record: bool = True) -> Sample:
     env = side.env(fresh) if side.env else None
     sample = run_once(side.argv(fresh), env=env, cwd=side.cwd, log=scratch / "last.log")
     remove_tree(fresh)
-    if record:
-        side.samples.append(sample)
+    side.samples.append(sample)
     return sample
 
 
-def alternate(sides: Sequence[Side], rounds: int, scratch: Path, warmup: bool = True,
+def alternate(sides: Sequence[Side], rounds: int, scratch: Path,
               say: Callable[[str], None] = print) -> None:
     """`rounds` rounds over every side, the order rotated each round so that a machine getting
-    busier or quieter weighs on every side alike; one unrecorded warm-up run of each first."""
+    busier or quieter weighs on every side alike. No warm-up run: the inputs were just written,
+    so they are in the page cache for the first run as for the last."""
     scratch.mkdir(parents=True, exist_ok=True)
-    if warmup:
-        for side in sides:
-            run_side(side, scratch, record=False)
     for r in range(rounds):
         order = list(sides[r % len(sides):]) + list(sides[:r % len(sides)])
         for side in order:
             s = run_side(side, scratch)
-            say(f"  round {r + 1}/{rounds}  {side.name:<34} {s.seconds:7.2f} s  "
+            say(f"  round {r + 1}/{rounds}  {side.name:<38} {s.seconds:7.2f} s  "
                 f"{s.rss_kb / 1024:6.0f} MB")
     shutil.rmtree(scratch, ignore_errors=True)

@@ -87,14 +87,14 @@ def print_sides(trials: List[cases.Trial]) -> None:
             secs = [s.seconds for s in side.samples]
             print(f"{side.name:<40} {len(secs):>4} {side.median():>7.2f}s {min(secs):>6.2f}s "
                   f"{max(secs):>6.2f}s {side.peak_mb():>6.0f} MB {side.peak_mb(own=True):>5.0f} MB")
-    print("(peak RSS: the command and its children, GNU time %M; own RSS: the command's own "
-          "process, VmHWM)")
+    print("(peak RSS: GNU time %M, the largest of the command and its children; own RSS: the "
+          "command's own process, VmHWM)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="a smoke test: 1 round, no warm-up runs, 30 modules")
+                    help="a smoke test: 1 round, 30 modules")
     ap.add_argument("--rounds", type=int, default=None, help="rounds per comparison (default 5)")
     ap.add_argument("--modules", type=int, default=None, help="fixture modules (default 300)")
     ap.add_argument("--only", default=",".join(cases.GROUPS),
@@ -128,8 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             trial.prepare()
             n = min(rounds, trial.rounds or rounds)
             print(f"{trial.name}: {n} round(s), sides alternating", flush=True)
-            measure.alternate(trial.sides, n, work / "scratch", warmup=trial.warmup
-                              and not args.quick,
+            measure.alternate(trial.sides, n, work / "scratch",
                               say=lambda msg: print(msg, flush=True))
             trials.append(trial)
             all_cases += group_cases
