@@ -82,10 +82,9 @@ class Inputs:
         """go<V>.linux-amd64.tar.gz as go.dev ships it (gzip, default level); cached per machine."""
         return gobin.godl_archive(version)
 
-    @cached_property
-    def godl_url(self) -> str:
-        """A go.dev-style download index on 127.0.0.1 with the three releases."""
-        archives = [self.archive(v) for v in (GO, OLDER, NEWER)]
+    def godl_url(self, versions: List[str]) -> str:
+        """A go.dev-style download index on 127.0.0.1 serving these releases."""
+        archives = [self.archive(v) for v in versions]
         routes = upstream.godl_routes({a.name: a for a in archives})
         return self.stack.enter_context(upstream.serve(routes))
 
@@ -103,7 +102,7 @@ class Inputs:
     def spec(self, name: str, versions: List[str], extra: str = "", url: str = "") -> Path:
         listed = "[" + ", ".join(f'"{v}"' for v in versions) + "]"
         return bundles.write_spec(self.work / f"{name}.toml", self.signing.key,
-                                  url or self.godl_url, name=name, level=LEVEL,
+                                  url or self.godl_url(versions), name=name, level=LEVEL,
                                   versions=listed, extra=extra)
 
     def _bundle(self, spec: Path) -> Path:
