@@ -76,6 +76,7 @@ class BundleReader:
             except OSError as exc:
                 raise NotReadyError(f"opening bundle {path}: {exc.strerror}") from None
         self._tar = None  # type: Optional[tarfile.TarFile]
+        self._zst: Any = None  # decompressing ahead on its own thread
         self._header: Optional[Verified] = None
         self._pending: Optional[tarfile.TarInfo] = None  # read past the header, not yet yielded
 
@@ -85,13 +86,21 @@ class BundleReader:
     def __exit__(self, kind: object, exc: object, tb: object) -> None:
         # A refusal while reading a bundle of parts (a member's hash, a broken stream): when
         # the part being read is itself damaged, that is the news, with the part's name.
+        self._halt()
         named = (self._raw.damaged_part() if isinstance(exc, TrustError)
                  and isinstance(self._raw, volumes.PartsReader) else None)
         self.close()
         if named is not None:
             raise named from None
 
+    def _halt(self) -> None:
+        """No more reading ahead: the raw file is this thread's alone again."""
+        if self._zst is not None:
+            self._zst.close()
+            self._zst = None
+
     def close(self) -> None:
+        self._halt()
         if self._tar is not None:
             self._tar.close()
         if self._raw is not None:
@@ -100,6 +109,7 @@ class BundleReader:
     def _damaged(self, exc: BaseException) -> TrustError:
         """A stream error: in a bundle of parts, the damaged part by name when it is one."""
         if isinstance(self._raw, volumes.PartsReader):
+            self._halt()
             named = self._raw.damaged_part()
             if named is not None:
                 return named
@@ -134,7 +144,8 @@ class BundleReader:
         if self._index is not None:
             self._raw = volumes.open_parts(self._index, signers, now, trust_source)
         try:
-            self._tar = tarfile.open(fileobj=zstd.open_reader(self._raw, self.limits),
+            self._zst = zstd.open_reader(self._raw, self.limits)
+            self._tar = tarfile.open(fileobj=self._zst,
                                      mode="r|", tarinfo=_BoundedTarInfo)
         except (tarfile.TarError,) + zstd.errors() as exc:
             raise TrustError(f"reading bundle {self.path}: not a rescue bundle (zstd-compressed "

@@ -125,7 +125,7 @@ def merge(staged: Path, dest: Path) -> MergeJournal:
             if new == old:
                 continue
             journal.lists.append((listing, old, listing.stat().st_mode & 0o777 if old else 0))
-            write_atomic(listing, new, PROXY_FILE_MODE)
+            write_atomic(listing, new, PROXY_FILE_MODE, durable=False)  # one sync after merge
     except BaseException:
         journal.rollback()
         raise

@@ -159,8 +159,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             wiring.write_go_env(goroot, layout)
             prefix.make_read_only(goroot, keep_top=True)
         crashpoints.reached("install-staged")
-        if hasattr(os, "sync"):
-            os.sync()  # everything staged is on disk before any rename makes it visible
+        prefix.sync_filesystem(layout.root)  # staged files on disk before a rename shows them
         for d in (layout.versions, layout.goproxy):
             if not d.exists():
                 d.mkdir()
@@ -169,6 +168,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             journal = goproxy_merge.merge(staging / "goproxy", layout.goproxy)
             result.modules_added, result.modules_kept = journal.added, journal.kept
             result.notes += journal.notes
+            prefix.sync_filesystem(layout.goproxy)  # the merged lists, in one flush
         crashpoints.reached("install-merged")
         for tc in m.toolchains:
             dest = layout.version_dir(tc.id)

@@ -109,11 +109,11 @@ def _rewrite_list(dl: Path) -> None:
                 versions.append(v)
     text = "".join(v + "\n" for v in sort_versions(versions)).encode()
     if not _same(dl / "list", text):
-        write_atomic(dl / "list", text)
+        write_atomic(dl / "list", text, durable=False)
 
 
 def _copy_atomic(src: Path, dest: Path) -> None:
-    with atomic_writer(dest) as out, open(src, "rb") as f:
+    with atomic_writer(dest, durable=False) as out, open(src, "rb") as f:
         shutil.copyfileobj(f, out)
 
 
@@ -139,6 +139,9 @@ def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
     (proxies differ in its timestamps and go checks no hash of it). Module paths are written
     concurrently (the work is file system latency), the versions of one path in order.
     `force` (repair) writes `.mod`, `.zip` and the extracted tree again whatever is there.
+    Nothing is fsynced file by file (`go mod download` does not either): the cache can be
+    rebuilt from P/goproxy, the `.partial` and `.ziphash` markers catch a half-written entry,
+    and one sync of its file system at the end makes the whole of it durable.
     """
     result = ModcacheResult(str(cache_dir))
     groups: Dict[str, List[Module]] = {}
@@ -158,6 +161,7 @@ def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
     except OSError as exc:
         raise NotReadyError(f"writing module cache {cache_dir}: {exc}; pass --modcache-dir DIR "
                             "with a directory you can write") from None
+    prefix.sync_filesystem(cache_dir)
     for group, changed in zip(groups.values(), done):
         for mod, wrote in zip(group, changed):
             (result.written if wrote else result.kept).append(f"{mod.path}@{mod.version}")
@@ -187,7 +191,7 @@ def _one(goproxy: Path, mod: Module, cache_dir: Path, read_only: bool,
             continue
         data = have.read_bytes()
         if force or not _same(dl / (ev + ext), data):
-            write_atomic(dl / (ev + ext), data)
+            write_atomic(dl / (ev + ext), data, durable=False)
             changed = True
     if mod.zip_hash:
         zip_dest = dl / (ev + ".zip")
@@ -220,5 +224,5 @@ def _extract(zip_path: Path, dl: Path, ev: str, mod: Module, extracted: Path,
     finally:
         prefix.remove_tree(new)
         prefix.remove_tree(old)
-    write_atomic(dl / (ev + ".ziphash"), mod.zip_hash.encode())
+    write_atomic(dl / (ev + ".ziphash"), mod.zip_hash.encode(), durable=False)
     partial.unlink()

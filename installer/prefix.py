@@ -249,6 +249,23 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
+def sync_filesystem(path: Path) -> None:
+    """Flush the file system holding `path` (syncfs), not every file system (sync): on a busy
+    host a global sync also waits for everyone else's writes."""
+    try:
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+        fd = os.open(path, os.O_RDONLY)
+    except (OSError, AttributeError):  # no syncfs here (another libc, another OS)
+        if hasattr(os, "sync"):
+            os.sync()
+        return
+    try:
+        if syncfs(fd) != 0 and hasattr(os, "sync"):
+            os.sync()
+    finally:
+        os.close(fd)
+
+
 def replace_tree(new: Path, live: Path, aside: Path) -> None:
     """Put the finished tree `new` at `live`; the old one ends at `aside` for the caller to
     remove. All three share a parent, so no directory is re-parented (no write permission on

@@ -27,9 +27,12 @@ def sha256_file(path: Union[str, os.PathLike]) -> str:
 
 
 @contextmanager
-def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+def atomic_writer(path: Path, mode: int = 0o644, durable: bool = True) -> Iterator[BinaryIO]:
     """Write `path` whole or not at all: into a temp name beside it (never through a link),
-    fsync, then rename over it. On any error the temp file goes and `path` is unchanged."""
+    fsync, then rename over it. On any error the temp file goes and `path` is unchanged.
+
+    `durable=False` skips the fsync, for many files that one file-system sync covers later
+    (P/goproxy lists) or that can be rebuilt (the module cache)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     if os.path.lexists(tmp):
         os.unlink(tmp)  # left by a killed process that had our pid
@@ -39,7 +42,8 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
@@ -47,7 +51,8 @@ def atomic_writer(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
             tmp.unlink()
 
 
-def write_atomic(path: Path, data: Union[bytes, str], mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: Union[bytes, str], mode: int = 0o644,
+                 durable: bool = True) -> None:
     """Readers see the old file or the new one, never half of one."""
-    with atomic_writer(path, mode) as f:
+    with atomic_writer(path, mode, durable) as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
