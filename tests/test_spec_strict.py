@@ -33,7 +33,8 @@ def refused(tmp_path: Path, text: str) -> Tuple[Path, str]:
 TYPOS = {  # case -> (spec text, line, message after "reading spec FILE:LINE: ")
     "bundle": (HEAD + "valid_day = 30\n" + TOOLCHAINS, 5,
                "bundle.valid_day: unknown key; did you mean 'valid_days'? ([bundle] keys: name, "
-               "channel, sequence, signing_key, valid_days, expires, compression_level)"),
+               "channel, sequence, signing_key, valid_days, expires, compression_level, "
+               "trust_policy)"),
     "bundle-level": (HEAD + "compresion_level = 3\n" + TOOLCHAINS, 5,
                      "bundle.compresion_level: unknown key; did you mean 'compression_level'?"),
     "toolchains": (HEAD + TOOLCHAINS + 'target = ["linux-arm64"]\n', 7,
