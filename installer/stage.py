@@ -29,38 +29,36 @@ def _writing(path: Path) -> Iterator[None]:
 
 
 def _write_file(dest: Optional[Path], data: BinaryIO, m: Member) -> None:
-    """Copy while hashing; a mismatch is caught before the staging dir is ever renamed."""
+    """Copy while hashing (each byte read once, written with no buffer copy in between); a
+    mismatch is caught before the staging dir is ever renamed. The tar reader stops at the
+    member's size, which the manifest check made equal to the signed one."""
     digest = hashlib.sha256()
     size = 0
-    out = None
-    if dest is not None:
-        with _writing(dest):
-            out = os.fdopen(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW,
-                                    0o600), "wb")
+    fd = -1
     try:
-        while True:
-            chunk = data.read(CHUNK)
+        if dest is not None:
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+        while size < m.size:
+            chunk = data.read(min(CHUNK, m.size - size))
             if not chunk:
                 break
             size += len(chunk)
-            if size > m.size:
-                break
             digest.update(chunk)
-            if out is not None:
-                with _writing(dest):  # type: ignore[arg-type]
-                    out.write(chunk)
+            view = memoryview(chunk)
+            while fd >= 0 and view:
+                view = view[os.write(fd, view):]
+        if size != m.size:
+            raise EOFError(f"{m.path} cut short")
+        got = digest.hexdigest()
+        if got != m.sha256:
+            raise refuse(m.path, f"sha256 mismatch\n\tbundle:   {got}\n\tmanifest: {m.sha256}")
+        if fd >= 0:
+            os.fchmod(fd, m.mode)
+    except OSError as exc:  # writing into staging: this machine's (disk full, no inodes)
+        raise machine_error("staging the bundle", exc, dest) from None
     finally:
-        if out is not None:
-            with _writing(dest):  # type: ignore[arg-type]
-                out.close()
-    if size != m.size:
-        raise EOFError(f"{m.path} cut short")
-    got = digest.hexdigest()
-    if got != m.sha256:
-        raise refuse(m.path, f"sha256 mismatch\n\tbundle:   {got}\n\tmanifest: {m.sha256}")
-    if dest is not None:
-        with _writing(dest):
-            os.chmod(dest, m.mode)
+        if fd >= 0:
+            os.close(fd)
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

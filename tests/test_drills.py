@@ -79,6 +79,14 @@ def test_goroot_drill_without_a_bundle_recovers_by_rollback_or_says_what_to_brin
     assert skipped.returncode == 0
     assert "truncated-bundle: skipped: needs the bundle file: pass --bundle FILE" in \
         skipped.stdout
+    # --live breaks the live prefix itself, and must leave it verified and current.
+    live = user.run([*rescue, "drill", "goroot-corruption", "--live", "--yes", "--bundle",
+                     str(newer), "--prefix", str(prefix), "--json"], offline=True)
+    assert live.returncode == 0, live.stdout
+    assert json.loads(live.stdout)["drills"][0]["recovered_by"] == f"repair {newer.name}"
+    after = user.run([*rescue, "verify", "--all", "--prefix", str(prefix)], offline=True)
+    assert after.returncode == 0, after.stdout
+    assert (prefix / "current").resolve().name == "go1.22.10.linux-amd64"
 
 
 def test_live_drill_asks_first_and_refuses_without_confirmation(
