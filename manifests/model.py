@@ -301,6 +301,10 @@ def check_members(manifest: Manifest, limits: Limits = DEFAULT_LIMITS) -> List[s
             problems.append(f"{m.path}: unknown type {m.type!r}")
         if not 0 <= m.mode <= 0o777:
             problems.append(f"{m.path}: mode {m.mode:o} has bits beyond 0777")
+        elif m.mode & 0o002 and m.type != "symlink":  # a symlink's own mode means nothing
+            problems.append(f"{m.path}: mode {m.mode:o} is world-writable (any user of this "
+                            "machine could change what `go` runs; the builder writes 0644 and "
+                            "0755)")
         if m.type == "file":
             if not 0 <= m.size <= limits.member_bytes:
                 problems.append(f"{m.path}: size {m.size} outside 0..{limits.member_bytes}")
