@@ -46,6 +46,11 @@ class _BoundedTarInfo(tarfile.TarInfo):
             what = _TYPE_NAMES.get(self.type, f"type {self.type!r}")
             raise TrustError(f"reading bundle: member {shown(self.name)} is a {what} record, "
                              f"which rescue bundles never contain", tampering=True)
+        if self.mode & ~0o777:
+            # Staging applies the manifest's mode, but `tar -xpf` of the same file would not.
+            raise TrustError(f"reading bundle: member {shown(self.name)} has mode {self.mode:o} "
+                             "in the tar; rescue bundles never carry modes beyond 0777 (setuid, "
+                             "setgid, sticky)", tampering=True)
         if self.type == tarfile.XHDTYPE and self.size > DEFAULT_LIMITS.pax_header_bytes:
             raise TrustError(f"reading bundle: a PAX header of {self.size} bytes (at most "
                              f"{DEFAULT_LIMITS.pax_header_bytes} are ever written)", tampering=True)
