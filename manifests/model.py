@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from dataclasses import MISSING, asdict, dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from manifests.errors import TrustError
@@ -104,10 +104,18 @@ class Manifest:
 
     def to_json(self) -> bytes:
         """Canonical bytes: the exact text that is signed."""
-        doc = asdict(self)
-        doc.pop("_index")
-        return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-                + "\n").encode()
+        # Each record becomes a dict only while the encoder writes it: a deep copy of the
+        # whole manifest (asdict) would double the memory a large one takes.
+        doc = {name: getattr(self, name) for name in self.__dataclass_fields__
+               if not name.startswith("_")}
+        return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                           default=_record_fields) + "\n").encode()
+
+
+def _record_fields(record: Any) -> Dict[str, Any]:
+    if not hasattr(record, "__dataclass_fields__"):
+        raise TypeError(f"{type(record).__name__} is not a manifest record")
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
 
 
 def _typed(doc: Dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -179,6 +187,7 @@ def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
         modules=modules,
         members=members,
     )
+    del doc, members_doc  # the records hold what is needed; free the parsed JSON first
     if manifest.to_json() != data:
         # Duplicate keys, unknown fields, other spacing: two parsers could read it two ways.
         raise TrustError("reading manifest: not in canonical form (duplicate or unknown keys, "
