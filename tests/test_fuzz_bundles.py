@@ -332,7 +332,9 @@ def _stream_for(bench: Bench, doc: Dict[str, Any]) -> List[tamper.Item]:
             continue
         try:
             info = tarfile.TarInfo(m["path"])
-            info.type = kinds.get(m.get("type"), tarfile.REGTYPE)  # type: ignore[arg-type]
+            kind = m.get("type")
+            info.type = kinds.get(kind, tarfile.REGTYPE) if isinstance(kind, str) else \
+                tarfile.REGTYPE
             mode = m.get("mode")
             info.mode = mode if isinstance(mode, int) and 0 <= mode < 8 ** 7 else 0o644
             target = m.get("target")
