@@ -802,6 +802,21 @@ def _signature_of_another_manifest(kit: Kit, manifest: bytes) -> bytes:
     return tamper.resign(other, kit.signing.key)
 
 
+def _untrusted_at_the_limits(kit: Kit) -> Path:
+    """Before the signature is checked the header is read whole: an untrusted bundle may ask
+    for the most the limits allow (a 64 MiB manifest and a 64 MiB SHA256SUMS), no more."""
+    manifest = b"{" + b" " * (64 * 2 ** 20 - 3) + b"}\n"
+    sums = b"0" * (64 * 2 ** 20)
+
+    def chunks() -> Any:
+        yield corpus.raw_header(b"manifest.json", b"0", len(manifest)) + manifest
+        sig = tamper.resign(manifest, kit.mallory.key)
+        yield corpus.record(tamper.file_info("manifest.sig"), sig)
+        yield corpus.raw_header(b"SHA256SUMS", b"0", len(sums)) + sums
+        yield corpus.END
+    return corpus.write_zstd(kit.out("limits.tar.zst"), chunks())
+
+
 SIGNATURES = [
     Attack("untrusted_key", _signed_by(lambda k, m: tamper.resign(m, k.mallory.key)),
            "which is not in the trust store"),
@@ -819,6 +834,8 @@ SIGNATURES = [
     Attack("trusted_key_past_its_valid_before", lambda kit: kit.good(),
            "expired at 2020-01-01",
            trust=lambda kit: kit.trust_file('valid-before="20200101"')),
+    Attack("untrusted_key_with_header_members_at_their_limits", _untrusted_at_the_limits,
+           "which is not in the trust store", rss_mb=300),  # 128 MiB read: ~230 MB peak
     Attack("no_signature_at_all", _signed_by(lambda k, m: b""),
            "parsing SSH signature: does not start with -----BEGIN SSH SIGNATURE-----"),
 ]
