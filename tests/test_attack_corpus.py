@@ -30,6 +30,19 @@ RSS_CAP_MB = 100  # a refused install peaks near 40 MB; every bomb below must st
 SECONDS_CAP = 20
 
 
+MODULE = "goproxy/example.com/m/@v"
+
+
+def with_module(c: craft.Craft, mod: bytes) -> craft.Craft:
+    """Module example.com/m v1.0.0 in the bundle's module proxy, with `mod` as its go.mod."""
+    for d in ("goproxy", "goproxy/example.com", "goproxy/example.com/m", MODULE):
+        c.dir(d)
+    c.file(f"{MODULE}/list", b"v1.0.0\n")
+    c.file(f"{MODULE}/v1.0.0.mod", mod)
+    c.file(f"{MODULE}/v1.0.0.info", b'{"Version":"v1.0.0"}\n')
+    return c
+
+
 class Kit:
     """What an attacker works with: the trusted key (stolen), a key of their own, the place
     where the bundle is written."""
@@ -103,6 +116,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory, signing: bundles.Signing
     world = World(tmp_path_factory.mktemp("installed-world"))
     c = craft.Craft(name="corpus", sequence=1)
     c.toolchain()
+    with_module(c, b"module example.com/m\n")
     prefix = world.base / "prefix"
     done = world.install(c.write(world.bundles / "first.tar.zst", signing.key), prefix,
                          signing.signers)
@@ -864,12 +878,21 @@ def _sequence(n: int, other_content: bool = False) -> Callable[[Kit], Path]:
     return build
 
 
+def _module_rewritten(kit: Kit) -> Path:
+    """The installed example.com/m v1.0.0 with another go.mod: every project that pinned the
+    first one's hash would fail, or one that did not would build the new one."""
+    return kit.signed(with_module(kit.craft(), b"module example.com/m\n\nrequire evil v1\n"))
+
+
 REPLAYS = [
     Attack("expired", _expired, "it expired on 2020-03-31T00:00:00Z; stale bundles are refused"),
     Attack("lower_sequence", _sequence(0), "installing an older bundle over a newer one is "
            "refused", prefixes=("installed",)),
     Attack("equal_sequence_other_content", _sequence(1, other_content=True),
            "already installed another bundle with sequence 1 here (its manifest differs)",
+           prefixes=("installed",)),
+    Attack("installed_module_version_rewritten", _module_rewritten,
+           "v1.0.0.mod differs from the copy an earlier bundle installed",
            prefixes=("installed",)),
 ]
 
