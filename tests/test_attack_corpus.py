@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+import zstandard
 
 from keys import allowed_signers, sshkey
 from tests.support import bundles, corpus, craft, tamper, users
@@ -360,6 +361,29 @@ def _header_member_again(kit: Kit) -> Path:
     return kit.signed(c, items=c.items() + [(tamper.file_info("manifest.json", other), other)])
 
 
+def _after_the_end(second_frame: bool) -> Callable[[Kit], Path]:
+    """A valid bundle, then past its end-of-archive marker another archive that every tar
+    reader skips: bytes no manifest lists, for whoever looks there."""
+    def build(kit: Kit) -> Path:
+        c = kit.craft()
+        good = kit.good("good.tar.zst")
+        hidden = corpus.items_bytes([(tamper.file_info("payload.sh", b"id\n"), b"id\n")])
+        if second_frame:
+            out = kit.out("after-end.tar.zst")
+            out.write_bytes(good.read_bytes()
+                            + zstandard.ZstdCompressor().compress(hidden + corpus.END))
+        else:
+            manifest = tamper.canonical(c.doc())
+            body = corpus.items_bytes(corpus.head_items(
+                manifest, tamper.resign(manifest, kit.signing.key), tamper.sums(c.doc()))
+                + c.items())
+            out = corpus.write_zstd(kit.out("after-end.tar.zst"),
+                                    [body, corpus.END, hidden, corpus.END])
+        good.unlink()
+        return out
+    return build
+
+
 STREAM = [
     Attack("content_before_the_signed_header", _content_first,
            "expected member manifest.json first, found 'toolchains'"),
@@ -382,6 +406,10 @@ STREAM = [
            "'../../../../canary/file': the bundle carries it but the signed manifest"),
     Attack("pax_header_overriding_the_size", _pax_size,
            "size mismatch\n\tbundle:   1000000000000"),
+    Attack("archive_hidden_after_the_end_marker", _after_the_end(False),
+           "data follows the tar's end-of-archive marker"),
+    Attack("zstd_frame_hidden_after_the_archive", _after_the_end(True),
+           "data follows the tar's end-of-archive marker"),
     Attack("non_utf8_name_in_tar", _non_utf8_in_tar,
            f"{GOROOT}/bin/\\udcff\\udcfe': the bundle carries it but"),
 ]
