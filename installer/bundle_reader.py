@@ -37,6 +37,10 @@ _TYPE_NAMES = {tarfile.GNUTYPE_LONGNAME: "GNU long name", tarfile.GNUTYPE_LONGLI
                tarfile.SOLARIS_XHDTYPE: "Solaris extended header"}
 
 
+# Tar pads its stream to a 10 KiB record; a little more is allowed, nothing else.
+_END_PADDING = 64 * 1024
+
+
 class _BoundedTarInfo(tarfile.TarInfo):
     """tarfile reads a PAX or GNU long-name record whole: refuse oversized and unknown ones
     from the 512-byte header alone, before a byte of the record is read."""
@@ -177,8 +181,27 @@ class BundleReader:
         while True:
             info = self._next()
             if info is None:
+                self._check_end()
                 return
             yield info, (self._tar.extractfile(info) if info.isreg() else None)
+
+    def _check_end(self) -> None:
+        """Past the end-of-archive marker only tar's zero padding may follow: anything else
+        (another archive, another zstd frame) is bytes no manifest lists, which every tar
+        reader skips and a second tool might not. Bounded: padding is under one 10 KiB record,
+        while a zstd frame of zeros could decompress for hours."""
+        assert self._tar is not None
+        stream = self._tar.fileobj
+        seen = 0
+        while True:
+            chunk = stream.read(_END_PADDING)
+            if not chunk:
+                return
+            seen += len(chunk)
+            if seen > _END_PADDING or chunk.strip(b"\0"):
+                raise TrustError(f"reading bundle {self.path}: data follows the tar's "
+                                 "end-of-archive marker; rescue bundles end there (only zero "
+                                 "padding may follow)", tampering=True)
 
     def read_errors(self) -> tuple:
         return (tarfile.TarError,) + zstd.errors()
