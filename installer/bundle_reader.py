@@ -37,6 +37,10 @@ _TYPE_NAMES = {tarfile.GNUTYPE_LONGNAME: "GNU long name", tarfile.GNUTYPE_LONGLI
                tarfile.SOLARIS_XHDTYPE: "Solaris extended header"}
 
 
+# Tar pads its stream to a 10 KiB record; a little more is allowed, nothing else.
+_END_PADDING = 64 * 1024
+
+
 class _BoundedTarInfo(tarfile.TarInfo):
     """tarfile reads a PAX or GNU long-name record whole: refuse oversized and unknown ones
     from the 512-byte header alone, before a byte of the record is read."""
@@ -46,6 +50,11 @@ class _BoundedTarInfo(tarfile.TarInfo):
             what = _TYPE_NAMES.get(self.type, f"type {self.type!r}")
             raise TrustError(f"reading bundle: member {shown(self.name)} is a {what} record, "
                              f"which rescue bundles never contain", tampering=True)
+        if self.mode & ~0o777:
+            # Staging applies the manifest's mode, but `tar -xpf` of the same file would not.
+            raise TrustError(f"reading bundle: member {shown(self.name)} has mode {self.mode:o} "
+                             "in the tar; rescue bundles never carry modes beyond 0777 (setuid, "
+                             "setgid, sticky)", tampering=True)
         if self.type == tarfile.XHDTYPE and self.size > DEFAULT_LIMITS.pax_header_bytes:
             raise TrustError(f"reading bundle: a PAX header of {self.size} bytes (at most "
                              f"{DEFAULT_LIMITS.pax_header_bytes} are ever written)", tampering=True)
@@ -183,11 +192,30 @@ class BundleReader:
         while True:
             info, self._pending = (self._pending or self._next()), None
             if info is None:
+                self._check_end()
                 return
             header = MemberHeader(info.name, _TYPES.get(info.type, repr(info.type)), info.size,
                                   info.mode, info.linkname)
             data = self._tar.extractfile(info) if info.isreg() else None
             yield header, (_Checked(data, self._damaged) if data is not None else None)
+
+    def _check_end(self) -> None:
+        """Past the end-of-archive marker only tar's zero padding may follow: anything else
+        (another archive, another zstd frame) is bytes no manifest lists, which every tar
+        reader skips and a second tool might not. Bounded: padding is under one 10 KiB record,
+        while a zstd frame of zeros could decompress for hours."""
+        assert self._tar is not None
+        stream = self._tar.fileobj
+        seen = 0
+        while True:
+            chunk = stream.read(_END_PADDING)
+            if not chunk:
+                return
+            seen += len(chunk)
+            if seen > _END_PADDING or chunk.strip(b"\0"):
+                raise TrustError(f"reading bundle {self.path}: data follows the tar's "
+                                 "end-of-archive marker; rescue bundles end there (only zero "
+                                 "padding may follow)", tampering=True)
 
 
 class _Checked:

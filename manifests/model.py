@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -196,6 +197,7 @@ def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
         trust_policy=_typed(doc, "trust_policy", str, "manifest") if "trust_policy" in doc
         else "",
     )
+    del doc, members_doc  # the records hold what is needed; free the parsed JSON first
     if manifest.to_json() != data:
         # Duplicate keys, unknown fields, other spacing: two parsers could read it two ways.
         raise TrustError("reading manifest: not in canonical form (duplicate or unknown keys, "
@@ -253,6 +255,12 @@ def check_fields(manifest: Manifest) -> List[str]:
     return problems
 
 
+def _same_name_key(path: str) -> str:
+    """Unicode's canonical caseless match (NFD(casefold(NFD(x)))): two paths with one key are
+    one file on a case-insensitive or normalizing file system (APFS, HFS+, NTFS, FAT)."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", path).casefold())
+
+
 def _tree_problem(m: Member, ids: Dict[str, Toolchain], sizes: Dict[str, int]) -> Optional[str]:
     """Where a member may live: `toolchains/<listed id>/go/...` or `goproxy/<module file>`."""
     parts = m.path.split("/")
@@ -297,15 +305,25 @@ def check_members(manifest: Manifest, limits: Limits = DEFAULT_LIMITS) -> List[s
             problems.append(f"{m.path}: reserved name")
         if m.path in seen:
             problems.append(f"{m.path}: listed twice")
-        low = m.path.lower()
-        if low in folded and folded[low] != m.path:
-            # Would overwrite each other on case-insensitive filesystems.
-            problems.append(f"{m.path}: collides with {folded[low]} ignoring case")
-        folded.setdefault(low, m.path)
+        key = _same_name_key(m.path)
+        other = folded.get(key)
+        if other is not None and other != m.path:
+            # Would overwrite each other where the file system folds case or normalizes names.
+            if other.lower() == m.path.lower():
+                problems.append(f"{m.path}: collides with {other} ignoring case")
+            else:
+                problems.append(f"{m.path}: collides with {other} ignoring case and Unicode "
+                                f"normalization ({ascii(m.path)} and {ascii(other)} are one "
+                                "name on macOS and Windows file systems)")
+        folded.setdefault(key, m.path)
         if m.type not in MEMBER_TYPES:
             problems.append(f"{m.path}: unknown type {m.type!r}")
         if not 0 <= m.mode <= 0o777:
             problems.append(f"{m.path}: mode {m.mode:o} has bits beyond 0777")
+        elif m.mode & 0o002 and m.type != "symlink":  # a symlink's own mode means nothing
+            problems.append(f"{m.path}: mode {m.mode:o} is world-writable (any user of this "
+                            "machine could change what `go` runs; the builder writes 0644 and "
+                            "0755)")
         if m.type == "file":
             if not 0 <= m.size <= limits.member_bytes:
                 problems.append(f"{m.path}: size {m.size} outside 0..{limits.member_bytes}")

@@ -353,9 +353,9 @@ def test_module_proxy_files_are_installed_read_only_whatever_the_manifest_says(
     for d in ("goproxy", "goproxy/example.com", "goproxy/example.com/m",
               "goproxy/example.com/m/@v"):
         c.dir(d)
-    c.file("goproxy/example.com/m/@v/v1.0.0.mod", b"module example.com/m\n", 0o666)
-    c.file("goproxy/example.com/m/@v/v1.0.0.info", b'{"Version":"v1.0.0"}\n', 0o666)
-    c.file("goproxy/example.com/m/@v/list", b"v1.0.0\n", 0o666)
+    c.file("goproxy/example.com/m/@v/v1.0.0.mod", b"module example.com/m\n", 0o664)
+    c.file("goproxy/example.com/m/@v/v1.0.0.info", b'{"Version":"v1.0.0"}\n', 0o664)
+    c.file("goproxy/example.com/m/@v/list", b"v1.0.0\n", 0o664)
     code, _, err = install(c.write(tmp_path / "mods.tar.zst", signing.key), world, signing,
                            capsys)
     assert code == 0, err
