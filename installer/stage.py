@@ -146,8 +146,8 @@ def stage(reader: BundleReader, manifest: Manifest, dest: Destination,
     if missing:
         raise TrustError(
             f"reading bundle {reader.path}: {len(missing)} member(s) the manifest lists are not "
-            f"in the bundle (first: {missing[0]}); the file is truncated or was altered. Copy it "
-            f"again from the build host.", tampering=True)
+            f"in the bundle (first: {missing[0]}); the file is truncated or damaged, or was "
+            "altered. Copy it again from the build host.", tampering=True)
     # Directories were created owner-only so nothing else could write into them while staging.
     for m in written_dirs:
         with _writing(dest.place(m.path)):
