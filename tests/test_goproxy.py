@@ -9,7 +9,9 @@ import socket
 import httpx
 import pytest
 
-from bundler.goproxy import GoProxy, ProxyEntry, parse_goproxy
+from bundler.goproxy import GoProxy
+from bundler.goproxy_config import ProxyConfig, ProxyEntry, parse_goproxy
+from bundler.retry import RetryPolicy
 from manifests.dirhash import hash_zip
 from manifests.errors import NotReadyError, TrustError
 from manifests.limits import DEFAULT_LIMITS
@@ -30,9 +32,11 @@ def client():
         yield c
 
 
-def _proxy(client, goproxy, **kw):
-    kw.setdefault("backoff", 0)
-    return GoProxy(client, goproxy, **kw)
+NO_WAIT = RetryPolicy(tries=3, backoff=0)
+
+
+def _proxy(client, goproxy, limits=DEFAULT_LIMITS, **config):
+    return GoProxy(client, ProxyConfig.parse(goproxy, **config), limits=limits, retry=NO_WAIT)
 
 
 def test_goproxy_list_separators_set_fall_through_as_go_does():
@@ -157,7 +161,8 @@ def test_server_errors_are_retried_with_backoff(client, proxy_dir):
     sleeps = []
     with ProxyServer(proxy_dir) as srv:
         srv.override("/example.com/dep/@v/v1.2.0.mod", 503, b"busy", times=2)
-        proxy = GoProxy(client, srv.url, backoff=0.25, sleep=sleeps.append)
+        retry = RetryPolicy(tries=3, backoff=0.25, sleep=sleeps.append)
+        proxy = GoProxy(client, ProxyConfig.parse(srv.url), retry=retry)
         assert proxy.mod("example.com/dep", "v1.2.0").startswith(b"module")
     assert sleeps == [0.25, 0.5]
     assert len(srv.requests) == 3
@@ -185,13 +190,13 @@ def test_netrc_credentials_reach_a_proxy_that_requires_them(client, proxy_dir, t
             ".netrc)")
         netrc = tmp_path / "netrc"
         netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
-        proxy = GoProxy.from_env(client, {"GOPROXY": srv.url, "NETRC": str(netrc)}, backoff=0)
+        config = ProxyConfig.from_env({"GOPROXY": srv.url, "NETRC": str(netrc)})
+        proxy = GoProxy(client, config, retry=NO_WAIT)
         assert proxy.mod("example.com/dep", "v1.2.0").startswith(b"module example.com/dep")
         netrc.write_text("machine 127.0.0.1 login alice password wrong\n")
         with pytest.raises(NotReadyError, match=f"401 Unauthorized \\(the credentials for "
                                                 f"127.0.0.1 in {netrc}\\)"):
-            GoProxy.from_env(client, {"GOPROXY": srv.url, "NETRC": str(netrc)}).mod(
-                "example.com/dep", "v1.2.0")
+            GoProxy(client, config).mod("example.com/dep", "v1.2.0")
 
 
 def test_oversized_zip_is_refused_while_streaming(client, proxy_dir, tmp_path):
