@@ -1,4 +1,4 @@
-"""The GOPROXY client: list semantics, refusals, private patterns, .netrc, retries and bounds."""
+"""The GOPROXY client: list fall-through, private patterns, .netrc, retries and bounds."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from bundler.goproxy import GoProxy
-from bundler.goproxy_config import ProxyConfig, ProxyEntry, parse_goproxy
+from bundler.goproxy_config import ProxyConfig
 from bundler.retry import RetryPolicy
 from manifests.dirhash import hash_zip
 from manifests.errors import NotReadyError, TrustError
@@ -37,45 +37,6 @@ NO_WAIT = RetryPolicy(tries=3, backoff=0)
 
 def _proxy(client, goproxy, limits=DEFAULT_LIMITS, **config):
     return GoProxy(client, ProxyConfig.parse(goproxy, **config), limits=limits, retry=NO_WAIT)
-
-
-def test_goproxy_list_separators_set_fall_through_as_go_does():
-    assert parse_goproxy("https://a.example, b.example/x |http://c.example/") == [
-        ProxyEntry("https://a.example", False),
-        ProxyEntry("https://b.example/x", True),
-        ProxyEntry("http://c.example", False),
-    ]
-    assert parse_goproxy("file:///srv/goproxy") == [ProxyEntry("file:///srv/goproxy", False)]
-
-
-@pytest.mark.parametrize("value", ["direct", "https://proxy.golang.org,direct"])
-def test_goproxy_direct_is_refused_because_rescue_has_no_vcs_access(value):
-    with pytest.raises(NotReadyError) as e:
-        parse_goproxy(value)
-    assert str(e.value) == (
-        f'GOPROXY={value}: "direct" means fetching from version control; rescue carries '
-        "modules only from proxies (no VCS access), so it cannot fetch from version control. "
-        "Set GOPROXY to proxies only, e.g. GOPROXY=https://proxy.golang.org")
-
-
-def test_goproxy_off_is_refused_with_what_to_set_instead():
-    with pytest.raises(NotReadyError) as e:
-        parse_goproxy("off")
-    assert str(e.value) == ('GOPROXY=off: "off" disallows downloading modules; rescue needs at '
-                            "least one proxy URL. Set GOPROXY to proxies only, e.g. "
-                            "GOPROXY=https://proxy.golang.org")
-
-
-@pytest.mark.parametrize("value,message", [
-    ("ftp://x.example", "invalid proxy URL scheme (must be https, http, file): ftp://x.example"),
-    ("file://host/share", "invalid file:// proxy URL with non-path elements: file://host/share"),
-    (" , |", "GOPROXY=' , |': the list contains no proxy URLs"),
-    ("noscheme", "invalid proxy URL missing scheme: noscheme"),
-])
-def test_malformed_goproxy_entries_are_refused(value, message):
-    with pytest.raises(NotReadyError) as e:
-        parse_goproxy(value)
-    assert str(e.value) == message
 
 
 @pytest.mark.parametrize("globs,target,match", [
