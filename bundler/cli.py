@@ -186,12 +186,13 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
     """
     from bundler import build as b
     from bundler import fetch, progress, spec
+    from bundler.blobstore import BlobStore
 
     if as_json:
         progress.silence()
     size = parse_size(volume_size) if volume_size else None  # a typo fails before any download
     s = spec.load(spec_path)
-    result = b.build(s, output, fetch.Cache(cache or fetch.default_cache_dir()), force=force,
+    result = b.build(s, output, BlobStore(cache or fetch.default_cache_dir()), force=force,
                      rehearse=not no_rehearsal, passphrase_prompt=_terminal_prompt())
     index = _split(result.path, size, s.signing_key, None) if size else None
     doc = {"ok": True, "bundle": str(result.path), "size": result.size,

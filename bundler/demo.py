@@ -12,6 +12,7 @@ import click
 import tomli_w
 
 from bundler import build, fetch, spec, zipapp
+from bundler.blobstore import BlobStore
 from installer.host import host_target
 from keys import allowed_signers, sshkey
 
@@ -51,7 +52,7 @@ def run_demo(work: Path, pyz_out: Path, go_version: str, source: str,
     click.echo(f"1/4 building the bundle from {spec_path} (source: {source})", err=True)
     # force: the demo's bundle is a rehearsal nobody carries; each run may rebuild it.
     result = build.build(spec.load(spec_path), work / "bundles",
-                         fetch.Cache(fetch.default_cache_dir()), force=True)
+                         BlobStore(fetch.default_cache_dir()), force=True)
     click.echo(f"    {result.path} ({result.size / 1e6:.1f} MB, from "
                f"{result.upstream_bytes / 1e6:.1f} MB upstream), signed by {result.key_id}",
                err=True)

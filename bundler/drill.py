@@ -17,7 +17,8 @@ from typing import Iterator, Optional
 
 import tomli_w
 
-from bundler import build, fetch, spec
+from bundler import build, spec
+from bundler.blobstore import BlobStore
 from bundler.throwaway_tls import CA, server_context, serving
 from keys import sshkey
 from manifests.drillreport import Drill
@@ -91,7 +92,7 @@ def _build(spec_path: Path, work: Path) -> tuple[Optional[build.BuildResult], st
     runs it; no rehearsal: the drill must not need a Go toolchain."""
     started = time.monotonic()
     try:
-        result = build.build(spec.load(spec_path), work / "out", fetch.Cache(work / "cache"),
+        result = build.build(spec.load(spec_path), work / "out", BlobStore(work / "cache"),
                              force=True, rehearse=False)
     except RescueError as exc:
         return None, str(exc), time.monotonic() - started

@@ -1,22 +1,23 @@
-"""Upstream downloads: httpx with retries and bounds, into a content-addressed cache."""
+"""Upstream downloads: httpx with retries and bounds, into the content-addressed store."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import httpx
 
 from bundler import progress, tls
+from bundler.blobstore import BlobStore
+from bundler.retry import RetryPolicy, Transient
 from manifests.errors import NotReadyError, TrustError
-from manifests.files import atomic_writer, sha256_file
 
-RETRIES = 4
-BACKOFF_SECONDS = 0.5
+RETRY = RetryPolicy(tries=4, backoff=0.5)
 CHUNK = 1 << 20
+
+T = TypeVar("T")
 
 
 def default_cache_dir() -> Path:
@@ -36,10 +37,9 @@ def new_client(ca_bundle: Optional[Path] = None) -> httpx.Client:
                         headers={"User-Agent": "rescue-bundler/0.1"})
 
 
-def _retrying(what: str, url: str, attempt_fn):  # type: ignore[no-untyped-def]
-    """Run attempt_fn with backoff on transport errors and 5xx answers."""
-    last: Optional[BaseException] = None
-    for attempt in range(RETRIES):
+def _retrying(what: str, url: str, attempt_fn: Callable[[], T]) -> T:
+    """Run attempt_fn under RETRY: transport errors and 5xx answers are tried again."""
+    def attempt() -> T:
         try:
             return attempt_fn()
         except httpx.HTTPStatusError as exc:
@@ -47,15 +47,19 @@ def _retrying(what: str, url: str, attempt_fn):  # type: ignore[no-untyped-def]
                 raise NotReadyError(
                     f"fetching {what}: {url}: HTTP {exc.response.status_code}; check the "
                     "URL and version in the spec, or the mirror's contents") from None
-            last = exc
+            raise Transient(exc) from None
         except httpx.TransportError as exc:
             refused = tls.certificate_failure(exc, url)
-            if refused is not None:
+            if refused is not None:  # never retried: a certificate does not change in a second
                 raise refused from None
-            last = exc
-        time.sleep(BACKOFF_SECONDS * (2 ** attempt))
-    raise NotReadyError(f"fetching {what}: {url}: {last} (after {RETRIES} tries); check the "
-                        "network, HTTPS_PROXY and SSL_CERT_FILE, or use a mirror URL in the spec")
+            raise Transient(exc) from None
+
+    try:
+        return RETRY.run(attempt)
+    except Transient as last:
+        raise NotReadyError(
+            f"fetching {what}: {url}: {last.cause} (after {RETRY.tries} tries); check the "
+            "network, HTTPS_PROXY and SSL_CERT_FILE, or use a mirror URL in the spec") from None
 
 
 def get_bytes(client: httpx.Client, url: str, what: str, limit: int,
@@ -73,36 +77,19 @@ def get_bytes(client: httpx.Client, url: str, what: str, limit: int,
     return _retrying(what, url, attempt)
 
 
-class Cache:
-    """Downloads keyed by their sha256: a rebuild never downloads the same bytes twice."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path_for(self, sha256: str) -> Path:
-        return self.root / "sha256" / sha256[:2] / sha256
-
-    def lookup(self, sha256: str) -> Optional[Path]:
-        path = self.path_for(sha256)
-        if path.is_file() and sha256_file(path) == sha256:
-            return path
-        return None
-
-    def fetch(self, client: httpx.Client, url: str, sha256: str, what: str,
-              size: Optional[int] = None) -> Path:
-        """The cached file for `sha256`, downloading `url` and checking it when missing."""
-        sha256 = sha256.lower()
-        hit = self.lookup(sha256)
-        if hit:
-            return hit
-        final = self.path_for(sha256)
-        final.parent.mkdir(parents=True, exist_ok=True)
-
-        def attempt() -> Path:
+def download(store: BlobStore, client: httpx.Client, url: str, sha256: str, what: str,
+             size: Optional[int] = None) -> Path:
+    """The stored file for `sha256`, downloading `url` and checking it when missing."""
+    sha256 = sha256.lower()
+    hit = store.lookup(sha256)
+    if hit:
+        return hit
+    # Whole or nothing: a mismatch or a dropped connection leaves nothing under its name.
+    with store.staged() as tmp:
+        def attempt() -> None:
             digest = hashlib.sha256()
             got = 0
-            # Whole or nothing: a mismatch or a dropped connection leaves no file under `final`.
-            with atomic_writer(final) as out, client.stream("GET", url) as resp:
+            with open(tmp, "wb") as out, client.stream("GET", url) as resp:
                 resp.raise_for_status()
                 total = size or int(resp.headers.get("content-length") or 0) or None
                 with progress.task(f"downloading {what}", total) as bar:
@@ -115,11 +102,11 @@ class Cache:
                         digest.update(chunk)
                         out.write(chunk)
                         bar.advance(len(chunk))
-                actual = digest.hexdigest()
-                if actual != sha256:
-                    raise TrustError(
-                        f"verifying {what}: sha256 mismatch\n\tdownloaded: {actual}\n"
-                        f"\texpected:   {sha256}\n\turl:        {url}", tampering=True)
-            return final
+            actual = digest.hexdigest()
+            if actual != sha256:
+                raise TrustError(
+                    f"verifying {what}: sha256 mismatch\n\tdownloaded: {actual}\n"
+                    f"\texpected:   {sha256}\n\turl:        {url}", tampering=True)
 
-        return _retrying(what, url, attempt)
+        _retrying(what, url, attempt)
+        return store.add(tmp, sha256)[1]

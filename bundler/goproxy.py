@@ -1,22 +1,21 @@
-"""GOPROXY protocol client: Go's proxy-list semantics, private patterns, .netrc, retries, bounds."""
+"""GOPROXY protocol client: list fall-through, .netrc credentials, retries and bounds."""
 
 from __future__ import annotations
 
 import json
 import netrc
 import os
-import re
 import tempfile
-import time
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Mapping
+from typing import BinaryIO
 
 import httpx
 
 from bundler import tls
+from bundler.goproxy_config import ProxyConfig
+from bundler.retry import RetryPolicy, Transient
 from manifests.errors import NotReadyError, TrustError
 from manifests.files import atomic_writer
 from manifests.limits import DEFAULT_LIMITS, Limits
@@ -26,61 +25,10 @@ from manifests.modpath import (
     escape_version,
     is_pseudo_version,
     is_valid_semver,
-    matching_pattern,
     sort_versions,
 )
 
-# Go's own default is "https://proxy.golang.org,direct"; rescue never goes direct.
-DEFAULT_GOPROXY = "https://proxy.golang.org"
-_NO_VCS = ("rescue carries modules only from proxies (no VCS access), so it cannot fetch from "
-           "version control")
-
-
-@dataclass(frozen=True)
-class ProxyEntry:
-    url: str
-    fall_back_on_error: bool  # True after `|`: any error tries the next proxy, not only 404/410
-
-
-def parse_goproxy(value: str) -> list[ProxyEntry]:
-    """Parse a GOPROXY list the way cmd/go does, refusing `direct` and `off`."""
-    entries: list[ProxyEntry] = []
-    rest = value
-    while rest:
-        m = re.search(r"[,|]", rest)
-        if m:
-            url, fallback, rest = rest[: m.start()], m.group() == "|", rest[m.end():]
-        else:
-            url, fallback, rest = rest, False, ""
-        url = url.strip()
-        if not url:
-            continue
-        if url == "off":
-            raise NotReadyError(
-                f"GOPROXY={value}: \"off\" disallows downloading modules; rescue needs at least "
-                f"one proxy URL. Set GOPROXY to proxies only, e.g. GOPROXY={DEFAULT_GOPROXY}")
-        if url == "direct":
-            raise NotReadyError(
-                f"GOPROXY={value}: \"direct\" means fetching from version control; {_NO_VCS}. "
-                f"Set GOPROXY to proxies only, e.g. GOPROXY={DEFAULT_GOPROXY}")
-        # As in cmd/go: a word with a dot, colon or slash but no scheme is a host for https.
-        if any(c in url for c in ".:/") and ":/" not in url and not url.startswith("/"):
-            url = "https://" + url
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme == "file":
-            if parts.netloc or parts.query or parts.fragment:
-                raise NotReadyError(f"invalid file:// proxy URL with non-path elements: {url}")
-        elif parts.scheme in ("http", "https"):
-            if not parts.netloc:
-                raise NotReadyError(f"invalid proxy URL missing host: {url}")
-        elif parts.scheme == "":
-            raise NotReadyError(f"invalid proxy URL missing scheme: {url}")
-        else:
-            raise NotReadyError(f"invalid proxy URL scheme (must be https, http, file): {url}")
-        entries.append(ProxyEntry(url.rstrip("/"), fallback))
-    if not entries:
-        raise NotReadyError(f"GOPROXY={value!r}: the list contains no proxy URLs")
-    return entries
+RETRY = RetryPolicy(tries=3, backoff=0.5)
 
 
 class _Failed(Exception):
@@ -98,31 +46,10 @@ class _TooLarge(Exception):
 class GoProxy:
     """Fetches `.info`, `.mod`, `.zip` and `@v/list` from a GOPROXY list over a caller's client."""
 
-    def __init__(self, client: httpx.Client, goproxy: str = DEFAULT_GOPROXY, *,
-                 goprivate: str = "", gonoproxy: str | None = None,
-                 netrc_file: str | os.PathLike[str] | None = None,
-                 limits: Limits = DEFAULT_LIMITS, tries: int = 3, backoff: float = 0.5,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.client = client
-        self.entries = parse_goproxy(goproxy)
-        self.goproxy = goproxy
-        # As in cmd/go, GONOPROXY defaults to GOPRIVATE.
-        self.noproxy_var, self.noproxy = (("GONOPROXY", gonoproxy) if gonoproxy is not None
-                                          else ("GOPRIVATE", goprivate))
-        self.netrc_file = Path(netrc_file) if netrc_file else None
+    def __init__(self, client: httpx.Client, config: ProxyConfig, *,
+                 limits: Limits = DEFAULT_LIMITS, retry: RetryPolicy = RETRY) -> None:
+        self.client, self.config, self.limits, self.retry = client, config, limits, retry
         self._hosts: dict[str, tuple[str, str]] | None = None
-        self.limits, self.tries, self.backoff, self.sleep = limits, max(1, tries), backoff, sleep
-
-    @classmethod
-    def from_env(cls, client: httpx.Client, environ: Mapping[str, str] | None = None,
-                 **kw: object) -> GoProxy:
-        """Configured from GOPROXY, GOPRIVATE, GONOPROXY and NETRC (default ~/.netrc)."""
-        env = os.environ if environ is None else environ
-        netrc_file = env.get("NETRC") or os.path.join(
-            env.get("HOME") or os.path.expanduser("~"), ".netrc")
-        return cls(client, env.get("GOPROXY") or DEFAULT_GOPROXY,
-                   goprivate=env.get("GOPRIVATE", ""), gonoproxy=env.get("GONOPROXY"),
-                   netrc_file=netrc_file, **kw)  # type: ignore[arg-type]
 
     # --- public protocol -------------------------------------------------------------
 
@@ -171,20 +98,14 @@ class GoProxy:
                out: BinaryIO) -> str:
         what = f"{module}@{version}" if version else module
         doing = f"downloading {what} {suffix}" if version else f"listing versions of {what}"
-        glob = matching_pattern(self.noproxy, module)
-        if glob is not None:
-            raise NotReadyError(
-                f"{doing}: {module} matches {self.noproxy_var} pattern {glob!r}, which Go "
-                f"fetches directly from version control; {_NO_VCS}. Serve it from a proxy in "
-                f"GOPROXY and set GONOPROXY=none (GOPRIVATE may stay, for checksum privacy), "
-                f"or leave it out of the bundle.")
+        self.config.refuse_unproxied(module, doing)
         try:
             rel = escape_path(module) + "/@v/" + (
                 escape_version(version) + suffix if version else "list")
         except ModulePathError as e:
             raise NotReadyError(f"{doing}: {e}") from None
         tried: list[_Failed] = []
-        for entry in self.entries:
+        for entry in self.config.entries:
             url = f"{entry.url}/{rel}"
             try:
                 self._with_retries(url, limit, out)
@@ -200,24 +121,28 @@ class GoProxy:
         if tried[-1].error is not None:
             raise tried[-1].error
         lines = "\n\t".join(f"{t.url}: {t.reason}" for t in tried)
-        if all(t.not_found for t in tried) and len(tried) == len(self.entries):
-            raise NotReadyError(f"{doing}: not found on any proxy in GOPROXY={self.goproxy}:"
+        goproxy = self.config.goproxy
+        if all(t.not_found for t in tried) and len(tried) == len(self.config.entries):
+            raise NotReadyError(f"{doing}: not found on any proxy in GOPROXY={goproxy}:"
                                 f"\n\t{lines}")
-        raise NotReadyError(f"{doing}: {tried[-1].reason} (GOPROXY={self.goproxy}):\n\t{lines}")
+        raise NotReadyError(f"{doing}: {tried[-1].reason} (GOPROXY={goproxy}):\n\t{lines}")
 
     def _with_retries(self, url: str, limit: int, out: BinaryIO) -> None:
-        for attempt in range(1, self.tries + 1):
+        def attempt() -> None:
             out.seek(0)
             out.truncate()
             try:
                 self._attempt(url, limit, out)
-                return
             except _Failed as e:
-                if not e.retry:
-                    raise
-                if attempt == self.tries:
-                    raise _Failed(url, f"{e.reason} (tried {self.tries} times)") from None
-                self.sleep(self.backoff * 2 ** (attempt - 1))
+                if e.retry:
+                    raise Transient(e) from None
+                raise
+
+        try:
+            self.retry.run(attempt)
+        except Transient as last:
+            assert isinstance(last.cause, _Failed)
+            raise _Failed(url, f"{last.cause.reason} (tried {self.retry.tries} times)") from None
 
     def _attempt(self, url: str, limit: int, out: BinaryIO) -> None:
         if url.startswith("file:"):
@@ -231,8 +156,8 @@ class GoProxy:
                 if r.status_code >= 500:
                     raise _Failed(url, f"{r.status_code} {r.reason_phrase}", retry=True)
                 if r.status_code in (401, 403):
-                    hint = (f"the credentials for {host} in {self.netrc_file}" if auth else
-                            f"no credentials for {host} in {self.netrc_file or '.netrc'}")
+                    hint = (f"the credentials for {host} in {self.config.netrc_file}" if auth else
+                            f"no credentials for {host} in {self.config.netrc_file or '.netrc'}")
                     raise _Failed(url, f"{r.status_code} {r.reason_phrase} ({hint})")
                 if r.status_code != 200:
                     raise _Failed(url, f"{r.status_code} {r.reason_phrase}")
@@ -268,11 +193,11 @@ class GoProxy:
     def _auth(self, host: str) -> tuple[str, str] | None:
         if self._hosts is None:
             self._hosts = {}
-            if self.netrc_file and self.netrc_file.is_file():
+            if self.config.netrc_file and self.config.netrc_file.is_file():
                 try:
-                    parsed = netrc.netrc(str(self.netrc_file))
+                    parsed = netrc.netrc(str(self.config.netrc_file))
                 except (netrc.NetrcParseError, OSError) as e:
-                    raise NotReadyError(f"reading {self.netrc_file}: {e}") from None
+                    raise NotReadyError(f"reading {self.config.netrc_file}: {e}") from None
                 # Only `machine` entries: a `default` entry would send credentials anywhere.
                 for name, (login, _account, password) in parsed.hosts.items():
                     if name != "default":

@@ -5,19 +5,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
-import threading
 import zipfile
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from bundler.blobstore import BlobStore
 from bundler.goproxy import GoProxy
 from bundler.gosum import SumLine, parse_gomod, parse_gosum
 from manifests.dirhash import hash_gomod, hash_zip
 from manifests.errors import NotReadyError, TrustError
-from manifests.files import sha256_file
+from manifests.files import sha256_file, write_atomic
 from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.modpath import (
     ModulePathError,
@@ -91,48 +90,33 @@ def load_gosums(files: Iterable[str | os.PathLike[str]]) -> dict[tuple[str, str,
     return merged
 
 
-class _Cache:
-    """`root/sha256/<hex[:2]>/<hex>` blobs (the toolchains' store, `fetch.Cache`) plus
-    `root/modules/<esc m>/@v/<esc v>.<kind>.json` records.
+class _Records:
+    """`root/modules/<esc m>/@v/<esc v>.<kind>.json` records beside the download store's blobs.
 
     A record names the blob and the h1 it had when first verified, which also pins modules
     that no go.sum covers: a later download must match the first.
     """
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        (root / "tmp").mkdir(parents=True, exist_ok=True)
-
-    def blob_path(self, sha: str) -> Path:
-        return self.root / "sha256" / sha[:2] / sha
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
 
     def record_path(self, m: str, v: str, kind: str) -> Path:
-        return self.root / "modules" / escape_path(m) / "@v" / f"{escape_version(v)}.{kind}.json"
+        root = self.store.root
+        return root / "modules" / escape_path(m) / "@v" / f"{escape_version(v)}.{kind}.json"
 
     def lookup(self, m: str, v: str, kind: str) -> _Item | None:
         try:
             rec = json.loads(self.record_path(m, v, kind).read_text())
-            return _Item(rec["sha256"], rec.get("h1"), self.blob_path(rec["sha256"]))
+            return _Item(rec["sha256"], rec.get("h1"), self.store.path_for(rec["sha256"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def tmp(self) -> Path:
-        fd, name = tempfile.mkstemp(dir=self.root / "tmp")
-        os.close(fd)
-        return Path(name)
-
-    def store(self, m: str, v: str, kind: str, tmp: Path, h1: str | None) -> _Item:
-        sha = sha256_file(tmp)
-        blob = self.blob_path(sha)
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, blob)
+    def store_verified(self, m: str, v: str, kind: str, staged: Path, h1: str | None) -> _Item:
+        sha, blob = self.store.add(staged)
         rec = self.record_path(m, v, kind)
         rec.parent.mkdir(parents=True, exist_ok=True)
-        part = rec.with_name(rec.name + f".{threading.get_ident()}.tmp")
-        part.write_text(json.dumps({"sha256": sha, "h1": h1}))
-        os.replace(part, rec)
+        write_atomic(rec, json.dumps({"sha256": sha, "h1": h1}))
         return _Item(sha, h1, blob)
-
 
 
 def _h1(kind: str, path: Path) -> str | None:
@@ -150,12 +134,12 @@ def _mismatch(m: str, v: str, kind: str, got: str, want: str, label: str, note: 
 class _Fetcher:
     def __init__(self, proxy: GoProxy, cache_dir: Path, sums: dict[tuple[str, str, str], SumLine],
                  limits: Limits, progress: Callable[[FetchEvent], None] | None) -> None:
-        self.proxy, self.cache, self.sums = proxy, _Cache(cache_dir), sums
+        self.proxy, self.records, self.sums = proxy, _Records(BlobStore(cache_dir)), sums
         self.limits, self.progress = limits, progress
 
     def obtain(self, m: str, v: str, kind: str) -> _Item:
         pin = self.sums.get((m, v, kind))
-        rec = self.cache.lookup(m, v, kind)
+        rec = self.records.lookup(m, v, kind)
         if rec is not None and rec.blob.is_file():
             # Re-verify on reuse: a cache is just a directory anyone on this host could edit.
             ok = (sha256_file(rec.blob) == rec.sha256 if kind == "info"
@@ -163,27 +147,9 @@ class _Fetcher:
             if ok and (pin is None or pin.hash == rec.h1):
                 self._report(m, v, kind, True, rec.blob)
                 return rec
-        tmp = self.cache.tmp()
         try:
-            if kind == "zip":
-                url = self.proxy.zip_to(m, v, tmp)
-                problems = check_module_zip(tmp, m, v, self.limits)
-                if problems:
-                    lines = "\n\t".join(problems)
-                    raise TrustError(f"verifying {m}@{v}: module zip from {url} is not valid:"
-                                     f"\n\t{lines}", tampering=True)
-            else:
-                url = f"GOPROXY={self.proxy.goproxy}"
-                tmp.write_bytes(self.proxy.info(m, v) if kind == "info" else self.proxy.mod(m, v))
-            got = _safe_h1(kind, tmp, url=url, m=m, v=v)
-            if pin is not None and got != pin.hash:
-                raise _mismatch(m, v, kind, got or "", pin.hash, "go.sum:",
-                                f"go.sum line {pin.where}; downloaded from {url}")
-            if pin is None and rec is not None and rec.h1 and got != rec.h1:
-                raise _mismatch(m, v, kind, got or "", rec.h1, "pinned:",
-                                f"pinned at first download in "
-                                f"{self.cache.record_path(m, v, kind)}; downloaded from {url}")
-            item = self.cache.store(m, v, kind, tmp, got)
+            with self.records.store.staged() as tmp:
+                item = self._download(m, v, kind, tmp, pin, rec)
         except NotReadyError as e:
             line = pin or self.sums.get((m, v, "zip")) or self.sums.get((m, v, "mod"))
             if line is None:
@@ -191,10 +157,31 @@ class _Fetcher:
             project = Path(line.where.rpartition(":")[0]).parent
             raise NotReadyError(f"{e}\n\tneeded by project {project} (go.sum line "
                                 f"{line.where}); the bundle cannot carry it") from None
-        finally:
-            tmp.unlink(missing_ok=True)
         self._report(m, v, kind, False, item.blob)
         return item
+
+    def _download(self, m: str, v: str, kind: str, tmp: Path, pin: SumLine | None,
+                  rec: _Item | None) -> _Item:
+        """Fetch into `tmp`, verify against go.sum or the first download's record, store."""
+        if kind == "zip":
+            url = self.proxy.zip_to(m, v, tmp)
+            problems = check_module_zip(tmp, m, v, self.limits)
+            if problems:
+                lines = "\n\t".join(problems)
+                raise TrustError(f"verifying {m}@{v}: module zip from {url} is not valid:"
+                                 f"\n\t{lines}", tampering=True)
+        else:
+            url = f"GOPROXY={self.proxy.config.goproxy}"
+            tmp.write_bytes(self.proxy.info(m, v) if kind == "info" else self.proxy.mod(m, v))
+        got = _safe_h1(kind, tmp, url=url, m=m, v=v)
+        if pin is not None and got != pin.hash:
+            raise _mismatch(m, v, kind, got or "", pin.hash, "go.sum:",
+                            f"go.sum line {pin.where}; downloaded from {url}")
+        if pin is None and rec is not None and rec.h1 and got != rec.h1:
+            raise _mismatch(m, v, kind, got or "", rec.h1, "pinned:",
+                            f"pinned at first download in "
+                            f"{self.records.record_path(m, v, kind)}; downloaded from {url}")
+        return self.records.store_verified(m, v, kind, tmp, got)
 
     def _report(self, m: str, v: str, kind: str, cached: bool, blob: Path) -> None:
         if self.progress:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
 from bundler import archives
-from bundler.build import Part
 from bundler.modules import FetchedModule
+from bundler.part import Part
 from manifests.errors import TrustError
 from manifests.files import sha256_stream
 from manifests.model import Member, Module

@@ -7,10 +7,11 @@ import io
 import os
 import tarfile
 from pathlib import Path
-from typing import BinaryIO, Optional, Sequence, Tuple
+from typing import BinaryIO, Callable, Optional, Sequence, Tuple
 
 import zstandard
 
+from bundler.part import Part
 from manifests.errors import TrustError
 from manifests.model import Member
 
@@ -86,6 +87,21 @@ class BundleWriter:
             checked = _Checked(data, m)
             self._tar.addfile(self._info(m.path, tarfile.REGTYPE, m.mode, m.size), checked)
             checked.finish()
+
+    def write_part(self, part: Part, advance: Callable[[int], None] = lambda n: None) -> None:
+        """The part's directories, then its other members with the bytes `part.reopen()`
+        streams again; `advance` hears each file's size as it is packed."""
+        planned = iter(m for m in part.members if m.type != "dir")
+        for m in part.members:
+            if m.type == "dir":
+                self.add_member(m)
+        for entry, data in part.reopen():
+            m = next(planned, None)
+            if m is None or m.path != part.prefix + entry.name:
+                raise TrustError(f"packing {part.prefix}{entry.name}: upstream changed "
+                                 "between hashing and packing; build again")
+            self.add_member(m, data if m.type == "file" else None)
+            advance(m.size)
 
     def finish(self) -> str:
         """Close the stream and fsync `<out>.partial`; the sha256 of its bytes."""

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import tomllib
 
 from bundler import godl, pypi_source, tls
-from bundler.goproxy import DEFAULT_GOPROXY, parse_goproxy
+from bundler.goproxy_config import DEFAULT_GOPROXY, parse_goproxy
 from bundler.modules import parse_explicit
 from manifests import goversion
 from manifests.errors import NotReadyError

@@ -290,9 +290,10 @@ def test_pypi_source_with_no_index_anywhere_says_to_set_one(tmp_path: Path, sign
 def test_flaky_upstream_is_retried_and_a_dead_one_named(tmp_path: Path, signing,
                                                          monkeypatch) -> None:
     from bundler import fetch
+    from bundler.retry import RetryPolicy
     from manifests.errors import NotReadyError
 
-    monkeypatch.setattr(fetch, "BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(fetch, "RETRY", RetryPolicy(tries=4, backoff=0.01))
     archive = gobin.godl_archive()
     routes = upstream.godl_routes({archive.name: archive})
     path = f"/dl/{archive.name}"

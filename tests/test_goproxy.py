@@ -1,4 +1,4 @@
-"""The GOPROXY client: list semantics, refusals, private patterns, .netrc, retries and bounds."""
+"""The GOPROXY client: list fall-through, private patterns, .netrc, retries and bounds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import socket
 import httpx
 import pytest
 
-from bundler.goproxy import GoProxy, ProxyEntry, parse_goproxy
+from bundler.goproxy import GoProxy
+from bundler.goproxy_config import ProxyConfig
+from bundler.retry import RetryPolicy
 from manifests.dirhash import hash_zip
 from manifests.errors import NotReadyError, TrustError
 from manifests.limits import DEFAULT_LIMITS
@@ -30,48 +32,11 @@ def client():
         yield c
 
 
-def _proxy(client, goproxy, **kw):
-    kw.setdefault("backoff", 0)
-    return GoProxy(client, goproxy, **kw)
+NO_WAIT = RetryPolicy(tries=3, backoff=0)
 
 
-def test_goproxy_list_separators_set_fall_through_as_go_does():
-    assert parse_goproxy("https://a.example, b.example/x |http://c.example/") == [
-        ProxyEntry("https://a.example", False),
-        ProxyEntry("https://b.example/x", True),
-        ProxyEntry("http://c.example", False),
-    ]
-    assert parse_goproxy("file:///srv/goproxy") == [ProxyEntry("file:///srv/goproxy", False)]
-
-
-@pytest.mark.parametrize("value", ["direct", "https://proxy.golang.org,direct"])
-def test_goproxy_direct_is_refused_because_rescue_has_no_vcs_access(value):
-    with pytest.raises(NotReadyError) as e:
-        parse_goproxy(value)
-    assert str(e.value) == (
-        f'GOPROXY={value}: "direct" means fetching from version control; rescue carries '
-        "modules only from proxies (no VCS access), so it cannot fetch from version control. "
-        "Set GOPROXY to proxies only, e.g. GOPROXY=https://proxy.golang.org")
-
-
-def test_goproxy_off_is_refused_with_what_to_set_instead():
-    with pytest.raises(NotReadyError) as e:
-        parse_goproxy("off")
-    assert str(e.value) == ('GOPROXY=off: "off" disallows downloading modules; rescue needs at '
-                            "least one proxy URL. Set GOPROXY to proxies only, e.g. "
-                            "GOPROXY=https://proxy.golang.org")
-
-
-@pytest.mark.parametrize("value,message", [
-    ("ftp://x.example", "invalid proxy URL scheme (must be https, http, file): ftp://x.example"),
-    ("file://host/share", "invalid file:// proxy URL with non-path elements: file://host/share"),
-    (" , |", "GOPROXY=' , |': the list contains no proxy URLs"),
-    ("noscheme", "invalid proxy URL missing scheme: noscheme"),
-])
-def test_malformed_goproxy_entries_are_refused(value, message):
-    with pytest.raises(NotReadyError) as e:
-        parse_goproxy(value)
-    assert str(e.value) == message
+def _proxy(client, goproxy, limits=DEFAULT_LIMITS, **config):
+    return GoProxy(client, ProxyConfig.parse(goproxy, **config), limits=limits, retry=NO_WAIT)
 
 
 @pytest.mark.parametrize("globs,target,match", [
@@ -157,7 +122,8 @@ def test_server_errors_are_retried_with_backoff(client, proxy_dir):
     sleeps = []
     with ProxyServer(proxy_dir) as srv:
         srv.override("/example.com/dep/@v/v1.2.0.mod", 503, b"busy", times=2)
-        proxy = GoProxy(client, srv.url, backoff=0.25, sleep=sleeps.append)
+        retry = RetryPolicy(tries=3, backoff=0.25, sleep=sleeps.append)
+        proxy = GoProxy(client, ProxyConfig.parse(srv.url), retry=retry)
         assert proxy.mod("example.com/dep", "v1.2.0").startswith(b"module")
     assert sleeps == [0.25, 0.5]
     assert len(srv.requests) == 3
@@ -185,13 +151,13 @@ def test_netrc_credentials_reach_a_proxy_that_requires_them(client, proxy_dir, t
             ".netrc)")
         netrc = tmp_path / "netrc"
         netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
-        proxy = GoProxy.from_env(client, {"GOPROXY": srv.url, "NETRC": str(netrc)}, backoff=0)
+        config = ProxyConfig.from_env({"GOPROXY": srv.url, "NETRC": str(netrc)})
+        proxy = GoProxy(client, config, retry=NO_WAIT)
         assert proxy.mod("example.com/dep", "v1.2.0").startswith(b"module example.com/dep")
         netrc.write_text("machine 127.0.0.1 login alice password wrong\n")
         with pytest.raises(NotReadyError, match=f"401 Unauthorized \\(the credentials for "
                                                 f"127.0.0.1 in {netrc}\\)"):
-            GoProxy.from_env(client, {"GOPROXY": srv.url, "NETRC": str(netrc)}).mod(
-                "example.com/dep", "v1.2.0")
+            GoProxy(client, config).mod("example.com/dep", "v1.2.0")
 
 
 def test_oversized_zip_is_refused_while_streaming(client, proxy_dir, tmp_path):

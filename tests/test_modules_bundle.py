@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bundler import build, fetch, spec
+from bundler import build, spec
+from bundler.blobstore import BlobStore
 from bundler.gosum import parse_gosum
 from installer import cli as installer_cli
 from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
@@ -147,7 +148,7 @@ def test_build_stops_when_the_proxy_zip_differs_from_gosum(real, signing, tmp_pa
         srv.override("/example.com/dep/@v/v1.2.0.zip", 200, evil)
         path = _modules_only_spec(tmp_path, signing, srv.url, projects=[real.project])
         with pytest.raises(TrustError) as e:
-            build.build(spec.load(path), tmp_path / "out", fetch.Cache(tmp_path / "cache"))
+            build.build(spec.load(path), tmp_path / "out", BlobStore(tmp_path / "cache"))
     msg = str(e.value)
     assert msg.startswith(f"verifying {DEP}@v1.2.0: checksum mismatch\n\tdownloaded: h1:")
     assert f"{srv.url}/example.com/dep/@v/v1.2.0.zip" in msg and msg.endswith(SECURITY_NOTE)

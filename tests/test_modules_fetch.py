@@ -10,8 +10,10 @@ import httpx
 import pytest
 
 from bundler.goproxy import GoProxy
+from bundler.goproxy_config import ProxyConfig
 from bundler.gosum import parse_gosum
 from bundler.modules import FetchedModule, resolve_and_fetch
+from bundler.retry import RetryPolicy
 from manifests.dirhash import hash_gomod, hash_zip
 from manifests.errors import SECURITY_NOTE, NotReadyError, TrustError
 from tests.support.goproxy_server import (
@@ -39,7 +41,7 @@ def server(proxy_dir):
 @pytest.fixture()
 def proxy(server):
     with httpx.Client(timeout=10) as client:
-        yield GoProxy(client, server.url, backoff=0)
+        yield GoProxy(client, ProxyConfig.parse(server.url), retry=RetryPolicy(tries=3, backoff=0))
 
 
 def _fetch(proxy, tmp_path, **kw):

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bundler import build, fetch, rehearsal, spec
+from bundler import build, rehearsal, spec
 from bundler import cli as bundler_cli
+from bundler.blobstore import BlobStore
 from manifests.errors import NotReadyError
 from tests.support import bundles
 from tests.support.goproxy_server import ProxyServer
@@ -55,7 +56,7 @@ def test_build_names_the_module_and_project_when_the_proxy_lacks_a_gosum_pin(rea
     with ProxyServer(proxy) as srv:
         path = _spec(tmp_path, signing, "http://127.0.0.1:9", srv.url, [project], versions="[]")
         with pytest.raises(NotReadyError) as e:
-            build.build(spec.load(path), tmp_path / "out", fetch.Cache(tmp_path / "cache"))
+            build.build(spec.load(path), tmp_path / "out", BlobStore(tmp_path / "cache"))
         v = "v0.0.0-20240101000000-abcdefabcdef"
         msg = str(e.value)
         # Files download concurrently: whichever of .info/.mod/.zip failed first is named.
@@ -84,7 +85,7 @@ def test_rehearsal_refuses_a_bundle_that_cannot_build_a_project(real, signing, g
     with ProxyServer(real.proxy_dir) as srv:
         path = _spec(tmp_path, signing, godl_url, srv.url, [project])
         with pytest.raises(NotReadyError) as e:
-            build.build(spec.load(path), tmp_path / "out", fetch.Cache(tmp_path / "cache"))
+            build.build(spec.load(path), tmp_path / "out", BlobStore(tmp_path / "cache"))
     msg = str(e.value)
     print(msg)  # the real message, for the report (pytest -s)
     assert msg.startswith(f"rehearsing {project} offline with go1.21.13 linux/amd64: "
@@ -107,7 +108,7 @@ def graph_unrehearsed(graph, signing, godl_url, tmp_path_factory) -> build.Build
     work = tmp_path_factory.mktemp("unrehearsed")
     with ProxyServer(graph.proxy_dir) as srv:
         path = _spec(work, signing, godl_url, srv.url, [graph.project])
-        return build.build(spec.load(path), work / "out", fetch.Cache(work / "cache"),
+        return build.build(spec.load(path), work / "out", BlobStore(work / "cache"),
                            rehearse=False)
 
 
@@ -152,7 +153,7 @@ def test_rehearsal_is_skipped_without_a_toolchain_for_this_host(real, server_url
                                                                 tmp_path):
     path = _spec(tmp_path, signing, "http://127.0.0.1:9", server_url, [real.project],
                  versions="[]")
-    result = build.build(spec.load(path), tmp_path / "out", fetch.Cache(tmp_path / "cache"))
+    result = build.build(spec.load(path), tmp_path / "out", BlobStore(tmp_path / "cache"))
     assert result.rehearsal.skipped == (
         f"the bundle carries no toolchain for this host ({rehearsal.host_target()}; it "
         "carries: none), so nothing here can build with it")

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from bundler import build, fetch, spec
+from bundler import build, spec
+from bundler.blobstore import BlobStore
 from keys import allowed_signers, sshkey
 
 
@@ -59,7 +60,7 @@ def build_bundle(spec_path: Path, out: Path, cache: Path,
     old = os.environ.get("SOURCE_DATE_EPOCH")
     os.environ["SOURCE_DATE_EPOCH"] = str(epoch if epoch is not None else int(time.time()))
     try:
-        return build.build(spec.load(spec_path), out, fetch.Cache(cache))
+        return build.build(spec.load(spec_path), out, BlobStore(cache))
     finally:
         if old is None:
             del os.environ["SOURCE_DATE_EPOCH"]
