@@ -139,28 +139,55 @@ def repair(layout: Layout, signers: List[AllowedSigner], trust_source: str,
     return result
 
 
+@dataclass
+class _Tree:
+    """One GOROOT to rebuild: what it must be, and which of its paths are not that."""
+
+    carrier: Bundle  # the recorded bundle it came from
+    expect: Dict[str, Expect]
+    damaged: Set[str]  # changed or missing; all of it when the tree itself is gone
+    mode_only: Set[str]  # content intact, mode changed
+    added: List[str]
+
+    @property
+    def needs_bundle(self) -> bool:
+        return any(self.expect.get(r, _DIR).type == "file" for r in self.damaged)
+
+
+_DIR = Expect("dir")
+
+
+def _trees(bundles: List[Bundle], damage: _Damage) -> Dict[str, _Tree]:
+    out = {}
+    for tc_id in sorted(set(damage.goroots) | set(damage.mode_only) | set(damage.goroot_added)):
+        carrier = _carrier(bundles, tc_id)
+        expect = goroot_expectations(carrier, tc_id)
+        damaged = damage.goroots.get(tc_id, set())
+        out[tc_id] = _Tree(carrier, expect, set(expect) if "" in damaged else damaged,
+                           damage.mode_only.get(tc_id, set()),
+                           damage.goroot_added.get(tc_id, []))
+    return out
+
+
 def _repair(layout: Layout, bundles: List[Bundle], damage: _Damage, result: RepairResult,
             signers: List[AllowedSigner], trust_source: str, bundle_path: Optional[Path],
             modcache_dir: Optional[Path], now: Optional[datetime]) -> None:
     proxy_expect = proxy_expectations(bundles)
     _remove_added(layout, damage, result)
     _fix_lists(layout, damage, proxy_expect, result)
-    trees = {tc_id: _carrier(bundles, tc_id) for tc_id in
-             sorted(set(damage.goroots) | set(damage.mode_only) | set(damage.goroot_added))}
-    need_files = {tc_id: rels for tc_id, rels in damage.goroots.items()
-                  if any(goroot_expectations(trees[tc_id], tc_id).get(r, Expect("dir")).type
-                         == "file" or r == "" for r in rels)}
+    trees = _trees(bundles, damage)
+    need_files = [tc_id for tc_id, tree in trees.items() if tree.needs_bundle]
     proxy_files = sorted(r for r in damage.proxy if not proxy_expect[r].listing
                          and proxy_expect[r].type == "file")
     if (need_files or proxy_files) and bundle_path is None:
         for tc_id in need_files:
-            _needs(result, trees[tc_id], f"versions/{tc_id}")
+            _needs(result, trees[tc_id].carrier, f"versions/{tc_id}")
         for rel in proxy_files:
             _needs(result, _proxy_carrier(bundles, proxy_expect[rel]), f"goproxy/{rel}")
-        trees = {i: b for i, b in trees.items() if i not in need_files}
-        need_files, proxy_files = {}, []
+        trees = {i: t for i, t in trees.items() if i not in need_files}
+        proxy_files = []
     if trees or proxy_files:
-        _from_bundle(layout, trees, damage, proxy_files, proxy_expect, result, signers,
+        _from_bundle(layout, trees, proxy_files, proxy_expect, result, signers,
                      trust_source, bundle_path, now)
     if modcache_dir is not None and damage.cache_paths:
         _repair_modcache(layout, bundles, damage, modcache_dir, result)
@@ -234,7 +261,7 @@ def _same_tree(a: Dict[str, Expect], b: Dict[str, Expect]) -> bool:
     return a.keys() == b.keys() and all(key(a[k]) == key(b[k]) for k in a)
 
 
-def _from_bundle(layout: Layout, trees: Dict[str, Bundle], damage: _Damage,
+def _from_bundle(layout: Layout, trees: Dict[str, _Tree],
                  proxy_files: List[str], proxy_expect: Dict[str, Expect],
                  result: RepairResult, signers: List[AllowedSigner], trust_source: str,
                  bundle_path: Optional[Path], now: Optional[datetime]) -> None:
@@ -242,7 +269,7 @@ def _from_bundle(layout: Layout, trees: Dict[str, Bundle], damage: _Damage,
     from the bundle, whose every member is checked as it streams; swap only when all passed."""
     reader: Optional[BundleReader] = None
     verified: Optional[Verified] = None
-    if bundle_path is not None and (proxy_files or any(damage.goroots.get(i) for i in trees)):
+    if bundle_path is not None and (proxy_files or any(t.needs_bundle for t in trees.values())):
         reader, verified = _open_bundle(bundle_path, signers, trust_source, now)
         given = Bundle.of(verified)
         result.bundle = {"path": str(bundle_path), **given.to_dict()}
@@ -251,18 +278,13 @@ def _from_bundle(layout: Layout, trees: Dict[str, Bundle], damage: _Damage,
     built: Dict[str, Path] = {}
     temps: List[Tuple[Path, Path]] = []  # proxy file written beside its place -> its place
     try:
-        for tc_id, carrier in trees.items():
-            expect = goroot_expectations(carrier, tc_id)
-            damaged = damage.goroots.get(tc_id, set())
-            if "" in damaged:  # the whole tree is gone or is not a directory
-                damaged = set(expect)
-            if damaged and any(expect.get(r) and expect[r].type == "file" for r in damaged):
+        for tc_id, tree in trees.items():
+            if tree.needs_bundle:
                 assert verified is not None
-                _check_carries(bundle_path, verified, tc_id, expect, carrier)
+                _check_carries(bundle_path, verified, tc_id, tree)
             new = layout.versions / f"{REPAIR_NEW}{tc_id}-{os.getpid()}"
             built[tc_id] = new
-            _skeleton(layout, tc_id, carrier, expect, damaged,
-                      damage.mode_only.get(tc_id, set()), new, wanted, links)
+            _skeleton(layout, tc_id, tree, new, wanted, links)
         for rel in proxy_files:
             assert verified is not None
             e = proxy_expect[rel]
@@ -285,7 +307,7 @@ def _from_bundle(layout: Layout, trees: Dict[str, Bundle], damage: _Damage,
         for dest, src in links:
             os.link(src, dest, follow_symlinks=False)
         for tc_id, new in built.items():
-            _finish(layout, tc_id, trees[tc_id], new, damage, result, str(bundle_path))
+            _finish(layout, tc_id, trees[tc_id], new, result, str(bundle_path))
         for tmp, place in temps:
             os.chmod(tmp, PROXY_FILE_MODE)
             os.replace(tmp, place)
@@ -312,14 +334,14 @@ def _from_bundle(layout: Layout, trees: Dict[str, Bundle], damage: _Damage,
 
 
 def _check_carries(bundle_path: Optional[Path], verified: Verified, tc_id: str,
-                   expect: Dict[str, Expect], carrier: Bundle) -> None:
-    given = Bundle.of(verified)
+                   tree: _Tree) -> None:
+    given, carrier = Bundle.of(verified), tree.carrier
     if not any(t.id == tc_id for t in verified.manifest.toolchains):
         raise NotReadyError(
             f"repairing versions/{tc_id}: bundle {bundle_path} ({given.label}) does not carry "
             f"{tc_id}; it came from bundle {carrier.label}: repair with that bundle",
             operation="repairing", subject=f"versions/{tc_id}")
-    if not _same_tree(goroot_expectations(given, tc_id), expect):
+    if not _same_tree(goroot_expectations(given, tc_id), tree.expect):
         raise NotReadyError(
             f"repairing versions/{tc_id}: bundle {bundle_path} ({given.label}) carries other "
             f"files for {tc_id} than the installed tree, which came from bundle "
@@ -327,23 +349,23 @@ def _check_carries(bundle_path: Optional[Path], verified: Verified, tc_id: str,
             f"{tc_id}`", operation="repairing", subject=f"versions/{tc_id}")
 
 
-def _skeleton(layout: Layout, tc_id: str, carrier: Bundle, expect: Dict[str, Expect],
-              damaged: Set[str], mode_only: Set[str], new: Path, wanted: Dict[str, Path],
+def _skeleton(layout: Layout, tc_id: str, tree: _Tree, new: Path, wanted: Dict[str, Path],
               links: List[Tuple[Path, Path]]) -> None:
     """The repaired tree with every intact file hard-linked from the live one (no copy, and the
     live tree is never written); adds the bundle members still to fill to `wanted`, by member
     path, and to `links` the damaged paths that share one member's content with another."""
     live = layout.version_dir(tc_id)
+    carrier = tree.carrier
     root = next(t.root for t in carrier.manifest.toolchains if t.id == tc_id)
     os.mkdir(new, 0o700)
-    for rel in sorted(expect):
-        e, dest, src = expect[rel], new / rel, live / rel
+    for rel in sorted(tree.expect):
+        e, dest, src = tree.expect[rel], new / rel, live / rel
         if rel == "" or e.type == "dir":
             if rel:
                 os.mkdir(dest, 0o700)
         elif e.type == "symlink":
             os.symlink(e.target, dest)
-        elif rel in damaged:
+        elif rel in tree.damaged:
             mem = carrier.manifest.member(f"{root}/{rel}")
             assert mem is not None  # expectations come from these members
             # A hard link's content is its target's, which may live in another toolchain.
@@ -353,7 +375,7 @@ def _skeleton(layout: Layout, tc_id: str, carrier: Bundle, expect: Dict[str, Exp
                 links.append((dest, wanted[content.path]))
             else:
                 wanted[content.path] = dest
-        elif rel in mode_only:
+        elif rel in tree.mode_only:
             shutil.copyfile(src, dest, follow_symlinks=False)  # content checked: mode only
         else:
             try:
@@ -362,27 +384,21 @@ def _skeleton(layout: Layout, tc_id: str, carrier: Bundle, expect: Dict[str, Exp
                 shutil.copyfile(src, dest, follow_symlinks=False)
 
 
-def _finish(layout: Layout, tc_id: str, carrier: Bundle, new: Path, damage: _Damage,
-            result: RepairResult, bundle: str) -> None:
+def _finish(layout: Layout, tc_id: str, tree: _Tree, new: Path, result: RepairResult,
+            bundle: str) -> None:
     """go.env and modes, then record what was restored."""
-    expect = goroot_expectations(carrier, tc_id)
-    damaged = damage.goroots.get(tc_id, set())
-    if "" in damaged:
-        damaged = set(expect)
-    if "go.env" in damaged:
+    if "go.env" in tree.damaged:
         wiring.write_go_env(new, layout)
-    for rel in sorted(expect, reverse=True):  # children before their (read-only) parents
-        e = expect[rel]
-        if e.mode is not None and (rel in damaged or rel in damage.mode_only.get(tc_id, ())
+    for rel in sorted(tree.expect, reverse=True):  # children before their (read-only) parents
+        e = tree.expect[rel]
+        if e.mode is not None and (rel in tree.damaged or rel in tree.mode_only
                                    or e.type == "dir"):
             os.chmod(new / rel if rel else new, e.mode)
-    for rel in sorted(damaged | damage.mode_only.get(tc_id, set())):
-        how = ("the signed manifest" if expect.get(rel, Expect("dir")).type != "file"
-               else "the live tree (mode only)" if rel in damage.mode_only.get(tc_id, ())
-               else bundle)
+    for rel in sorted(tree.damaged | tree.mode_only):
+        how = ("the signed manifest" if tree.expect.get(rel, _DIR).type != "file"
+               else "the live tree (mode only)" if rel in tree.mode_only else bundle)
         result.restored.append({"path": f"versions/{tc_id}/{rel}".rstrip("/"), "from": how})
-    for rel in damage.goroot_added.get(tc_id, []):
-        result.removed.append(f"versions/{tc_id}/{rel}")
+    result.removed += [f"versions/{tc_id}/{rel}" for rel in tree.added]
 
 
 def _repair_modcache(layout: Layout, bundles: List[Bundle], damage: _Damage, cache: Path,

@@ -17,16 +17,9 @@ from installer.prefix import Layout
 from installer.verify_modules import check_modcache, check_module_hashes
 from keys import allowed_signers
 from keys.allowed_signers import AllowedSigner
-from keys.trust_core import (
-    Verified,
-    check_threshold,
-    parse_time,
-    required,
-    signed_by,
-    split_signatures,
-)
+from keys.trust_core import Verified, parse_time, signed_manifest, split_signatures
 from manifests.errors import NotReadyError, RescueError, TrustError
-from manifests.model import Manifest, Member, parse_manifest
+from manifests.model import Manifest, Member
 from manifests.modpath import unescape_version
 from manifests.text import shown
 
@@ -107,6 +100,9 @@ def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
         raise NotReadyError(f"verifying {layout.root}: no bundle is recorded there; pass the "
                             "--prefix you installed into", operation="verifying",
                             subject=str(layout.root))
+    # The store in use, then the ones rotations replaced: read once for all bundles.
+    stores = [(signers, trust_source)] + [(allowed_signers.parse(text, label), label)
+                                          for text, label in trust_policy.earlier(layout)]
     out = []
     for entry in recorded:
         sha = str(entry.get("manifest_sha256", ""))
@@ -139,8 +135,7 @@ def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
             when = datetime.now(timezone.utc)
         try:
             # Was it trusted when installed: a key retired since then still vouches for it.
-            signer, manifest = _kept_signature(layout, split_signatures(sig), data, signers,
-                                               when, trust_source)
+            signer, manifest = _kept_signature(stores, split_signatures(sig), data, when)
         except TrustError as exc:
             raise TrustError(f"verifying {what}: its kept manifest {json_path} fails the "
                              f"signature check: {exc.message}", operation="verifying bundle",
@@ -150,30 +145,23 @@ def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
     return out
 
 
-def _kept_signature(layout: Layout, sigs: List[bytes], data: bytes,
-                    signers: List[AllowedSigner], when: datetime, trust_source: str
-                    ) -> Tuple[AllowedSigner, Manifest]:
+def _kept_signature(stores: List[Tuple[List[AllowedSigner], str]], sigs: List[bytes],
+                    data: bytes, when: datetime) -> Tuple[AllowedSigner, Manifest]:
     """The kept manifest's signatures against the trust store in use, else against a store a
     rotation replaced (its keys vouch for what they signed then), unless since revoked."""
-    stores = [(signers, trust_source)] + [(allowed_signers.parse(text, label), label)
-                                          for text, label in trust_policy.earlier(layout)]
     first: Optional[TrustError] = None
     for store, source in stores:
         try:
-            valid, problems = signed_by(sigs, data, store, when, source)
-            if not valid:
-                raise problems[0]
-            manifest = parse_manifest(data)
-            check_threshold(manifest, valid, problems, required(store, manifest.channel),
-                            source)
+            manifest, valid, _ = signed_manifest(sigs, data, store, when, source)
         except TrustError as exc:
             first = first or exc
             continue
-        gone = [getattr(signers, "revoked", {}).get(v.public_key.key_id) for v in valid]
-        if any(gone):
-            g = next(x for x in gone if x)
-            raise TrustError(f"key {g.key_id} that signed it was revoked on {g.date} by "
-                             f"{trust_source}")
+        revoked = getattr(stores[0][0], "revoked", {})
+        gone = next((revoked[v.public_key.key_id] for v in valid
+                     if v.public_key.key_id in revoked), None)
+        if gone is not None:
+            raise TrustError(f"key {gone.key_id} that signed it was revoked on {gone.date} by "
+                             f"{stores[0][1]}")
         return valid[0], manifest
     assert first is not None
     raise first

@@ -124,12 +124,8 @@ def verify_header(members: Mapping[str, bytes], signers: List[AllowedSigner], no
                          f"(missing: {', '.join(missing) or 'none'})", tampering=True)
     manifest_bytes = members[MANIFEST_NAME]
     signatures = [members[SIGNATURE_NAME]] + [members[n] for n in cosigs]
-    valid, problems = signed_by(signatures, manifest_bytes, signers, now, trust_source)
-    if not valid:
-        raise problems[0]  # nothing of the manifest is believed: the first reason, as it was
-    manifest = parse_manifest(manifest_bytes, limits)
-    needed = required(signers, manifest.channel)
-    check_threshold(manifest, valid, problems, needed, trust_source)
+    manifest, valid, needed = signed_manifest(signatures, manifest_bytes, signers, now,
+                                              trust_source, limits)
     if members[SUMS_NAME] != sums_text(manifest):
         raise TrustError(f"reading {where}: SHA256SUMS does not match the signed manifest",
                          tampering=True)
@@ -144,6 +140,21 @@ def verify_header(members: Mapping[str, bytes], signers: List[AllowedSigner], no
     adopt, version = new_policy(manifest, signatures, signers, now, trust_source)
     return Verified(manifest, manifest_bytes, digest, valid[0], members[SIGNATURE_NAME],
                     tuple(members[n] for n in cosigs), tuple(valid), needed, adopt, version)
+
+
+def signed_manifest(signatures: Sequence[bytes], manifest_bytes: bytes,
+                    signers: Sequence[AllowedSigner], now: datetime, trust_source: str,
+                    limits: Limits = DEFAULT_LIMITS
+                    ) -> Tuple[Manifest, List[AllowedSigner], int]:
+    """The manifest, once enough distinct trusted keys signed it: (manifest, those signers,
+    the threshold its channel needs). Nothing of it is parsed before one signature holds."""
+    valid, problems = signed_by(signatures, manifest_bytes, signers, now, trust_source)
+    if not valid:
+        raise problems[0]  # nothing of the manifest is believed: the first reason, as it was
+    manifest = parse_manifest(manifest_bytes, limits)
+    needed = required(signers, manifest.channel)
+    check_threshold(manifest, valid, problems, needed, trust_source)
+    return manifest, valid, needed
 
 
 def new_policy(manifest: Manifest, signatures: Sequence[bytes],

@@ -83,16 +83,24 @@ def test_revoked_key_is_refused_with_its_date_and_an_older_policy_is_a_replay(
     first = crafted(tmp_path / "v1.tar.zst", signing.key, 1, policy(1, nxt))
     cosign(first, nxt.key)
     assert install(user, rescue, first, prefix)["exit_code"] == 0
+    # Installed while `next` was trusted, and signed by it alone.
+    assert install(user, rescue, crafted(tmp_path / "b2.tar.zst", nxt.key, 2),
+                   prefix)["exit_code"] == 0
     revoke = policy(2, nxt, third,
                     extra=f"# rescue-revoked {nxt.key_id} 2026-11-20 laptop lost\n")
-    second = crafted(tmp_path / "v2.tar.zst", nxt.key, 2, revoke)
+    second = crafted(tmp_path / "v2.tar.zst", nxt.key, 3, revoke)
     cosign(second, third.key)
     assert install(user, rescue, second, prefix)["exit_code"] == 0
-    doc = install(user, rescue, crafted(tmp_path / "b3.tar.zst", nxt.key, 3), prefix)
+    verify = user.run([*rescue, "verify", "--prefix", str(prefix), "--json"], offline=True)
+    assert verify.returncode == 3  # what the revoked key signed no longer vouches for itself
+    said = json.loads(verify.stdout)["error"]["message"]
+    assert "rot #2 (manifest sha256 " in said, said
+    assert f"key {nxt.key_id} that signed it was revoked on 2026-11-20" in said, said
+    doc = install(user, rescue, crafted(tmp_path / "b3.tar.zst", nxt.key, 4), prefix)
     assert doc["exit_code"] == 3
     assert f"key {nxt.key_id} was revoked on 2026-11-20 (laptop lost)" in \
         doc["error"]["message"]
-    replay = crafted(tmp_path / "v1again.tar.zst", third.key, 4, policy(1, third))
+    replay = crafted(tmp_path / "v1again.tar.zst", third.key, 5, policy(1, third))
     doc = install(user, rescue, replay, prefix)
     assert doc["exit_code"] == 3
     assert "it carries trust policy version 1, older than version 2 in use" in \
