@@ -109,7 +109,7 @@ def cosign(bundle: Path, private_key: object, key_id: str, out: Optional[Path] =
                                     "a co-signature must come from another key",
                                     operation="signing", subject=key_id)
         if signers is not None:
-            valid, problems = signed_by(sigs, manifest_bytes, signers,
+            _, problems = signed_by(sigs, manifest_bytes, signers,
                                         datetime.now(timezone.utc), trust_source)
             if problems:
                 raise TrustError(f"signing {bundle}: a signature it carries does not check "

@@ -150,25 +150,22 @@ def _verify_step(ctx: Context, layout: Layout, drill: Drill, phase: str,
     return clean
 
 
-def _baseline(ctx: Context, layout: Layout, drill: Drill,
-              modcache_dir: Optional[Path] = None, proj: Optional[Path] = None) -> None:
-    """The copy is sound before the fault: verify passes and (untimed, which also warms the
+def _baseline(ctx: Context, layout: Layout, drill: Drill, proj: Path,
+              modcache_dir: Optional[Path] = None) -> None:
+    """The copy is sound before the fault: verify passes, and (untimed, which also warms the
     build cache as a working machine's is) the drill's project builds."""
-    if proj is not None:
-        env = _go_env(ctx, layout, drill.name)
-        if modcache_dir is not None:
-            env["GOMODCACHE"] = str(modcache_dir)
-        ok, words = _go(layout, env, ["build", "-o", os.devnull, "."], proj)
-        if not ok:
-            raise NotReadyError(f"drill {drill.name}: the drill's project does not build "
-                                f"before any fault was injected: {words}; run `doctor`",
-                                operation="drilling", subject=str(proj))
     report = verify.verify(layout, ctx.signers, ctx.trust_source, modcache_dir=modcache_dir)
     if not report.ok or report.unreadable:
         raise NotReadyError(f"drill {drill.name}: the prefix is already damaged before any "
                             f"fault was injected: {verify.failure(report).message}; run "
                             "`verify --all` and `repair` first", operation="drilling",
                             subject=str(ctx.live.root))
+    ok, words = _go(layout, _go_env(ctx, layout, drill.name), ["build", "-o", os.devnull, "."],
+                    proj)
+    if not ok:
+        raise NotReadyError(f"drill {drill.name}: the drill's project does not build before "
+                            f"any fault was injected: {words}; run `doctor`",
+                            operation="drilling", subject=str(proj))
 
 
 def _current(layout: Layout, drill: Drill) -> str:
@@ -192,7 +189,7 @@ def _writable(*paths: Path) -> Iterator[None]:
             os.chmod(p, mode)
 
 
-def _detected(drill: Drill, started: float) -> None:
+def _detected(drill: Drill) -> None:
     caught = [s for s in drill.steps if s.phase == "detect" and s.ok]
     if caught:
         drill.detected_by = caught[0].action
@@ -211,7 +208,7 @@ def goroot_corruption(ctx: Context, drill: Drill) -> None:
     with _target(ctx, drill.name) as layout:
         tc_id = _current(layout, drill)
         proj = _project(ctx, layout, drill.name)
-        _baseline(ctx, layout, drill, proj=proj)
+        _baseline(ctx, layout, drill, proj)
         goroot = layout.versions / tc_id
         started = time.monotonic()
         go_bin, source = goroot / "bin" / "go", goroot / "src" / "fmt" / "print.go"
@@ -229,7 +226,7 @@ def goroot_corruption(ctx: Context, drill: Drill) -> None:
         _doctor_step(layout, drill, _go_env(ctx, layout, drill.name))
         _checklist_step(layout, drill, tc_id)
         _build(ctx, layout, drill.name, proj, drill, "detect")
-        _detected(drill, started)
+        _detected(drill)
         recovered = time.monotonic()
         if ctx.bundle is not None:
             drill.recovered_by = f"repair {ctx.bundle.name}"
@@ -331,7 +328,7 @@ def modcache_poisoning(ctx: Context, drill: Drill) -> None:
                  f"{mod.path} {mod.version}/go.mod {mod.mod_hash}\n")
         proj = _project(ctx, layout, drill.name, f'\t_ "{imp}"\n',
                         f"\nrequire {mod.path} {mod.version}\n", gosum)
-        _baseline(ctx, layout, drill, cache, proj)
+        _baseline(ctx, layout, drill, proj, cache)
         started = time.monotonic()
         dl = cache / "cache" / "download" / escape_path(mod.path) / "@v"
         zpath = dl / f"{escape_version(mod.version)}.zip"
@@ -342,11 +339,11 @@ def modcache_poisoning(ctx: Context, drill: Drill) -> None:
                        f"{gofile.relative_to(cache)}")
         drill.step("inject", drill.fault, True, time.monotonic() - started)
         _verify_step(ctx, layout, drill, "detect", cache)
-        env = {**_go_env(ctx, layout, drill.name), "GOMODCACHE": str(cache)}
+        env = _go_env(ctx, layout, drill.name)  # its GOMODCACHE is `cache`
         t = time.monotonic()
         ok, words = _go(layout, env, ["mod", "verify"], proj)
         drill.step("detect", "go mod verify", not ok, time.monotonic() - t, words)
-        _detected(drill, started)
+        _detected(drill)
         recovered = time.monotonic()
         drill.recovered_by = "repair --modcache"
         done = repair.repair(layout, ctx.signers, ctx.trust_source, None, cache)
@@ -384,7 +381,7 @@ def truncated_bundle(ctx: Context, drill: Drill) -> None:
     with _target(ctx, drill.name) as layout:
         _current(layout, drill)
         proj = _project(ctx, layout, drill.name)
-        _baseline(ctx, layout, drill, proj=proj)
+        _baseline(ctx, layout, drill, proj)
         before = versions.current_id(layout)
         copy = ctx.work / drill.name / ctx.bundle.name
         started = time.monotonic()
@@ -401,7 +398,7 @@ def truncated_bundle(ctx: Context, drill: Drill) -> None:
         except RescueError as exc:
             drill.step("detect", "install", exc.exit_code == 3, time.monotonic() - t,
                        exc.message)
-        _detected(drill, started)
+        _detected(drill)
         unchanged = versions.current_id(layout) == before
         drill.step("check", "current unchanged", unchanged, 0.0,
                    "" if unchanged else f"current is now {versions.current_id(layout)}")

@@ -117,3 +117,28 @@ def test_drill_table_shows_times_and_why_a_drill_was_skipped_or_failed() -> None
     assert lines[1].split()[:4] == ["goroot-corruption", "ok", "verify", "0.71"]
     assert "truncated-bundle: recover failed: copy again, install: disk full" in text
     assert "proxy-cert: skipped: runs on the connected side" in text
+
+
+def test_drill_on_a_damaged_or_unbuildable_prefix_says_so_before_injecting_anything(
+        tmp_path: Path, signing: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support import damaged
+
+    bundle = damaged.toolchain_bundle(tmp_path / "dc.tar.zst", signing.key)
+    prefix = tmp_path / "P"
+    args = ["--bundle", bundle, "--prefix", prefix, "--trust", signing.signers,
+            "--work", tmp_path / "work"]
+    assert damaged.rescue(capsys, "install", bundle, "--prefix", prefix, "--trust",
+                          signing.signers)[0] == 0
+    # The crafted toolchain's `go` answers the checklist but cannot build anything.
+    code, out, _ = damaged.rescue(capsys, "drill", "truncated-bundle", *args)
+    assert code == 4
+    assert ("truncated-bundle: check failed: drill: drill truncated-bundle: the drill's project "
+            "does not build before any fault was injected: fake go: build") in out["text"]
+    damaged.edit(prefix / "versions" / damaged.TC / "VERSION", "go1.99\n")
+    code, out, _ = damaged.rescue(capsys, "drill", "truncated-bundle", *args)
+    assert code == 4
+    assert ("drill truncated-bundle: the prefix is already damaged before any fault was "
+            "injected: verifying ") in out["text"]
+    assert "run `verify --all` and `repair` first" in out["text"]
+    assert damaged.rescue(capsys, "verify", "--prefix", prefix, "--trust",
+                          signing.signers)[0] == 3  # the live prefix, as the test left it

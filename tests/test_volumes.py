@@ -99,3 +99,22 @@ def test_volume_size_mistakes_are_named_before_any_work() -> None:
         with pytest.raises(NotReadyError) as e:
             parse_size(bad)
         assert "give a size like 3900M (FAT32 takes files below 4G)" in e.value.message
+
+
+def test_a_directory_must_hold_exactly_one_volume_index(parts: Dict[str, Any], tmp_path: Path,
+                                                        signing: bundles.Signing,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    from installer import cli
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = cli.main(["install", str(empty), "--prefix", str(tmp_path / "P"), "--trust",
+                     str(signing.signers)])
+    assert code == 2
+    assert (f"opening bundle {empty}: a directory must hold exactly one volume index "
+            "(*.parts.json), it holds 0; give the bundle file or its first part instead"
+            ) in capsys.readouterr().err
+    (parts["dir"] / "vol.tar.zst.parts.sig").unlink()
+    code = cli.main(["install", str(parts["dir"]), "--prefix", str(tmp_path / "P"),
+                     "--trust", str(signing.signers)])
+    assert code == 2 and "the volume index signature" in capsys.readouterr().err
