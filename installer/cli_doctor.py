@@ -7,17 +7,17 @@ from typing import Optional
 
 import click
 
+from installer.options import JSON, PREFIX
 from installer.output import emit_json
 
 _MARK = {"error": "ERROR", "warning": "WARN ", "info": "info "}
 
 
 @click.command("doctor")
-@click.option("--prefix", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Install root (default: the one `install` uses).")
+@PREFIX
 @click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=None,
               metavar="DIR", help="Also check this Go project: GOMOD and `go list -m all`.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@JSON
 def doctor(prefix: Optional[Path], project: Optional[Path], as_json: bool) -> None:
     """Diagnose the go your shell runs: PATH, GOROOT, settings, start-up files, permissions.
 

@@ -8,6 +8,7 @@ from typing import Any, List, Optional
 
 import click
 
+from installer.options import JSON, PREFIX, TRUST
 from installer.output import emit_json
 
 CHOICES = ("goroot-corruption", "modcache-poisoning", "truncated-bundle", "proxy-cert", "all")
@@ -18,16 +19,14 @@ CHOICES = ("goroot-corruption", "modcache-poisoning", "truncated-bundle", "proxy
 @click.option("--bundle", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE", help="The bundle that installed the current toolchain: used to "
                                    "repair it and to cut a copy short.")
-@click.option("--prefix", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Install root (default: the one `install` uses).")
+@PREFIX
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
               metavar="DIR", help="Where the throw-away copy goes (default: the temp dir).")
 @click.option("--live", is_flag=True,
               help="Break and repair the live prefix itself, not a copy (asks first).")
 @click.option("--yes", is_flag=True, help="With --live: do not ask.")
-@click.option("--trust", type=str, default=None, metavar="FILE",
-              help="OpenSSH allowed_signers file (default: the one built into rescue.pyz).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@TRUST
+@JSON
 def drill(name: str, bundle: Optional[Path], prefix: Optional[Path], work: Optional[Path],
           live: bool, yes: bool, trust: Optional[str], as_json: bool) -> None:
     """Rehearse a failure and time how long detection and recovery take.

@@ -8,14 +8,12 @@ from typing import Any, Callable, Dict, List, Optional
 import click
 
 from installer import snapshot as snap
+from installer.options import JSON, PREFIX
 from installer.prefix import Layout
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(fn)
-    return click.option(
-        "--prefix", type=click.Path(file_okay=False, path_type=Path), default=None,
-        help="Install root (default: the one `install` uses).")(fn)
+    return PREFIX(JSON(fn))
 
 
 def _layout(prefix: Optional[Path]) -> Layout:

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import click
 
+from installer.options import JSON, LOCK_TIMEOUT, PREFIX, TRUST
 from installer.output import emit_json, progress
 
 
@@ -16,11 +17,9 @@ from installer.output import emit_json, progress
 @click.option("--modcache", "modcache", type=click.Path(file_okay=False, path_type=Path),
               default=None, metavar="DIR",
               help="Also check the module cache in DIR that `install --modcache` rebuilt.")
-@click.option("--prefix", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Install root (default: the one `install` uses).")
-@click.option("--trust", type=str, default=None, metavar="FILE",
-              help="OpenSSH allowed_signers file (default: the one built into rescue.pyz).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@PREFIX
+@TRUST
+@JSON
 def verify(version: Optional[str], every: bool, modcache: Optional[Path],
            prefix: Optional[Path], trust: Optional[str], as_json: bool) -> None:
     """Check installed toolchains and modules against the signed manifests they came from.
@@ -88,13 +87,10 @@ def _describe(report: Any) -> None:
 @click.option("--modcache", "modcache", type=click.Path(file_okay=False, path_type=Path),
               default=None, metavar="DIR",
               help="Also repair the module cache in DIR (from P/goproxy).")
-@click.option("--prefix", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Install root (default: the one `install` uses).")
-@click.option("--trust", type=str, default=None, metavar="FILE",
-              help="OpenSSH allowed_signers file (default: the one built into rescue.pyz).")
-@click.option("--lock-timeout", type=float, default=300.0, show_default=True, metavar="SECONDS",
-              help="How long to wait for another rescue command to release the prefix.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@PREFIX
+@TRUST
+@LOCK_TIMEOUT
+@JSON
 def repair(bundle: Optional[Path], modcache: Optional[Path], prefix: Optional[Path],
            trust: Optional[str], lock_timeout: float, as_json: bool) -> None:
     """Restore exactly what `verify --all` finds damaged, then verify again.

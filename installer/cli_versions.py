@@ -8,14 +8,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import click
 
+from installer.options import JSON, LOCK_TIMEOUT, PREFIX
 from installer.output import emit_json, print_checks
-
-PREFIX = click.option("--prefix", type=click.Path(file_okay=False, path_type=Path),
-                      default=None, help="Install root (default: as for install).")
-LOCK_TIMEOUT = click.option("--lock-timeout", type=float, default=300.0, show_default=True,
-                            metavar="SECONDS",
-                            help="How long to wait for another rescue command on the prefix.")
-JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
 def guard_options(f: Callable[..., Any]) -> Callable[..., Any]:
