@@ -15,7 +15,7 @@ from typing import BinaryIO, List, Optional, Tuple
 import zstandard
 
 from bundler.build import sums_path
-from bundler.pack import WINDOW_LOG, header_frame_tar
+from bundler.pack import header_frame
 from keys import sshsig
 from keys.trust_core import parse_time, signed_by
 from manifests.errors import NotReadyError, TrustError
@@ -48,7 +48,8 @@ class Signed:
 
 def read_header(raw: BinaryIO, path: Path) -> Tuple[List[Tuple[str, bytes]], bytes]:
     """The header members of the bundle's first zstd frame, and the bytes after that frame."""
-    dobj = zstandard.ZstdDecompressor(max_window_size=1 << WINDOW_LOG).decompressobj()
+    window = 1 << DEFAULT_LIMITS.zstd_window_log_max  # bundles from before 2**26, too
+    dobj = zstandard.ZstdDecompressor(max_window_size=window).decompressobj()
     out = bytearray()
     try:
         while not dobj.eof:
@@ -121,7 +122,7 @@ def cosign(bundle: Path, private_key: object, key_id: str, out: Optional[Path] =
         new_sig = sshsig.sign(private_key, manifest_bytes).encode()  # type: ignore[arg-type]
         members.append((cosignature_name(len(sigs) + 1), new_sig))
         mtime = int(parse_time(manifest.created).timestamp())  # as the builder wrote them
-        frame = zstandard.ZstdCompressor(level=19).compress(header_frame_tar(members, mtime))
+        frame = header_frame(members, mtime, level=19)
         tmp = dest.with_name(dest.name + ".partial")
         digest = hashlib.sha256()
         try:

@@ -19,7 +19,7 @@ class Limits:
     total_bytes: int = 256 * GiB  # sum of all member sizes
     path_chars: int = 4096
     path_depth: int = 128
-    zstd_window_log_max: int = 27  # bundles are written with 27 so stock `zstd -d` opens them
+    zstd_window_log_max: int = 27  # bundles are written with 26; 27 is what stock `zstd -d` opens
     # Go's own module limits (golang.org/x/mod/zip).
     module_zip_bytes: int = 500 * MiB
     module_unzipped_bytes: int = 500 * MiB

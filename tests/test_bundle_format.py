@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+import zstandard
 
 from installer import cli
 from manifests.model import HEADER_NAMES, MANIFEST_NAME, SIGNATURE_NAME
@@ -150,3 +151,16 @@ def upstream_sha() -> str:
     from tests.support.upstream import sha256_file
 
     return sha256_file(gobin.godl_archive())
+
+
+def test_installer_memory_is_bounded_by_a_64_mib_window(toolchain_bundle: Path) -> None:
+    """A decoder sizes its buffer by the window the first frame declares and keeps it: the
+    header frame records its own size, and the content frame asks for 2**26 bytes at most."""
+    data = toolchain_bundle.read_bytes()
+    header = zstandard.get_frame_parameters(data)
+    assert header.content_size < 1 << 24 and header.window_size < 1 << 24
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    dobj.decompress(data[:1 << 20])
+    assert dobj.eof
+    content = zstandard.get_frame_parameters(dobj.unused_data)
+    assert content.window_size <= 1 << 26
