@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from bundler.pyz_bytecode import bytecode
 from manifests.errors import NotReadyError, TrustError
 from manifests.files import atomic_writer
 
@@ -261,6 +262,7 @@ def build_zipapp(output: Path, *, trust_file: Optional[Path], wheel_cache: Path,
     if trust_file is not None:
         files[TRUSTED_MEMBER] = trust_file.read_bytes()
     files["__main__.py"] = BOOTSTRAP.read_bytes()
+    files.update(bytecode(files))
     build_id = _tree_id(files)[:16]
     files[INDEX_MEMBER] = json.dumps({"build_id": build_id, "targets": index},
                                      indent=1, sort_keys=True).encode()

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -101,12 +102,28 @@ def test_cold_start_works_without_network(pyz: Path, home):
 def test_pyz_never_carries_the_connected_side(pyz: Path):
     names = zipfile.ZipFile(pyz).namelist()
     assert not [n for n in names if n.startswith("bundler/")]
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # Bytecode only as compiled at build time from a source the pyz carries beside it.
+    for n in names:
+        if n.endswith(".pyc"):
+            folder, _, base = n.rpartition("/")
+            source = (f"{folder.removesuffix('/__pycache__')}/{base.split('.')[0]}.py"
+                      if folder.endswith("__pycache__") else n[:-1])
+            assert source in names and (source.startswith("_native/") or "__pycache__" not in n)
     for needed in ("__main__.py", "installer/cli.py", "installer/selftest.py",
                    "manifests/__init__.py", "keys/__init__.py", "click/__init__.py"):
         assert needed in names
     assert pyz.read_bytes().startswith(b"#!/usr/bin/env python3\n")
     assert pyz.stat().st_mode & 0o777 == 0o755
+
+
+def test_python_that_built_the_pyz_imports_the_installer_from_bytecode(pyz: Path, home):
+    """A stock Python of the builder's version skips compiling the installer at each start;
+    any other version compiles the source it carries (the selftests above)."""
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import installer.cli, click; "
+             "print(installer.cli.__file__, click.__file__)")
+    out = subprocess.run([sys.executable, "-I", "-c", probe, str(pyz)], env=home,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert [f.endswith(".pyc") for f in out] == [True, True], out
 
 
 def test_rebuild_with_same_inputs_is_byte_identical_and_offline(pyz: Path, trust_file: Path,
