@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -53,21 +54,40 @@ def _tail(text: str) -> str:
 def _settings(go: Path, user_env: Dict[str, str], env: Dict[str, str]
               ) -> Tuple[Dict[str, str], str]:
     """The effective values of the settings the wiring cares about, or an error."""
+    outs = _run_all(go, _settings_commands(user_env, env))
+    return _settings_from(outs["toolchain"], outs["settings"])
+
+
+def _settings_commands(user_env: Dict[str, str], env: Dict[str, str]
+                       ) -> Dict[str, Tuple[List[str], Dict[str, str]]]:
     # Exactly `go env GOTOOLCHAIN` is the one go command that never switches toolchains
     # (cmd/go/internal/toolchain Select), so it reports the user's value without acting on it.
-    out = _go(go, ["env", "GOTOOLCHAIN"], user_env)
-    if out.returncode != 0:
-        return {}, _tail(out.stderr)
-    toolchain = out.stdout.strip()
-    out = _go(go, ["env", "-json", *usersettings.QUERY], env)
-    if out.returncode != 0:
-        return {}, _tail(out.stderr)
+    return {"toolchain": (["env", "GOTOOLCHAIN"], user_env),
+            "settings": (["env", "-json", *usersettings.QUERY], env)}
+
+
+def _settings_from(toolchain_out: subprocess.CompletedProcess[str],
+                   json_out: subprocess.CompletedProcess[str]) -> Tuple[Dict[str, str], str]:
+    if toolchain_out.returncode != 0:
+        return {}, _tail(toolchain_out.stderr)
+    if json_out.returncode != 0:
+        return {}, _tail(json_out.stderr)
     try:
-        values = {k: str(v) for k, v in json.loads(out.stdout).items()}
+        values = {k: str(v) for k, v in json.loads(json_out.stdout).items()}
     except (ValueError, AttributeError):
-        return {}, f"unreadable `go env -json` output: {out.stdout[:200]!r}"
-    values["GOTOOLCHAIN"] = toolchain
+        return {}, f"unreadable `go env -json` output: {json_out.stdout[:200]!r}"
+    values["GOTOOLCHAIN"] = toolchain_out.stdout.strip()
     return values, ""
+
+
+def _run_all(go: Path, commands: Dict[str, Tuple[List[str], Dict[str, str]]]
+             ) -> Dict[str, subprocess.CompletedProcess[str]]:
+    """Every command at once: each is a fresh `go` that mostly waits on its own start-up and
+    reads, so together they take about as long as the slowest (`go list std`) alone."""
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        futures = {name: pool.submit(_go, go, args, env)
+                   for name, (args, env) in commands.items()}
+    return {name: f.result() for name, f in futures.items()}
 
 
 def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
@@ -86,11 +106,14 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
         return [Check("go version", False, want, f"cannot run {go}: {exc.strerror}")]
     got = out.stdout.strip() or _tail(out.stderr)
     checks.append(Check("go version", out.returncode == 0 and got == want, want, got))
-    out = _go(go, ["env", "GOROOT"], env)
+    outs = _run_all(go, {
+        "goroot": (["env", "GOROOT"], env), "std": (["list", "std"], env),
+        **_settings_commands(user_env, env)})
+    out = outs["goroot"]
     got = out.stdout.strip() or _tail(out.stderr)
     want_root = os.path.realpath(goroot)
     ok = out.returncode == 0 and got == want_root
-    values, error = _settings(go, user_env, env)
+    values, error = _settings_from(outs["toolchain"], outs["settings"])
     why = None if ok else usersettings.goroot_sources(user_env, values.get("GOENV", ""), env_sh)
     checks.append(Check("go env GOROOT", ok, want_root, got, detail=tuple(why or ())))
     wired = go_settings(layout)
@@ -102,7 +125,7 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
             checks.append(Check(f"go env {f.key}", f.level != usersettings.FAIL,
                                 f.expected or "(not set)", f.got,
                                 warn=f.level == usersettings.WARN, detail=f.lines))
-    out = _go(go, ["list", "std"], env)
+    out = outs["std"]
     count = len(out.stdout.split())
     ok = out.returncode == 0 and count > 100
     checks.append(Check("go list std", ok, "the standard library lists",

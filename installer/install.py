@@ -153,18 +153,23 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
     made: List[Path] = []  # directories and version trees this install added: undone on failure
     journal: Optional[goproxy_merge.MergeJournal] = None
     try:
-        stage(reader, m, Directory(staging), on_bytes)
+        stage(reader, m, Directory(staging, read_only="toolchains/"), on_bytes)
         for tc in m.toolchains:
             goroot = staging / tc.root
             wiring.write_go_env(goroot, layout)
-            prefix.make_read_only(goroot, keep_top=True)
+            prefix.make_read_only(goroot, keep_top=True, files=False)
         crashpoints.reached("install-staged")
-        prefix.sync_filesystem(layout.root)  # staged files on disk before a rename shows them
+        # The staged files reach the disk while the checklist runs; they must be there before
+        # the install is recorded and `current` points at them. A power cut in between leaves
+        # an unrecorded version dir, which the next install of it verifies and repairs, as
+        # after a kill. Module files are flushed before the merge: `go` reads P/goproxy itself.
+        flushed = prefix.flush_in_background(layout.root)
         for d in (layout.versions, layout.goproxy):
             if not d.exists():
                 d.mkdir()
                 made.append(d)
         if (staging / "goproxy").is_dir():  # refused before anything moves if bundles disagree
+            flushed.join()
             journal = goproxy_merge.merge(staging / "goproxy", layout.goproxy)
             result.modules_added, result.modules_kept = journal.added, journal.kept
             result.notes += journal.notes
@@ -173,6 +178,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
         for tc in m.toolchains:
             dest = layout.version_dir(tc.id)
             if dest.exists():  # already installed: checked, and replaced if it was damaged
+                flushed.join()  # a replacement takes the live path at once
                 _check_installed(layout, verified, tc, staging / tc.root, result)
                 continue
             os.rename(staging / tc.root, dest)
@@ -194,6 +200,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                                      f"({failed}); the previous toolchain stays active")
                 err.result = result  # type: ignore[attr-defined]
                 raise err
+        flushed.join()
         crashpoints.reached("install-checked")
         if modcache_dir is not None and m.modules:
             result.modcache = modcache.populate(layout.goproxy, m.modules, modcache_dir,

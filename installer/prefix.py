@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -192,18 +193,24 @@ def inside(layout: Layout, path: Path) -> Path:
     return path
 
 
-def make_read_only(tree: Path, keep_top: bool = False) -> None:
+def read_only_mode(mode: int) -> int:
+    """A GOROOT file's installed mode: 0555 when the manifest says executable, else 0444."""
+    return 0o555 if mode & 0o111 else 0o444
+
+
+def make_read_only(tree: Path, keep_top: bool = False, files: bool = True) -> None:
     """A GOROOT nobody can edit by accident: files 0444/0555, dirs 0555 (children first).
 
     `keep_top` leaves `tree` itself writable: moving a directory to a new parent rewrites its
-    `..` entry, which needs write permission on it for every user but root.
+    `..` entry, which needs write permission on it for every user but root. Without `files`,
+    only directories change: for a tree whose files were created with their final modes.
     """
     for dirpath, _dirs, filenames in os.walk(tree, topdown=False):
-        for name in filenames:
+        for name in filenames if files else ():
             p = os.path.join(dirpath, name)
             st = os.lstat(p)
             if stat.S_ISREG(st.st_mode):
-                os.chmod(p, 0o555 if st.st_mode & 0o111 else 0o444)
+                os.chmod(p, read_only_mode(st.st_mode))
         if not (keep_top and dirpath == str(tree)):
             os.chmod(dirpath, 0o555)
 
@@ -264,6 +271,15 @@ def sync_filesystem(path: Path) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+def flush_in_background(path: Path) -> threading.Thread:
+    """`sync_filesystem(path)` on a thread of its own, started: the caller does other work
+    (the checklist) while the disk catches up, and joins before what must come after it."""
+    worker = threading.Thread(target=sync_filesystem, args=(path,), name="rescue-syncfs",
+                              daemon=True)
+    worker.start()
+    return worker
 
 
 def replace_tree(new: Path, live: Path, aside: Path) -> None:

@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 from typing import Dict
 
-from installer.prefix import Layout
+from installer.prefix import Layout, read_only_mode
 from manifests.errors import TrustError
 from manifests.files import write_atomic
 from manifests.limits import DEFAULT_LIMITS
@@ -77,7 +77,7 @@ def read_go_env(path: Path) -> str:
 def write_go_env(goroot: Path, layout: Layout) -> None:
     path = goroot / "go.env"
     # A new file, never an in-place write: go.env may be a hard link shared with another GOROOT.
-    write_atomic(path, go_env_text(layout, read_go_env(path)))
+    write_atomic(path, go_env_text(layout, read_go_env(path)), mode=read_only_mode(0o644))
 
 
 def _fish_quote(text: str) -> str:
