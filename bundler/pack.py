@@ -91,18 +91,14 @@ class BundleWriter:
             checked.finish()
 
     def write_part(self, part: Part, advance: Callable[[int], None] = lambda n: None) -> None:
-        """The part's directories, then its other members with the bytes `part.reopen()`
-        streams again; `advance` hears each file's size as it is packed."""
-        planned = iter(m for m in part.members if m.type != "dir")
+        """The part's members in their order, each file's bytes from `part.open`; `advance`
+        hears each file's size as it is packed."""
         for m in part.members:
-            if m.type == "dir":
+            if m.type != "file":
                 self.add_member(m)
-        for entry, data in part.reopen():
-            m = next(planned, None)
-            if m is None or m.path != part.prefix + entry.name:
-                raise TrustError(f"packing {part.prefix}{entry.name}: upstream changed "
-                                 "between hashing and packing; build again")
-            self.add_member(m, data if m.type == "file" else None)
+                continue
+            with part.open(m) as data:
+                self.add_member(m, data)
             advance(m.size)
 
     def finish(self) -> str:
