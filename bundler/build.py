@@ -17,7 +17,7 @@ from bundler.goproxy import GoProxy
 from bundler.goproxy_config import ProxyConfig
 from bundler.modules import resolve_and_fetch
 from bundler.modules_part import plan_modules
-from bundler.pack import BundleWriter
+from bundler.pack import ALL_CORES, BundleWriter
 from bundler.part import Part
 from bundler.spec import Spec
 from bundler.spool import Spool
@@ -83,7 +83,8 @@ def sums_path(bundle: Path) -> Path:
 def build(spec: Spec, out: Path, store: BlobStore,
           client: Optional[httpx.Client] = None, force: bool = False,
           rehearse: bool = True,
-          passphrase_prompt: Optional[Callable[[str], str]] = None) -> BuildResult:
+          passphrase_prompt: Optional[Callable[[str], str]] = None,
+          workers: int = ALL_CORES) -> BuildResult:
     """Build the bundle named by `spec` into the directory `out` (or as the file `out`, when
     it ends in .tar.zst); nothing is left behind on failure, and a different bundle already at
     that path is replaced only with `force`.
@@ -91,6 +92,7 @@ def build(spec: Spec, out: Path, store: BlobStore,
     With `rehearse`, the packed bundle must build each spec project offline before it gets
     its name (bundler/rehearsal.py): a bundle that fails is removed, never left to be carried.
     `passphrase_prompt` asks for an encrypted signing key's passphrase (the CLI's, on a terminal).
+    `workers`: zstd's threads (the bundle's bytes are the same for any count).
     """
     started = time.monotonic()
     created = _now(source_date_epoch())
@@ -104,7 +106,7 @@ def build(spec: Spec, out: Path, store: BlobStore,
         manifest = _manifest(spec, created, content)
         manifest_bytes = manifest.to_json()
         signature = sshsig.sign(private, manifest_bytes).encode()
-        writer = BundleWriter(bundle, spec.compression_level, int(created.timestamp()))
+        writer = BundleWriter(bundle, spec.compression_level, int(created.timestamp()), workers)
         try:
             writer.add_header([(MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, signature),
                                (SUMS_NAME, sums_text(manifest))])

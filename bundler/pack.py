@@ -20,6 +20,9 @@ from manifests.model import Member
 # windows up to 2**27 without --long.
 WINDOW_LOG = 26
 CHUNK = 1 << 20
+# zstd's worker threads; -1: one per core. Any count >= 1 gives the same bytes (zstd's
+# multi-threaded format does not depend on it), but 0 (no workers) would differ.
+ALL_CORES = -1
 
 
 class _HashingFile:
@@ -40,18 +43,21 @@ class _HashingFile:
 class BundleWriter:
     """Appends members to `<out>.partial`; `finish()` fsyncs it (readable, e.g. to rehearse)
     and gives its sha256, `commit()` renames it to `out`, and `abort()` removes it: a bundle
-    exists under its name only once it is complete."""
+    exists under its name only once it is complete. zstd compresses on `workers` threads
+    (never fewer than one: the bytes must not depend on the machine that packed them)."""
 
-    def __init__(self, out: Path, level: int, mtime: int, threads: int = 0) -> None:
+    def __init__(self, out: Path, level: int, mtime: int, workers: int = ALL_CORES) -> None:
         self.out = out
         self.tmp = out.with_name(out.name + ".partial")
         self.mtime = mtime
         self.level = level
         self.sha256: Optional[str] = None  # set by finish()
+        if workers == 0 or workers < ALL_CORES:
+            raise ValueError(f"zstd workers: {workers} (want -1 for one per core, or >= 1)")
         self._raw = open(self.tmp, "wb")
         self._hashing = _HashingFile(self._raw)
         params = zstandard.ZstdCompressionParameters.from_level(
-            level, window_log=WINDOW_LOG, enable_ldm=1, threads=threads)
+            level, window_log=WINDOW_LOG, enable_ldm=1, threads=workers)
         self._zst = zstandard.ZstdCompressor(compression_params=params).stream_writer(
             self._hashing, closefd=False)
         self._tar = tarfile.open(fileobj=self._zst, mode="w|", format=tarfile.PAX_FORMAT)

@@ -55,12 +55,12 @@ pypi_index = "{base_url}/simple/"
 
 
 def build_bundle(spec_path: Path, out: Path, cache: Path,
-                 epoch: Optional[int] = None) -> build.BuildResult:
+                 epoch: Optional[int] = None, workers: int = -1) -> build.BuildResult:
     """Build with SOURCE_DATE_EPOCH pinned (recent, so the bundle has not expired)."""
     old = os.environ.get("SOURCE_DATE_EPOCH")
     os.environ["SOURCE_DATE_EPOCH"] = str(epoch if epoch is not None else int(time.time()))
     try:
-        return build.build(spec.load(spec_path), out, BlobStore(cache))
+        return build.build(spec.load(spec_path), out, BlobStore(cache), workers=workers)
     finally:
         if old is None:
             del os.environ["SOURCE_DATE_EPOCH"]
