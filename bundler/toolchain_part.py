@@ -56,8 +56,8 @@ def toolchains_part(trees: List[Tree], spool: Spool) -> Part:
     first copy in this order, as the installer writes a link's target before the link."""
     dirs: Set[str] = set().union(*(t.dirs for t in trees))
     members = [Member(d, "dir", 0o755) for d in sorted(dirs)]
-    ordered = [(entry.name, i, entry, sha) for i, t in enumerate(trees)
-               for entry, sha in t.entries]
+    ordered = sorted(((entry.name, i, entry, sha) for i, t in enumerate(trees)
+                      for entry, sha in t.entries), key=lambda x: (x[0], x[1]))
     first_of: Dict[Tuple[str, int], str] = {}
     for name, i, entry, sha in ordered:
         path = f"{trees[i].root}/{name}"
