@@ -8,13 +8,13 @@ import gzip
 import hashlib
 import io
 import stat
-import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Dict, Iterator, Optional, Tuple
 
+from bundler import tarstream
 from manifests.errors import TrustError
 from manifests.paths import check_member_path
 
@@ -72,26 +72,44 @@ def _gunzip(path: Path) -> BinaryIO:
     return igzip_threaded.open(path, "rb", threads=1)  # type: ignore[no-any-return]
 
 
+class _Guarded:
+    """A member's bytes, read by the caller after the entry was handed out: a damaged
+    archive found there is worded as one found while reading headers."""
+
+    def __init__(self, data: BinaryIO, path: Path, what: str) -> None:
+        self._data, self._path, self._what = data, path, what
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._data.read(n)
+        except (tarstream.TarFormatError, OSError, EOFError, *_GZIP_ERRORS) as exc:
+            raise _not_valid(self._path, self._what, exc) from None
+
+
+def _not_valid(path: Path, what: str, exc: BaseException) -> TrustError:
+    return TrustError(f"reading {what}: {path}: not a valid .tar.gz ({exc})")
+
+
 def read_tar_gz(path: Path, what: str) -> Stream:
     """Entries of a go.dev `.tar.gz`, in archive order, streaming (no random access needed)."""
     try:
-        with _gunzip(path) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
-            for ti in tar:
-                name = _name(ti.name, what)
+        with _gunzip(path) as raw:
+            for h, data in tarstream.entries(raw):
+                name = _name(h.name, what)
                 if name is None:
                     continue
-                if ti.isdir():
+                if h.type == "dir":
                     yield Entry(name, "dir", 0o755), None
-                elif ti.isreg():
-                    yield (Entry(name, "file", normal_mode("file", ti.mode), ti.size),
-                           tar.extractfile(ti))
-                elif ti.issym():
-                    yield Entry(name, "symlink", 0o777, target=ti.linkname), None
+                elif h.type == "file":
+                    yield (Entry(name, "file", normal_mode("file", h.mode), h.size),
+                           _Guarded(data, path, what))  # type: ignore[misc]
+                elif h.type == "symlink":
+                    yield Entry(name, "symlink", 0o777, target=h.linkname), None
                 else:
-                    raise TrustError(f"reading {what}: {ti.name}: unsupported entry type "
-                                     f"{ti.type!r} (only files, dirs and symlinks are carried)")
-    except (tarfile.TarError, OSError, EOFError, *_GZIP_ERRORS) as exc:
-        raise TrustError(f"reading {what}: {path}: not a valid .tar.gz ({exc})") from None
+                    raise TrustError(f"reading {what}: {h.name}: unsupported entry {h.type} "
+                                     "(only files, dirs and symlinks are carried)")
+    except (tarstream.TarFormatError, OSError, EOFError, *_GZIP_ERRORS) as exc:
+        raise _not_valid(path, what, exc) from None
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> Tuple[str, int]:
