@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tarfile
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import BinaryIO, Callable, Optional, Sequence, Tuple
 
 import zstandard
 
+from bundler import tarblocks
 from bundler.part import Part
 from manifests.errors import TrustError
 from manifests.model import Member
@@ -60,22 +60,11 @@ class BundleWriter:
             level, window_log=WINDOW_LOG, enable_ldm=1, threads=workers)
         self._zst = zstandard.ZstdCompressor(compression_params=params).stream_writer(
             self._hashing, closefd=False)
-        self._tar = tarfile.open(fileobj=self._zst, mode="w|", format=tarfile.PAX_FORMAT)
+        self._offset = 0  # tar bytes written after the header frame
 
-    def _info(self, name: str, kind: bytes, mode: int, size: int = 0,
-              linkname: str = "") -> tarfile.TarInfo:
-        ti = tarfile.TarInfo(name)
-        ti.type = kind
-        ti.mode = mode
-        ti.size = size
-        ti.linkname = linkname
-        ti.mtime = self.mtime
-        ti.uid = ti.gid = 0
-        ti.uname = ti.gname = ""
-        return ti
-
-    def add_bytes(self, name: str, data: bytes, mode: int = 0o644) -> None:
-        self._tar.addfile(self._info(name, tarfile.REGTYPE, mode, len(data)), io.BytesIO(data))
+    def _write(self, data: bytes) -> None:
+        self._zst.write(data)
+        self._offset += len(data)
 
     def add_header(self, members: Sequence[Tuple[str, bytes]]) -> None:
         """The header members in a zstd frame of their own, before anything else: `rescue
@@ -85,16 +74,26 @@ class BundleWriter:
 
     def add_member(self, m: Member, data: Optional[BinaryIO] = None) -> None:
         if m.type == "dir":
-            self._tar.addfile(self._info(m.path, tarfile.DIRTYPE, m.mode))
+            self._write(tarblocks.header(m.path, tarfile.DIRTYPE, m.mode, self.mtime))
         elif m.type == "symlink":
-            self._tar.addfile(self._info(m.path, tarfile.SYMTYPE, 0o777, linkname=m.target))
+            self._write(tarblocks.header(m.path, tarfile.SYMTYPE, 0o777, self.mtime,
+                                         linkname=m.target))
         elif m.type == "hardlink":
-            self._tar.addfile(self._info(m.path, tarfile.LNKTYPE, m.mode, linkname=m.target))
+            self._write(tarblocks.header(m.path, tarfile.LNKTYPE, m.mode, self.mtime,
+                                         linkname=m.target))
         else:
             assert data is not None, m.path
+            self._write(tarblocks.header(m.path, tarfile.REGTYPE, m.mode, self.mtime, m.size))
             checked = _Checked(data, m)
-            self._tar.addfile(self._info(m.path, tarfile.REGTYPE, m.mode, m.size), checked)
+            left = m.size
+            while left:  # never past the size the header gave, whatever the source holds
+                chunk = checked.read(min(CHUNK, left))
+                if not chunk:
+                    break
+                self._write(chunk)
+                left -= len(chunk)
             checked.finish()
+            self._write(tarblocks.padding(m.size))
 
     def write_part(self, part: Part, advance: Callable[[int], None] = lambda n: None) -> None:
         """The part's members in their order, each file's bytes from `part.open`; `advance`
@@ -110,7 +109,7 @@ class BundleWriter:
     def finish(self) -> str:
         """Close the stream and fsync `<out>.partial`; the sha256 of its bytes."""
         if self.sha256 is None:
-            self._tar.close()
+            self._zst.write(tarblocks.end(self._offset))
             self._zst.close()
             self._raw.flush()
             os.fsync(self._raw.fileno())
@@ -141,17 +140,13 @@ def header_frame_tar(members: Sequence[Tuple[str, bytes]], mtime: int) -> bytes:
     the content members follow in the next frame of the same tar stream."""
     out = bytearray()
     for name, data in members:
-        ti = tarfile.TarInfo(name)
-        ti.size, ti.mode, ti.mtime = len(data), 0o644, mtime
-        ti.uid = ti.gid = 0
-        ti.uname = ti.gname = ""
-        out += ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-        out += data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
+        out += tarblocks.header(name, tarfile.REGTYPE, 0o644, mtime, len(data))
+        out += data + tarblocks.padding(len(data))
     return bytes(out)
 
 
 class _Checked:
-    """Hashes what tarfile copies, so the bytes packed are the bytes the manifest names."""
+    """Hashes what is packed, so the bytes packed are the bytes the manifest names."""
 
     def __init__(self, src: BinaryIO, member: Member) -> None:
         self.src = src
