@@ -109,9 +109,11 @@ class BundleReader:
             self._zst = None
 
     def close(self) -> None:
+        """Done with the file: the decompressor and its window go with the tar reader."""
         self._halt()
         if self._tar is not None:
             self._tar.close()
+            self._tar = None
         if self._raw is not None:
             self._raw.close()
 
@@ -197,6 +199,9 @@ class BundleReader:
             header = MemberHeader(info.name, _TYPES.get(info.type, repr(info.type)), info.size,
                                   info.mode, info.linkname)
             data = self._tar.extractfile(info) if info.isreg() else None
+            # tarfile keeps every TarInfo it read (for getmembers()); a stream read once needs
+            # none of them, and 10^4 members held were megabytes of peak memory.
+            self._tar.members.clear()
             yield header, (_Checked(data, self._damaged) if data is not None else None)
 
     def _check_end(self) -> None:

@@ -154,6 +154,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
     journal: Optional[goproxy_merge.MergeJournal] = None
     try:
         stage(reader, m, Directory(staging, read_only="toolchains/"), on_bytes)
+        reader.close()  # its decompression window is the install's largest buffer: free it now
         for tc in m.toolchains:
             goroot = staging / tc.root
             wiring.write_go_env(goroot, layout)

@@ -152,6 +152,9 @@ def _record(doc: Any, cls: type, where: str) -> Any:
     return cls(**kwargs)
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
     """Parse and validate manifest bytes (already signature-checked by the caller)."""
     if len(data) > limits.manifest_bytes:
@@ -165,7 +168,10 @@ def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
         raise TrustError("reading manifest: expected a JSON object")
     try:
         # A lone surrogate (`\\udcff`) parses but can never become a file name or a message.
-        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        # Only a `\\uD800`-`\\uDFFF` escape makes one: without any, skip the whole-document
+        # copy (megabytes, at the header's peak memory).
+        if _SURROGATE_ESCAPE.search(data):
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise TrustError("reading manifest: a string is not valid Unicode (a lone surrogate)",
                          tampering=True) from None
