@@ -10,7 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Optional
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from installer import prefix
 from manifests.dirhash import hash_gomod
@@ -171,7 +171,8 @@ def _partial(extracted: Path) -> Path:
 
 def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
              read_only: bool = True, workers: int = 4, force: bool = False,
-             on_module: Callable[[int], None] = lambda n: None) -> ModcacheResult:
+             on_module: Callable[[int], None] = lambda n: None,
+             also_sync: Sequence[Path] = ()) -> ModcacheResult:
     """Write each module version of `modules` from `goproxy` (verified, merged) into the cache.
 
     `cache/download/<m>/@v/` gets `.info`, `.mod`, `.zip` (hard links to P/goproxy's read-only
@@ -185,7 +186,8 @@ def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
     whatever is there. Nothing is fsynced file by file (`go mod download` does not either):
     the cache can be rebuilt from P/goproxy, a tree only ever appears whole (extracted beside
     it, then renamed), and one sync of its file system at the end makes the whole of it
-    durable.
+    durable. `also_sync` names other paths whose writes that sync must cover (the caller's
+    merged P/goproxy): each file system is synced once.
     """
     result = ModcacheResult(str(cache_dir))
     groups: Dict[str, List[Module]] = {}
@@ -207,7 +209,12 @@ def populate(goproxy: Path, modules: Iterable[Module], cache_dir: Path,
     except OSError as exc:
         raise NotReadyError(f"writing module cache {cache_dir}: {exc}; pass --modcache-dir DIR "
                             "with a directory you can write") from None
-    prefix.sync_filesystem(cache_dir)
+    synced = set()
+    for path in (cache_dir, *also_sync):
+        device = os.stat(path).st_dev
+        if device not in synced:  # syncfs flushes a whole file system: once each is enough
+            synced.add(device)
+            prefix.sync_filesystem(path)
     for group, changed in zip(groups.values(), done):
         for mod, wrote in zip(group, changed):
             (result.written if wrote else result.kept).append(f"{mod.path}@{mod.version}")
