@@ -117,8 +117,9 @@ def _rewrite_list(dl: Path) -> None:
 
 
 def _write(dest: Path, data: bytes) -> None:
-    """A new file is created in place (nothing to hide: no reader trusts a half-written one
-    over its marker); an existing one is replaced whole, through a temp name."""
+    """A new file is created in place, with no temp name to make and rename: a `.ziphash` is
+    written before its tree appears (go trusts neither alone) and a torn `list` only lists
+    fewer versions. An existing file is replaced whole, through a temp name."""
     try:
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
     except FileExistsError:
