@@ -174,7 +174,8 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             journal = goproxy_merge.merge(staging / "goproxy", layout.goproxy)
             result.modules_added, result.modules_kept = journal.added, journal.kept
             result.notes += journal.notes
-            prefix.sync_filesystem(layout.goproxy)  # the merged lists, in one flush
+            if modcache_dir is None or not m.modules:  # else --modcache's one sync does
+                prefix.sync_filesystem(layout.goproxy)  # the merged lists, in one flush
         crashpoints.reached("install-merged")
         for tc in m.toolchains:
             dest = layout.version_dir(tc.id)
@@ -205,7 +206,8 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
         crashpoints.reached("install-checked")
         if modcache_dir is not None and m.modules:
             result.modcache = modcache.populate(layout.goproxy, m.modules, modcache_dir,
-                                                on_module=on_module).to_dict()
+                                                on_module=on_module,
+                                                also_sync=[layout.goproxy]).to_dict()
         wiring.write_shell_snippets(layout)
         # Record and switch as one journaled step: a kill in between is finished by the next
         # command, so the recorded state always matches `current`.

@@ -18,19 +18,28 @@ def _encode(name: str) -> bytes:
 
 def hash1(files: Iterable[Tuple[str, Opener]]) -> str:
     """`h1:` + base64(sha256 of "<sha256 hex>  <name>\\n" lines, sorted by name bytes)."""
-    entries = sorted(files, key=lambda f: _encode(f[0]))
+    return hash1_sums((name, _sha256_hex(content)) for name, content in files)
+
+
+def _sha256_hex(content: Opener) -> str:
+    h = hashlib.sha256()
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        h.update(content)
+    else:
+        with content() as f:
+            for chunk in iter(lambda f=f: f.read(_CHUNK), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def hash1_sums(sums: Iterable[Tuple[str, str]]) -> str:
+    """Hash1 from each file's name and sha256 hex: for a caller that hashed every file while
+    writing it, so no byte is read twice."""
     summary = hashlib.sha256()
-    for name, content in entries:
+    for name, hexdigest in sorted(sums, key=lambda f: _encode(f[0])):
         if "\n" in name:
             raise ValueError("dirhash: filenames with newlines are not supported")
-        h = hashlib.sha256()
-        if isinstance(content, (bytes, bytearray, memoryview)):
-            h.update(content)
-        else:
-            with content() as f:
-                for chunk in iter(lambda f=f: f.read(_CHUNK), b""):
-                    h.update(chunk)
-        summary.update(h.hexdigest().encode() + b"  " + _encode(name) + b"\n")
+        summary.update(hexdigest.encode() + b"  " + _encode(name) + b"\n")
     return "h1:" + base64.b64encode(summary.digest()).decode()
 
 

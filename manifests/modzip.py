@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
 import stat
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Set, Tuple, Union
 
-from manifests.dirhash import zip_entry_name
+from manifests.dirhash import hash1_sums, zip_entry_name
 from manifests.errors import NotReadyError, TrustError
 from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.modpath import ModulePathError, check_file_path, check_module_version
@@ -143,6 +143,19 @@ def _scan(zf: zipfile.ZipFile, prefix: str, limits: Limits) -> Tuple[List[str], 
 def check_module_zip(zip_path: PathLike, module: str, version: str,
                      limits: Limits = DEFAULT_LIMITS) -> List[str]:
     """Every reason Go would refuse this zip as module@version; an empty list means valid."""
+    problems = _outer_problems(zip_path, module, version, limits)
+    if problems:
+        return problems
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            return _scan(zf, f"{module}@{version}/", limits)[0]
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        return [f"not a valid zip file: {e}"]
+
+
+def _outer_problems(zip_path: PathLike, module: str, version: str,
+                    limits: Limits) -> List[str]:
+    """What is wrong before the zip is even opened: its name and version, its size."""
     try:
         check_module_version(module, version)
     except ModulePathError as e:
@@ -151,11 +164,7 @@ def check_module_zip(zip_path: PathLike, module: str, version: str,
     if size > limits.module_zip_bytes:
         return [f"module zip file is too large ({size} bytes; limit is "
                 f"{limits.module_zip_bytes} bytes)"]
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            return _scan(zf, f"{module}@{version}/", limits)[0]
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        return [f"not a valid zip file: {e}"]
+    return []
 
 
 def _problem_error(zip_path: PathLike, module: str, version: str,
@@ -165,42 +174,93 @@ def _problem_error(zip_path: PathLike, module: str, version: str,
         f"unzip {zip_path}: module zip for {module}@{version} is not valid:\n\t{lines}")
 
 
-def extract_module_zip(zip_path: PathLike, module: str, version: str, dest: PathLike, *,
-                       read_only: bool = True, limits: Limits = DEFAULT_LIMITS) -> None:
-    """Extract module@version's zip into `dest` (absent or empty), as Go's module cache does.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CHUNK = 1 << 20
 
-    Files are created 0444 and, unless `read_only` is false (Go's -modcacherw), directories
-    lose their write bits afterwards, so a build cannot edit a dependency in place. The zip is
-    checked first and nothing is written if check_module_zip finds any problem.
+
+def _write_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: str) -> str:
+    """Create `target` 0444 with the entry's bytes; their sha256 hex, hashed as written."""
+    digest = hashlib.sha256()
+    # O_EXCL: never follow or overwrite something already there. Created 0444 at once, as
+    # x/mod's Unzip does, so no chmod pass over the files follows.
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o444)
+    try:
+        # zipfile stops at the declared size and checks the CRC at the end of each read.
+        with zf.open(info) as src:
+            while True:
+                chunk = src.read(_CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def extract_module_zip(zip_path: PathLike, module: str, version: str, dest: PathLike, *,
+                       read_only: bool = True, limits: Limits = DEFAULT_LIMITS,
+                       want_h1: Optional[str] = None) -> str:
+    """Extract module@version's zip into `dest` (absent or empty), as Go's module cache does;
+    return the zip's go.sum `h1:` (Go's HashZip), computed from the bytes as they are written.
+
+    The zip is opened once: checked first (nothing is written if check_module_zip would find
+    any problem), then extracted. Files are created 0444 and, unless `read_only` is false
+    (Go's -modcacherw), directories lose their write bits afterwards, so a build cannot edit a
+    dependency in place. With `want_h1`, a zip whose h1 differs is refused (TrustError) after
+    extraction; the caller, which extracts beside the final place, throws `dest` away.
     """
     dest = Path(dest)
-    problems = check_module_zip(zip_path, module, version, limits)
+    problems = _outer_problems(zip_path, module, version, limits)
     if problems:
         raise _problem_error(zip_path, module, version, problems)
-    if dest.exists() and any(dest.iterdir()):
-        raise NotReadyError(f"unzip {zip_path}: target directory {dest} exists and is not empty")
-    dest.mkdir(parents=True, exist_ok=True)
-    dirs = {dest}
     try:
         with zipfile.ZipFile(zip_path) as zf:
             problems, files = _scan(zf, f"{module}@{version}/", limits)
-            if problems:  # the file changed under us since the check
+            if problems:
                 raise _problem_error(zip_path, module, version, problems)
+            if dest.exists() and any(dest.iterdir()):
+                raise NotReadyError(f"unzip {zip_path}: target directory {dest} exists and is "
+                                    "not empty")
+            dest.mkdir(parents=True, exist_ok=True)
+            root = str(dest)
+            dirs = {""}  # relative directories that exist under dest
+            sums: Dict[str, str] = {}  # full entry name -> sha256 hex
             for info, name in files:
-                target = dest.joinpath(*name.split("/"))
-                parent = target.parent
-                parent.mkdir(parents=True, exist_ok=True)
-                while parent != dest and parent not in dirs:
-                    dirs.add(parent)
-                    parent = parent.parent
-                # O_EXCL: never follow or overwrite something already there.
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-                with os.fdopen(fd, "wb") as out, zf.open(info) as src:
-                    # zipfile stops at the declared size and checks the CRC at the end.
-                    shutil.copyfileobj(src, out, 1 << 20)
+                parent, _, _ = name.rpartition("/")
+                if parent not in dirs:
+                    _make_parents(root, parent, dirs)
+                sums[zip_entry_name(info)] = _write_member(
+                    zf, info, os.path.join(root, *name.split("/")))
+            # Go's HashZip counts every entry, directories too (read: their content is empty).
+            for info in zf.infolist():
+                full = zip_entry_name(info)
+                if full not in sums:
+                    sums[full] = hashlib.sha256(zf.read(info)).hexdigest()
+            got = hash1_sums(sums.items())
     except (zipfile.BadZipFile, EOFError) as e:
         raise TrustError(f"unzip {zip_path}: module zip for {module}@{version} is corrupt: {e}"
                          ) from e
-    if read_only:
-        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            d.chmod(stat.S_IMODE(d.stat().st_mode) & ~0o222)
+    if want_h1 is not None and got != want_h1:
+        raise TrustError(
+            f"verifying {module}@{version}: checksum mismatch\n\tzip:      {got}\n"
+            f"\tmanifest: {want_h1}\nThe module zip in the prefix's GOPROXY does not hash to "
+            "the h1 the signed manifest records; it was not put into the module cache.",
+            expected=want_h1, got=got, tampering=True)
+    if read_only:  # children first: a parent made read-only first would refuse the rest
+        for rel in sorted(dirs, key=lambda d: d.count("/") + bool(d), reverse=True):
+            path = os.path.join(root, *rel.split("/")) if rel else root
+            os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & ~0o222)
+    return got
+
+
+def _make_parents(root: str, rel: str, dirs: Set[str]) -> None:
+    missing = []
+    while rel not in dirs:
+        missing.append(rel)
+        rel = rel.rpartition("/")[0]
+    for d in reversed(missing):
+        os.mkdir(os.path.join(root, *d.split("/")))
+        dirs.add(d)

@@ -188,3 +188,32 @@ def test_failed_install_takes_back_the_modules_it_added(proxies, signing, tmp_pa
     assert "the filesystem is full" in str(e.value)
     assert "SECURITY" not in str(e.value)
     assert snapshot(root) == before
+
+
+def test_module_path_new_to_the_proxy_moves_in_whole_and_rollback_takes_it_back(tmp_path):
+    dest, staged = tmp_path / "goproxy", tmp_path / "staged"
+    _module_files(dest, DEP, "v1.0.0")
+    _module_files(staged, DEP, "v1.2.0")
+    _module_files(staged, "example.com/new", "v0.1.0")
+    moved = (staged / "example.com" / "new").stat().st_ino
+    before = snapshot(dest)
+    journal = merge(staged, dest)
+    new = dest / "example.com" / "new"
+    assert new.stat().st_ino == moved  # one rename, not a directory made again
+    assert (new / "@v" / "v0.1.0.zip").stat().st_mode & 0o777 == 0o444
+    assert (new / "@v").stat().st_mode & 0o777 == 0o755
+    assert journal.added == [f"{DEP}@v1.2.0", "example.com/new@v0.1.0"]
+    journal.rollback()
+    assert snapshot(dest) == before
+    assert (staged / "example.com" / "new" / "@v" / "v0.1.0.zip").is_file()
+
+
+def test_list_of_a_new_module_path_is_written_as_a_merged_one_would_be(tmp_path):
+    dest, staged = tmp_path / "goproxy", tmp_path / "staged"
+    dest.mkdir()
+    for v in ("v1.10.0", "v1.9.0"):
+        _module_files(staged, DEP, v)
+    (staged / DEP / "@v" / "list").write_text("v1.10.0 2024-01-01T00:00:00Z\nv1.9.0\n")
+    merge(staged, dest)
+    assert (dest / DEP / "@v" / "list").read_text() == "v1.9.0\nv1.10.0\n"
+    assert (dest / DEP / "@v" / "list").stat().st_mode & 0o777 == 0o444

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import pytest
 from bundler.gosum import parse_gosum
 from installer import prefix
 from installer.modcache import default_gomodcache, populate
-from manifests.errors import NotReadyError
+from manifests.errors import NotReadyError, TrustError
 from manifests.model import Module
 from manifests.modpath import escape_path, escape_version, sort_versions
 from tests.support import gobin
@@ -155,3 +156,51 @@ def test_default_modcache_reads_the_users_go_env_file(tmp_path):
 def test_default_modcache_refuses_a_relative_path():
     with pytest.raises(NotReadyError, match="is not an absolute path"):
         default_gomodcache({"GOMODCACHE": "rel/mod", "GOENV": "off"})
+
+
+def _read_only_proxy(real, tmp_path: Path) -> Path:
+    """A copy of the fixture proxy with 0444 files, as the merge leaves P/goproxy."""
+    proxy = shutil.copytree(real.proxy_dir, tmp_path / "goproxy")
+    for p in proxy.rglob("*"):
+        if p.is_file():
+            p.chmod(0o444)
+    return proxy
+
+
+def test_cache_files_are_hard_links_to_the_read_only_proxy_copies(real, modules, cache,
+                                                                   tmp_path):
+    proxy = _read_only_proxy(real, tmp_path)
+    populate(proxy, modules, cache)
+    dep = next(m for m in modules if m.path == DEP and m.zip_hash)
+    for ext in (".info", ".mod", ".zip"):
+        ours = cache / "cache" / "download" / DEP / "@v" / f"{dep.version}{ext}"
+        theirs = proxy / DEP / "@v" / f"{dep.version}{ext}"
+        assert ours.stat().st_ino == theirs.stat().st_ino, ext
+
+
+def test_writable_proxy_files_are_copied_so_a_write_into_the_cache_cannot_reach_them(
+        real, modules, cache):
+    populate(real.proxy_dir, modules, cache)
+    dep = next(m for m in modules if m.path == DEP and m.zip_hash)
+    ours = cache / "cache" / "download" / DEP / "@v" / f"{dep.version}.zip"
+    assert ours.stat().st_ino != (real.proxy_dir / DEP / "@v" / ours.name).stat().st_ino
+
+
+def test_zip_that_does_not_hash_to_the_signed_h1_never_reaches_the_cache(real, modules, cache):
+    dep = next(m for m in modules if m.path == DEP and m.zip_hash)
+    other = next(m for m in modules if m.zip_hash and m.zip_hash != dep.zip_hash)
+    forged = dataclasses.replace(dep, zip_hash=other.zip_hash)
+    with pytest.raises(TrustError, match=rf"verifying {DEP}@{dep.version}: checksum mismatch"):
+        populate(real.proxy_dir, [forged], cache)
+    parent = cache / "example.com"
+    assert not (parent / f"dep@{dep.version}").exists()
+    assert [p.name for p in parent.iterdir() if p.name.startswith(".")] == []  # no temp tree
+    assert not (cache / "cache" / "download" / DEP / "@v" / f"{dep.version}.ziphash").exists()
+
+
+def test_mod_that_does_not_hash_to_the_signed_h1_never_reaches_the_cache(real, modules, cache):
+    dep = next(m for m in modules if m.path == DEP and m.zip_hash)
+    forged = dataclasses.replace(dep, mod_hash="h1:" + "A" * 43 + "=")
+    with pytest.raises(TrustError, match=rf"verifying {DEP}@{dep.version}/go.mod: checksum "):
+        populate(real.proxy_dir, [forged], cache)
+    assert not (cache / "cache" / "download" / DEP / "@v" / f"{dep.version}.mod").exists()

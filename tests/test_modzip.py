@@ -8,6 +8,7 @@ import zipfile
 
 import pytest
 
+from manifests.dirhash import hash_zip
 from manifests.errors import NotReadyError, TrustError
 from manifests.limits import DEFAULT_LIMITS
 from manifests.modzip import check_module_zip, extract_module_zip
@@ -138,3 +139,20 @@ def test_extract_refuses_a_non_empty_target(tmp_path):
     (dest / "stale").write_text("x")
     with pytest.raises(NotReadyError, match=f"target directory {dest} exists and is not empty"):
         extract_module_zip(path, M, V, dest)
+
+
+def test_extract_returns_the_h1_go_computes_for_the_zip(tmp_path):
+    path = _zip(tmp_path, [(P + "go.mod", b"module example.com/m\n"), (P + "pkg/", b""),
+                           (P + "pkg/a.go", b"package a\n")])
+    got = extract_module_zip(path, M, V, tmp_path / "out")
+    assert got == hash_zip(str(path))
+
+
+def test_extract_refuses_a_zip_whose_h1_is_not_the_signed_one(tmp_path):
+    path = _zip(tmp_path, [(P + "a.go", b"package a // altered\n")])
+    signed = hash_zip(str(_zip(tmp_path, [(P + "a.go", b"package a\n")], "signed.zip")))
+    with pytest.raises(TrustError) as e:
+        extract_module_zip(path, M, V, tmp_path / "out", want_h1=signed)
+    assert str(e.value).startswith(f"verifying {M}@{V}: checksum mismatch\n\tzip:      h1:")
+    assert f"\tmanifest: {signed}\n" in str(e.value)
+    assert e.value.tampering
