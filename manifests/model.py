@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -135,24 +136,31 @@ def _typed(doc: Dict[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+@functools.cache
+def _record_fields(cls: type) -> Tuple[Tuple[str, type, Any], ...]:
+    """(name, type, default) of a record's str and int fields, worked out once per class."""
+    found = []
+    for name, fld in cls.__dataclass_fields__.items():  # type: ignore[attr-defined]
+        kind = {"str": str, "int": int}.get(str(fld.type))
+        if not name.startswith("_") and kind is not None:
+            found.append((name, kind, fld.default))
+    return tuple(found)
+
+
 def _record(doc: Any, cls: type, where: str) -> Any:
     if not isinstance(doc, dict):
         raise TrustError(f"reading manifest: {where}: expected an object")
     kwargs = {}
-    for name, fld in cls.__dataclass_fields__.items():
-        if name.startswith("_"):
-            continue
-        kind = {"str": str, "int": int}.get(str(fld.type))
-        if kind is None:
-            continue
-        if name not in doc and fld.default is not MISSING:
-            kwargs[name] = fld.default
+    for name, kind, default in _record_fields(cls):
+        if name not in doc and default is not MISSING:
+            kwargs[name] = default
             continue
         kwargs[name] = _typed(doc, name, kind, where)
     return cls(**kwargs)
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
@@ -333,7 +341,7 @@ def check_members(manifest: Manifest, limits: Limits = DEFAULT_LIMITS) -> List[s
         if m.type == "file":
             if not 0 <= m.size <= limits.member_bytes:
                 problems.append(f"{m.path}: size {m.size} outside 0..{limits.member_bytes}")
-            if len(m.sha256) != 64 or any(c not in "0123456789abcdef" for c in m.sha256):
+            if not _SHA256_HEX.fullmatch(m.sha256):
                 problems.append(f"{m.path}: sha256 must be 64 lower-case hex digits")
             total += m.size
         elif m.type == "hardlink":

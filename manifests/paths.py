@@ -42,11 +42,13 @@ def check_member_path(path: str, limits: Limits = DEFAULT_LIMITS) -> Optional[st
     parts = path.split("/")
     if len(parts) > limits.path_depth:
         return f"{shown(path)}: deeper than {limits.path_depth} levels"
+    # One regex over a clean ASCII path (nearly all) instead of one per element.
+    clean = path.isascii() and not _ASCII_BAD.search(path)
     for part in parts:
         if part in ("", ".", ".."):
             # `..` climbs out of the staging dir; empty and `.` parts make two names for one file.
             return f"{shown(path)}: path element {part!r} is not allowed"
-        bad = _bad_char(part)
+        bad = None if clean else _bad_char(part)
         if bad is not None:
             return f"{shown(path)}: contains forbidden character {bad!r}"
     return None
