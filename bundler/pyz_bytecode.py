@@ -29,7 +29,8 @@ json.dump({"tag": sys.implementation.cache_tag, "pyc": out}, sys.stdout)
 def bytecode(files: Dict[str, bytes]) -> Dict[str, bytes]:
     """A `.pyc` member for every `.py` in `files`: beside it at the zip's root, where zipimport
     looks (a Python of another version ignores it and compiles the source), and in
-    `__pycache__/` inside the native parts, which are unpacked to a directory first."""
+    `__pycache__/` inside the native parts, which are unpacked to a directory first. Those
+    are not part of the native parts' id: a cache only, each checked against its source."""
     sources = {n: base64.b64encode(d).decode() for n, d in files.items()
                if n.endswith(".py") and n != "__main__.py"}
     done = subprocess.run([sys.executable, "-I", "-c", _COMPILE], input=json.dumps(sources),

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 from installer import prefix
 from manifests.dirhash import hash_gomod
 from manifests.errors import NotReadyError, TrustError
-from manifests.files import atomic_writer, write_atomic
+from manifests.files import NEW_FILE, atomic_writer, write_all, write_atomic
 from manifests.model import Module
 from manifests.modpath import (
     ModulePathError,
@@ -26,8 +26,6 @@ from manifests.modpath import (
     unescape_version,
 )
 from manifests.modzip import extract_module_zip
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass
@@ -121,14 +119,12 @@ def _write(dest: Path, data: bytes) -> None:
     written before its tree appears (go trusts neither alone) and a torn `list` only lists
     fewer versions. An existing file is replaced whole, through a temp name."""
     try:
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+        fd = os.open(dest, NEW_FILE, 0o644)
     except FileExistsError:
         write_atomic(dest, data, durable=False)
         return
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     finally:
         os.close(fd)
 

@@ -14,6 +14,7 @@ from installer.bundle_reader import BundleReader, truncated
 from installer.machine import machine_error
 from installer.prefix import read_only_mode
 from manifests.errors import TrustError
+from manifests.files import NEW_FILE, write_all
 from manifests.member_check import check_member, refuse
 from manifests.model import Manifest, Member
 
@@ -39,16 +40,15 @@ def _write_file(dest: Optional[StrPath], data: BinaryIO, m: Member, mode: int) -
     fd = -1
     try:
         if dest is not None:
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+            fd = os.open(dest, NEW_FILE, 0o600)
         while size < m.size:
             chunk = data.read(min(CHUNK, m.size - size))
             if not chunk:
                 break
             size += len(chunk)
             digest.update(chunk)
-            view = memoryview(chunk)
-            while fd >= 0 and view:
-                view = view[os.write(fd, view):]
+            if fd >= 0:
+                write_all(fd, chunk)
         if size != m.size:
             raise EOFError(f"{m.path} cut short")
         got = digest.hexdigest()
@@ -61,9 +61,6 @@ def _write_file(dest: Optional[StrPath], data: BinaryIO, m: Member, mode: int) -
     finally:
         if fd >= 0:
             os.close(fd)
-
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class Directory:

@@ -10,6 +10,15 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Tuple, Union
 
 CHUNK = 1 << 20
+# A file made here is new: never one already there, never through a link planted in its place.
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to `fd`: os.write may take less than it is given."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def sha256_stream(f: BinaryIO) -> Tuple[str, int]:
@@ -37,8 +46,7 @@ def atomic_writer(path: Path, mode: int = 0o644, durable: bool = True) -> Iterat
     if os.path.lexists(tmp):
         os.unlink(tmp)  # left by a killed process that had our pid
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
-                     0o600)
+        fd = os.open(tmp, NEW_FILE, 0o600)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

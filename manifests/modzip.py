@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Set, Tuple, Union
 
 from manifests.dirhash import hash1_sums, zip_entry_name
 from manifests.errors import NotReadyError, TrustError
+from manifests.files import NEW_FILE, write_all
 from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.modpath import ModulePathError, check_file_path, check_module_version
 
@@ -174,7 +175,6 @@ def _problem_error(zip_path: PathLike, module: str, version: str,
         f"unzip {zip_path}: module zip for {module}@{version} is not valid:\n\t{lines}")
 
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CHUNK = 1 << 20
 
 
@@ -183,7 +183,7 @@ def _write_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: str) -> st
     digest = hashlib.sha256()
     # O_EXCL: never follow or overwrite something already there. Created 0444 at once, as
     # x/mod's Unzip does, so no chmod pass over the files follows.
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o444)
+    fd = os.open(target, NEW_FILE, 0o444)
     try:
         # zipfile stops at the declared size and checks the CRC at the end of each read.
         with zf.open(info) as src:
@@ -192,9 +192,7 @@ def _write_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: str) -> st
                 if not chunk:
                     break
                 digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, chunk)
     finally:
         os.close(fd)
     return digest.hexdigest()
