@@ -68,3 +68,21 @@ def test_entry_outside_the_go_directory_is_refused(tmp_path: Path) -> None:
     bad = _targz(tmp_path / "bad.tar.gz", {"etc/passwd": b"root::0:0\n"})
     with pytest.raises(TrustError, match="is outside the top-level go/ directory"):
         _read(bad)
+
+
+def test_hard_link_or_device_in_an_upstream_archive_is_refused_by_name(tmp_path: Path) -> None:
+    """go.dev archives hold files, dirs and symlinks only: anything else is named, not carried."""
+    path = _targz(tmp_path / "odd.tar.gz", {"go/VERSION": b"go1.99.0\n"})
+    with tarfile.open(path, "r:gz") as src:
+        kept = [(ti, src.extractfile(ti).read() if ti.isreg() else None)  # type: ignore[union-attr]
+                for ti in src]
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for ti, data in kept:
+            tar.addfile(ti, io.BytesIO(data) if data is not None else None)
+        link = tarfile.TarInfo("go/bin/go-again")
+        link.type, link.linkname = tarfile.LNKTYPE, "go/VERSION"
+        tar.addfile(link)
+    with pytest.raises(TrustError, match=r"reading go1.99.0 linux/amd64 archive: go/bin/go-again: "
+                       r"unsupported entry type b'1' \(only files, dirs and symlinks are "
+                       r"carried\)"):
+        _read(path)
