@@ -38,6 +38,10 @@ class Limits:
     trust_store_bytes: int = 1 * MiB
     key_file_bytes: int = 64 * KiB
     public_line_chars: int = 8 * KiB
+    # What a prefix keeps (P/state), read back as input: installed.json, pins, policy, journal.
+    state_file_bytes: int = 16 * MiB
+    history_tail_bytes: int = 4 * MiB  # history.jsonl is read from its end, this much at most
+    snapshot_file_bytes: int = 256 * MiB  # a snapshot lists every GOROOT file (~3 MB each)
 
 
 DEFAULT_LIMITS = Limits()

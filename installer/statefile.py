@@ -1,0 +1,115 @@
+"""What a prefix keeps on disk (state, snapshots), read as input: bounded, never through a link,
+and every damage named with its file and the way out (exit 2, never a traceback)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from manifests.errors import NotReadyError
+from manifests.limits import DEFAULT_LIMITS
+
+# Opened for reading only, never through a planted link, and never waiting on a FIFO.
+_READ = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+         | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+
+
+class DamagedState(NotReadyError):
+    """A file the prefix keeps is missing its shape: cut, planted, not ours. Exit 2."""
+
+
+def damaged(path: Path, what: str, problem: str, fix: str) -> DamagedState:
+    return DamagedState(f"reading {what} {path}: {problem}; {fix}",
+                        operation=f"reading {what}", subject=str(path), hint=fix)
+
+
+def read_bytes(path: Path, what: str, fix: str,
+               limit: int = DEFAULT_LIMITS.state_file_bytes) -> Optional[bytes]:
+    """The whole file, or None when there is none. A link, a directory, a FIFO, a file larger
+    than `limit` or one this user may not read is refused with `fix` as the way out."""
+    try:
+        fd = os.open(path, _READ)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise damaged(path, what, "it is a symbolic link, which rescue never follows",
+                          fix) from None
+        if exc.errno == errno.EACCES:
+            raise damaged(path, what, "this user may not read it (ask its owner, or pass a "
+                          "--prefix of your own)", fix) from None
+        raise damaged(path, what, exc.strerror or str(exc), fix) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise damaged(path, what, "it is not a regular file", fix)
+        if st.st_size > limit:
+            raise damaged(path, what, f"it holds {st.st_size} bytes, more than the "
+                          f"{limit} a real one can", fix)
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise damaged(path, what, exc.strerror or str(exc), fix) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise damaged(path, what, f"it grew past {limit} bytes while read", fix)
+    return data
+
+
+def read_text(path: Path, what: str, fix: str,
+              limit: int = DEFAULT_LIMITS.state_file_bytes) -> Optional[str]:
+    data = read_bytes(path, what, fix, limit)
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise damaged(path, what, f"not UTF-8 text (byte {exc.start})", fix) from None
+
+
+def parse_json(text: str) -> Any:
+    """json.loads that reports every way a document can be wrong as ValueError (a deep `[[[`
+    would otherwise end as RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def read_json(path: Path, what: str, fix: str, check: Callable[[Any], Optional[str]],
+              limit: int = DEFAULT_LIMITS.state_file_bytes) -> Any:
+    """The document, or None when there is no file. `check(doc)` returns what is wrong with
+    its shape (None when nothing is)."""
+    text = read_text(path, what, fix, limit)
+    if text is None:
+        return None
+    if not text.strip():
+        raise damaged(path, what, "it is empty (cut short?)", fix)
+    try:
+        doc = parse_json(text)
+    except ValueError as exc:
+        raise damaged(path, what, f"not JSON ({exc})", fix) from None
+    problem = check(doc)
+    if problem:
+        raise damaged(path, what, problem, fix)
+    return doc
+
+
+def no_link(path: Path, what: str) -> None:
+    """Refuse a directory of the prefix that is a symbolic link: what rescue writes through it
+    would land outside the prefix."""
+    if os.path.islink(path):
+        raise damaged(path, what, f"it is a symbolic link (to {os.readlink(path)!r}); rescue "
+                      "keeps its files only inside the prefix",
+                      f"move the link away (`mv {path} {path}.link`) and run the command again")
