@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,13 +78,55 @@ def installed_ids(layout: Layout) -> List[str]:
         names = os.listdir(layout.versions)
     except FileNotFoundError:
         return []
-    return sorted((n for n in names if _split(n) and (layout.versions / n).is_dir()),
+    return sorted((n for n in names if _split(n) and _is_real_dir(layout.versions / n)),
                   key=lambda n: (version_key(_split(n)[0]), n))
 
 
 def current_id(layout: Layout) -> Optional[str]:
+    """The installed toolchain `current` names, or None when there is no `current` or it is
+    anything but a link to `versions/<installed id>` (see `checked_current`)."""
+    try:
+        return checked_current(layout)
+    except NotReadyError:
+        return None
+
+
+def current_problem(layout: Layout) -> Optional[str]:
+    """What is wrong with `P/current` (None when it is absent or names an installed toolchain):
+    a link planted outside the prefix, dangling, a loop, or not a link at all."""
+    if not os.path.lexists(layout.current):
+        return None
+    if not os.path.islink(layout.current):
+        return "it is not a symbolic link"
+    target = os.readlink(layout.current)
+    head, _, tc_id = target.partition("/")
+    if head != "versions" or _split(tc_id) is None:
+        return f"it points to {target!r}, not to versions/<an installed toolchain>"
+    if not _is_real_dir(layout.versions / tc_id):
+        return f"it points to {target!r}, which is not installed"
+    return None
+
+
+def checked_current(layout: Layout) -> Optional[str]:
+    """The current toolchain's id, None when nothing is current; a `current` that is anything
+    but `versions/<installed id>` is refused with its fix, before a command acts on it."""
+    problem = current_problem(layout)
+    if problem:
+        have = installed_ids(layout)
+        raise NotReadyError(
+            f"reading {layout.current}: {problem}; make an installed toolchain current with "
+            f"`use VERSION` (installed: {', '.join(have) or 'none'})",
+            hint="`use VERSION` replaces the link; nothing else was changed")
     link = prefix.current_target(layout)
     return link.rsplit("/", 1)[-1] if link else None
+
+
+def _is_real_dir(path: Path) -> bool:
+    """A directory itself, not a link to one: rescue never walks through a link."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def pins(layout: Layout) -> List[str]:
