@@ -39,8 +39,8 @@ def _open(path: Path, what: str, fix: str) -> Optional[int]:
             raise damaged(path, what, "it is a symbolic link, which rescue never follows",
                           fix) from None
         if exc.errno == errno.EACCES:
-            raise damaged(path, what, "this user may not read it (ask its owner, or pass a "
-                          "--prefix of your own)", fix) from None
+            raise damaged(path, what, "this user may not read it",
+                          f"run as {owner_of(path)}, or pass a --prefix of your own") from None
         raise damaged(path, what, exc.strerror or str(exc), fix) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -141,3 +141,19 @@ def no_link(path: Path, what: str) -> None:
         raise damaged(path, what, f"it is a symbolic link (to {os.readlink(path)!r}); rescue "
                       "keeps its files only inside the prefix",
                       f"move the link away (`mv {path} {path}.link`) and run the command again")
+
+
+def owner_of(path: Path) -> str:
+    """`user NAME (uid N)` owning `path` (or the nearest parent this user can stat)."""
+    for p in (path, *path.parents):
+        try:
+            uid = os.lstat(p).st_uid
+        except OSError:
+            continue
+        try:
+            import pwd
+
+            return f"its owner {pwd.getpwuid(uid).pw_name} (uid {uid})"
+        except (ImportError, KeyError):
+            return f"its owner (uid {uid})"
+    return "its owner"

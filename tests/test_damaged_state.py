@@ -394,3 +394,25 @@ def test_journal_of_a_real_install_is_accepted_field_by_field(
     doc = {"op": "install", "entry": entry, "current": f"versions/{entry['toolchains'][0]}",
            "history": None, "manifest": data.decode(), "signature": ""}
     assert state.journal_problem(Layout(prefix), doc) is None
+
+
+def test_kept_manifest_that_is_a_fifo_is_refused_instead_of_hanging(
+        prefix: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
+    kept = sorted((prefix / "state" / "bundles").glob("*.json"))[0]
+    kept.unlink()
+    os.mkfifo(kept)
+    code, _, err = run(["verify", "--prefix", prefix, "--trust", signing.signers], capsys)
+    assert code == 2, err
+    assert f"reading kept manifest {kept}: it is not a regular file; install that same " \
+        "bundle again" in err
+
+
+def test_adopted_trust_store_that_is_a_fifo_is_refused_instead_of_hanging(
+        prefix: Path, capsys: pytest.CaptureFixture) -> None:
+    store = prefix / "state" / "trust" / "allowed_signers"
+    store.parent.mkdir()
+    os.mkfifo(store)
+    code, _, err = run(["verify", "--prefix", prefix], capsys)
+    assert code == 2, err
+    assert f"reading the adopted trust policy {store}: it is not a regular file; restore it " \
+        "or pass --trust FILE" in err
