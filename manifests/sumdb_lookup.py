@@ -8,6 +8,7 @@ from typing import Dict, List, Tuple
 
 from manifests.errors import TrustError
 from manifests.limits import DEFAULT_LIMITS, Limits
+from manifests.modpath import escape_path, escape_version
 from manifests.sumdb_note import NoteError, Verifier, open_note
 from manifests.tlog import TlogError, Tree, parse_record, parse_tree, record_hash, stored_hash_index
 from manifests.tlog_tiles import TileFetcher, read_hashes
@@ -36,6 +37,11 @@ class Lookup:
 def gosum_lines(text: str, module: str, version: str) -> List[str]:
     return [line for line in text.split("\n")
             if line.startswith((f"{module} {version} ", f"{module} {version}/go.mod "))]
+
+
+def lookup_path(module: str, version: str) -> str:
+    """Where a lookup lives under a database's base URL (and under goproxy/sumdb/<name>/)."""
+    return f"lookup/{escape_path(module)}@{escape_version(version)}"
 
 
 def untrusted(subject: str, detail: str) -> TrustError:

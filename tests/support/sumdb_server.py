@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from manifests import tlog
 from manifests.dirhash import hash_gomod, hash_zip
-from manifests.modpath import ModulePathError, escape_path, escape_version, unescape_path, \
-    unescape_version
+from manifests.modpath import ModulePathError, unescape_path, unescape_version
+from manifests.sumdb_lookup import lookup_path
 from manifests.sumdb_note import parse_verifier, signature_line, verifier_key
 from manifests.tlog_tiles import HEIGHT, Tile, new_tiles, parse_tile_path, read_tile_data
 from tests.support.goproxy_server import FixtureModule, ProxyServer
@@ -26,10 +26,6 @@ SEED = hashlib.sha256(b"rescue test checksum database").digest()
 
 def record_text(module: str, version: str, zip_h1: str, gomod_h1: str) -> str:
     return f"{module} {version} {zip_h1}\n{module} {version}/go.mod {gomod_h1}\n"
-
-
-def lookup_path(module: str, version: str) -> str:
-    return f"lookup/{escape_path(module)}@{escape_version(version)}"
 
 
 class SumDB:
