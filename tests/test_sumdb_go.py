@@ -265,3 +265,32 @@ def test_go_offline_refuses_a_tampered_tile_in_the_file_proxy(
                   tmp_path / "home", offline=True, GOPROXY=f"file://{mirror}",
                   GOSUMDB=sumdb.gosumdb())
     refused(done, "downloaded inconsistent tile")
+
+
+def test_go_proves_old_lookups_against_the_newest_head_it_has_seen(
+        go_bin: Path, real: RealGoProject, sumdb: SumDB, tmp_path: Path) -> None:
+    """A host whose GOPATH/pkg/sumdb/<name>/latest holds a newer head than the one the carried
+    lookups name needs the tiles of that newer tree: carrying data at one size is not enough
+    once a newer bundle (or the network) showed go a bigger tree."""
+    newer = SumDB()
+    for text in sumdb.records:
+        newer.add_text(text)
+    newer.ids = dict(sumdb.ids)
+    newer.add_fillers(300)
+    old_mirror, new_mirror = tmp_path / "old", tmp_path / "new"
+    for mirror in (old_mirror, new_mirror):
+        shutil.copytree(real.proxy_dir, mirror)
+    sumdb.write_dir(old_mirror)
+    newer.write_dir(new_mirror, {k: v for k, v in newer.files().items()
+                                 if not k.startswith("lookup/") or "dep@v1.0.0" in k})
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    outside.mkdir()
+    seen = run_go(go_bin, ["mod", "download", "example.com/dep@v1.0.0"], outside, home,
+                  offline=True, GOPROXY=f"file://{new_mirror}", GOSUMDB=sumdb.gosumdb())
+    assert seen.returncode == 0, seen.stderr
+    done = run_go(go_bin, ["mod", "tidy"], project_without_gosum(real, tmp_path), home,
+                  offline=True, GOPROXY=f"file://{old_mirror}", GOSUMDB=sumdb.gosumdb(),
+                  GOMODCACHE=str(tmp_path / "fresh-modcache"))
+    # Even before any lookup: go re-checks its saved head against the tiles of that tree.
+    refused(done, f"initializing sumdb.Client: checking tree#{newer.tree.n}: reading file://")
+    refused(done, "no such file or directory")
