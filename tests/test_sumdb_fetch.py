@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 from typing import Iterator, Tuple
 
@@ -31,8 +32,13 @@ class Growing:
     def __init__(self, db: SumDB, per_lookup: int = 40) -> None:
         self.db, self.per_lookup = db, per_lookup
         self.grew_past_tiles = False
+        self.lock = threading.Lock()  # the fetcher asks several things at once
 
     def handle(self, path: str) -> Tuple[int, bytes]:
+        with self.lock:
+            return self._handle(path)
+
+    def _handle(self, path: str) -> Tuple[int, bytes]:
         if path.startswith("/tile/"):
             if not self.grew_past_tiles:
                 self.db.add_fillers(300)
