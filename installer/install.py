@@ -103,6 +103,7 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
             on_module: Callable[[int], None] = lambda n: None) -> InstallResult:
     started = time.monotonic()
     layout = Layout(root.absolute())
+    wiring.check_prefix(layout.root)  # a usage error: before the bundle is even opened
     with BundleReader(bundle) as reader:
         verified = reader.header(signers, trust_source, now or datetime.now(timezone.utc))
         m = verified.manifest
