@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
 from manifests.limits import DEFAULT_LIMITS
-from manifests.text import shown
+from manifests.text import SHOWN_CHARS, shown
 
 FORMAT = 1
 # An id becomes a file name: letters, digits and `._+-`, starting with a letter or digit.
@@ -28,6 +28,15 @@ ENTRY_FIELDS = {"file": {"path", "type", "mode", "size", "sha256"},
 
 class _Bad(Exception):
     pass
+
+
+def _val(value: Any) -> str:
+    """A value from the file in a message: text quoted by `shown`, anything else as (ASCII)
+    JSON, cut like `shown` cuts."""
+    if isinstance(value, str):
+        return shown(value)
+    text = json.dumps(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
 
 
 def is_id(text: str) -> bool:
@@ -82,14 +91,14 @@ def _document(doc: Any) -> None:
     if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT:
         raise _Bad(f"it is format {fmt}, written by a newer rescue (this one reads {FORMAT})")
     if fmt != FORMAT or isinstance(fmt, bool):
-        raise _Bad(f"its format {shown(fmt)} is not {FORMAT}")
+        raise _Bad(f"its format {_val(fmt)} is not {FORMAT}")
     _fields(doc, "", ("id", "tag", "tag_kind", "created", "host", "user", "ci", "prefix",
                       "toolchain", "goroot", "go", "paths", "modules", "bundle"))
     if not isinstance(doc["id"], str) or not is_id(doc["id"]):
-        raise _Bad(f"its id {shown(doc['id'])} is not a snapshot id (letters, digits and `._+-`)")
+        raise _Bad(f"its id {_val(doc['id'])} is not a snapshot id (letters, digits and `._+-`)")
     _text(doc, "tag", "", none=True)
     if doc["tag_kind"] not in (None, "semver", "text"):
-        raise _Bad(f"its tag_kind {shown(doc['tag_kind'])} is not semver, text or null")
+        raise _Bad(f"its tag_kind {_val(doc['tag_kind'])} is not semver, text or null")
     _created(doc["created"])
     _text(doc, "host", "")
     _text(doc, "prefix", "")
@@ -97,7 +106,7 @@ def _document(doc: Any) -> None:
     user = _obj(doc, "user", "", ("name", "uid"))
     _text(user, "name", "user.")
     if user["uid"] is not None and not _count(user["uid"]):
-        raise _Bad(f"its user.uid {shown(user['uid'])} is not a number")
+        raise _Bad(f"its user.uid {_val(user['uid'])} is not a number")
     if doc["ci"] is not None:
         _strings(doc, "ci", "")
     _goroot(_obj(doc, "goroot", "", ("path", "root_hash", "file_count", "bytes", "files")))
@@ -115,7 +124,7 @@ def _document(doc: Any) -> None:
         for key in ("name", "channel", "manifest_sha256", "signer", "installed_at"):
             _text(b, key, "bundle.", none=True)
         if b["sequence"] is not None and not _count(b["sequence"]):
-            raise _Bad(f"its bundle.sequence {shown(b['sequence'])} is not a number")
+            raise _Bad(f"its bundle.sequence {_val(b['sequence'])} is not a number")
 
 
 def _fields(obj: Dict[str, Any], where: str, names: Tuple[str, ...]) -> None:
@@ -162,17 +171,17 @@ def _created(value: Any) -> None:
     except ValueError:
         ok = False
     if not ok:
-        raise _Bad(f"its created {shown(value)} is not a UTC time like 2026-11-28T14:23:07Z")
+        raise _Bad(f"its created {_val(value)} is not a UTC time like 2026-11-28T14:23:07Z")
 
 
 def _goroot(g: Dict[str, Any]) -> None:
     _text(g, "path", "goroot.")
     if not isinstance(g["root_hash"], str) or not _ROOT_HASH_RE.match(g["root_hash"]):
-        raise _Bad(f"its goroot.root_hash {shown(g['root_hash'])} is not sha256: and 64 "
+        raise _Bad(f"its goroot.root_hash {_val(g['root_hash'])} is not sha256: and 64 "
                    "lower-case hex digits")
     for key in ("file_count", "bytes"):
         if not _count(g[key]):
-            raise _Bad(f"its goroot.{key} {shown(g[key])} is not a number")
+            raise _Bad(f"its goroot.{key} {_val(g[key])} is not a number")
     if not isinstance(g["files"], list):
         raise _Bad(f"its goroot.files is {_kind(g['files'])}, not a list")
     seen = set()
@@ -186,25 +195,26 @@ def _goroot(g: Dict[str, Any]) -> None:
 def _entry(e: Any, where: str) -> None:
     if not isinstance(e, dict):
         raise _Bad(f"its {where} is {_kind(e)}, not an object")
-    want = ENTRY_FIELDS.get(e.get("type"))  # type: ignore[arg-type]
+    kind = e.get("type")
+    want = ENTRY_FIELDS.get(kind) if isinstance(kind, str) else None
     if want is None:
-        raise _Bad(f"its {where}.type {shown(e.get('type'))} is not file, dir, symlink or "
+        raise _Bad(f"its {where}.type {_val(e.get('type'))} is not file, dir, symlink or "
                    "other")
     if set(e) != want:
         raise _Bad(f"its {where} ({e['type']}) has the fields {', '.join(sorted(e))}, not "
                    f"{', '.join(sorted(want))}")
     path = e["path"]
     if not isinstance(path, str) or not clean_path(path):
-        raise _Bad(f"its {where}.path {shown(path)} is not a clean relative path")
+        raise _Bad(f"its {where}.path {_val(path)} is not a clean relative path")
     if "mode" in e and not (isinstance(e["mode"], str) and _MODE_RE.match(e["mode"])):
-        raise _Bad(f"its {where}.mode {shown(e['mode'])} is not four octal digits")
+        raise _Bad(f"its {where}.mode {_val(e['mode'])} is not four octal digits")
     if "size" in e and not _count(e["size"]):
-        raise _Bad(f"its {where}.size {shown(e['size'])} is not a number")
+        raise _Bad(f"its {where}.size {_val(e['size'])} is not a number")
     if "sha256" in e and not (isinstance(e["sha256"], str) and _HEX64_RE.match(e["sha256"])):
-        raise _Bad(f"its {where}.sha256 {shown(e['sha256'])} is not 64 lower-case hex digits")
+        raise _Bad(f"its {where}.sha256 {_val(e['sha256'])} is not 64 lower-case hex digits")
     if "target" in e and not (isinstance(e["target"], str) and e["target"] and "\0" not in
                               e["target"] and len(e["target"]) <= DEFAULT_LIMITS.path_chars):
-        raise _Bad(f"its {where}.target {shown(e['target'])} is not a link target")
+        raise _Bad(f"its {where}.target {_val(e['target'])} is not a link target")
 
 
 def clean_path(path: str) -> bool:
