@@ -223,10 +223,17 @@ def installed_bundles(layout: Layout) -> List[Tuple[Dict[str, Any], Any]]:
 
 def installing_bundle(bundles: List[Tuple[Dict[str, Any], Any]], toolchain: str
                       ) -> Optional[Dict[str, Any]]:
+    """The newest recorded bundle that carried `toolchain`, with the types a snapshot file must
+    have (snapshot_check): a field of another type in installed.json is recorded as null."""
     for entry, _ in reversed(bundles):
-        if toolchain in entry.get("toolchains", []):
-            return {k: entry.get(k) for k in ("name", "channel", "sequence", "manifest_sha256",
-                                              "signer", "installed_at")}
+        carried = entry.get("toolchains")
+        if isinstance(carried, list) and toolchain in carried:
+            out = {k: entry.get(k) if isinstance(entry.get(k), str) else None
+                   for k in ("name", "channel", "manifest_sha256", "signer", "installed_at")}
+            seq = entry.get("sequence")
+            out["sequence"] = seq if isinstance(seq, int) and not isinstance(seq, bool) \
+                and seq >= 0 else None
+            return out
     return None
 
 
