@@ -117,7 +117,7 @@ def read(path: Path, in_store: bool, expect_id: Optional[str] = None) -> Optiona
         return None
     if expect_id is not None and doc["id"] != expect_id:
         raise statefile.damaged(path, WHAT, f"it holds snapshot {shown(doc['id'])}, not the "
-                                f"{expect_id} its name says", fix)
+                                f"{shown(expect_id)} its name says", fix)
     bad = contradiction(doc)
     if bad:
         what, recorded, computed = bad
@@ -164,6 +164,11 @@ def survey(layout: Layout) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
         if not name.endswith(".json") or name.startswith("."):
             continue
         path = store(layout) / name
+        if not is_id(name[:-len(".json")]):  # not ours, and its name may not be printable
+            damaged.append({"file": str(path), "exit_code": 2, "message": (
+                f"reading snapshot {store(layout)}/{shown(name)}: its name is not a snapshot "
+                "id; move it out of the store")})
+            continue
         try:
             doc = read(path, in_store=True, expect_id=name[:-len(".json")])
         except RescueError as exc:

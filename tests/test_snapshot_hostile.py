@@ -266,12 +266,14 @@ def test_snapshot_list_names_each_damaged_file_and_still_lists_the_good_ones(
     (store / "20260101T000000Z.json").write_text("")
     os.mkfifo(store / "20260102T000000Z.json")  # a planted FIFO must not hang `list`
     (store / "renamed.json").write_text(snap["file"].read_text())
+    (store / f"x{ESC}.json").write_text("{}")
     done = in_subprocess("snapshot", "list", "--prefix", prefix, "--json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert [s["id"] for s in out["snapshots"]] == [snap["id"]]
     damaged = {Path(d["file"]).name: d for d in out["damaged"]}
-    assert set(damaged) == {"20260101T000000Z.json", "20260102T000000Z.json", "renamed.json"}
+    assert set(damaged) == {"20260101T000000Z.json", "20260102T000000Z.json", "renamed.json",
+                            f"x{ESC}.json"}
     empty = damaged["20260101T000000Z.json"]
     assert empty["exit_code"] == 2
     fix = (f"move it aside (`mv {store}/20260101T000000Z.json {store}/20260101T000000Z.json"
@@ -280,12 +282,16 @@ def test_snapshot_list_names_each_damaged_file_and_still_lists_the_good_ones(
     assert empty["message"] == (f"reading snapshot {store}/20260101T000000Z.json: it is empty "
                                 f"(cut short?); {fix}")
     assert "it is not a regular file" in damaged["20260102T000000Z.json"]["message"]
-    assert f"it holds snapshot '{snap['id']}', not the renamed its name says" in \
+    assert f"it holds snapshot '{snap['id']}', not the 'renamed' its name says" in \
         damaged["renamed.json"]["message"]
+    assert damaged[f"x{ESC}.json"]["message"] == (
+        f"reading snapshot {store}/'x\\x1b[2J\\x1b]0;owned\\x07.json': its name is not a "
+        "snapshot id; move it out of the store")
     text = in_subprocess("snapshot", "list", "--prefix", prefix)
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith(snap["id"])
     assert f"damaged reading snapshot {store}/20260101T000000Z.json: it is empty" in text.stdout
+    assert "\x1b" not in text.stdout
 
 
 def test_snapshot_prune_leaves_damaged_files_for_a_person_to_look_at(
@@ -296,6 +302,31 @@ def test_snapshot_prune_leaves_damaged_files_for_a_person_to_look_at(
                        "--prefix", prefix)
     assert code == 0 and damaged.exists() and not snap["file"].exists()
     assert "1 removed, 0 kept; 1 damaged file(s) left alone, see `snapshot list`" in out
+
+
+def test_snapshot_show_of_a_path_that_does_not_exist_says_no_such_file(
+        prefix: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_json(capsys, "snapshot", "show", tmp_path / "gone.json", "--prefix", prefix)
+    assert code == 2 and out["error"]["message"] == (
+        f"reading snapshot {tmp_path / 'gone.json'}: no such file; pass the path of a file "
+        "written by `rescue.pyz snapshot create -o FILE`")
+
+
+def test_snapshot_store_planted_as_a_link_out_of_the_prefix_is_never_read_or_written(
+        prefix: Path, snap: Dict[str, Any], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    store = snap["file"].parent
+    elsewhere = tmp_path / "elsewhere"
+    store.rename(elsewhere)
+    store.symlink_to(elsewhere)
+    fix = f"move the link away (`mv {store} {store}.link`) and run the command again"
+    for argv in (["create"], ["list"], ["show", snap["id"]]):
+        code, out = run_json(capsys, "snapshot", *argv, "--prefix", prefix)
+        assert code == 2, (argv, out)
+        assert out["error"]["message"] == (
+            f"reading the snapshot store {store}: it is a symbolic link (to {str(elsewhere)!r}); "
+            f"rescue keeps its files only inside the prefix; {fix}"), out
+    assert os.listdir(elsewhere) == [snap["file"].name], "nothing was written through the link"
 
 
 def test_snapshot_show_diff_list_and_verify_print_escape_sequences_from_a_file_escaped(
