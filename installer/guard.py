@@ -2,14 +2,19 @@
 any failure makes the previous toolchain current again by itself.
 
 A failure is an exit code other than 0, a timeout, or an output line matching a failure
-pattern. Every command's output goes to one log under `P/state/guard-logs/`.
+pattern. Each command runs in a session of its own, which is killed whole when it exits or
+times out; its output streams through a child matcher (installer/guard_match) into one bounded
+log under `P/state/guard-logs/` (the newest few are kept).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-import re
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -17,8 +22,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from installer import crashpoints
 from installer.prefix import Layout
+from installer.statefile import no_link
 from installer.wiring import go_settings
+from manifests.files import NEW_FILE
+from manifests.limits import DEFAULT_LIMITS as LIMITS
+
+MATCHER_GRACE = 5.0  # seconds past the timeout for the matcher to start and report
 
 # Lines that mean a broken toolchain or environment even when the exit code says 0.
 BUILTIN_PATTERNS = (
@@ -41,9 +52,6 @@ class Guard:
 
     def __bool__(self) -> bool:
         return bool(self.projects)
-
-    def compiled(self) -> re.Pattern[str]:
-        return re.compile("|".join(f"(?:{p})" for p in (*BUILTIN_PATTERNS, *self.patterns)))
 
 
 @dataclass
@@ -100,58 +108,171 @@ def _compare(before: Optional[List[str]], after: Optional[List[str]]) -> List[st
     return out
 
 
-def _run(argv: List[str], cwd: Path, env: Dict[str, str], timeout: float, log,
-         pattern: re.Pattern[str], stage: str, log_path: Path) -> Optional[Failure]:
-    log.write(f"$ cd {cwd} && {' '.join(argv)}\n")
+def _matcher_argv(params: Dict[str, object]) -> List[str]:
+    """`python3 -I -S -c` running installer/guard_match from where this module was loaded
+    (the pyz, or the source tree): only the standard library, started in milliseconds."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from installer.guard_match import main; main(sys.argv[2])")
+    return [sys.executable or "python3", "-I", "-S", "-c", code, root, json.dumps(params)]
+
+
+def _exited(proc: subprocess.Popen, deadline: float) -> bool:
+    """Wait for `proc` to exit, at most until `deadline`, without reaping it: while it is a
+    zombie its process group id cannot be handed to another process, so killing the group
+    afterwards kills only what it left behind."""
+    delay = 0.001
+    while True:
+        try:
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                return True
+        except ChildProcessError:
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.05)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the command's process group (its own session): every child it left running,
+    `cmd &` included, goes with it, and so does its hold on the output pipe."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+
+
+def _run(argv: List[str], cwd: Path, env: Dict[str, str], timeout: float, log: int,
+         guard: Guard, stage: str, log_path: Path) -> Optional[Failure]:
+    """One guard command in a session of its own, its output streamed through the matcher
+    (never held here); the command, what it started and the matcher all end by the timeout."""
+    _write(log, f"$ cd {cwd} && {' '.join(argv)}\n")
+    deadline = time.monotonic() + timeout
+    params = {"patterns": [*BUILTIN_PATTERNS, *guard.patterns], "seconds": timeout,
+              "budget": max(0, LIMITS.guard_log_bytes - os.fstat(log).st_size),
+              "tail": LIMITS.guard_log_tail_bytes}
+    read_end, write_end = os.pipe()
     try:
-        done = subprocess.run(argv, cwd=cwd, env=env, timeout=timeout, capture_output=True,
-                              text=True, errors="replace")
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode("utf-8", "replace") if isinstance(
-            exc.stdout, bytes) else (exc.stdout or "")
-        log.write(out + f"\n[timed out after {timeout:g}s]\n")
+        matcher = subprocess.Popen(_matcher_argv(params), stdin=read_end, stdout=log,
+                                   stderr=subprocess.PIPE)
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=write_end, stderr=write_end, start_new_session=True)
+        except OSError as exc:
+            matcher.kill()
+            matcher.wait()
+            _write(log, f"[cannot run: {exc.strerror}]\n")
+            return Failure(stage, None, f"cannot run {argv[0]}: {exc.strerror}", str(log_path))
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    crashpoints.reached("guard-running")
+    try:
+        finished = _exited(proc, deadline)
+        _kill_group(proc)
+        try:
+            # The matcher stops itself at the timeout; the grace covers its start and report.
+            _, report = matcher.communicate(timeout=max(0.0, deadline - time.monotonic())
+                                            + MATCHER_GRACE)
+        except subprocess.TimeoutExpired:
+            report = b""
+    finally:
+        _kill_group(proc)
+        if matcher.poll() is None:
+            matcher.kill()
+            matcher.wait()
+    return _verdict(proc.returncode if finished else None, _result(report), timeout, log,
+                    stage, log_path)
+
+
+def _result(report: bytes) -> Dict[str, object]:
+    try:
+        doc = json.loads(report.decode("utf-8", "replace").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        doc = None
+    # A matcher that was killed or broke down reports nothing: its time ran out.
+    return doc if isinstance(doc, dict) else {"stuck": ""}
+
+
+def _verdict(code: Optional[int], result: Dict[str, object], timeout: float, log: int,
+             stage: str, log_path: Path) -> Optional[Failure]:
+    stuck = result.get("stuck")
+    if stuck is not None and (stuck or code is not None):
+        named = f"--fail-pattern {stuck!r}" if stuck else "the output matcher"
+        _write(log, f"[{named} still matching after {timeout:g}s; stopped]\n")
+        return Failure(stage, code, f"{named} was still matching after the guard timeout "
+                       f"({timeout:g}s); a pattern that backtracks like this can take years: "
+                       "make it simpler", str(log_path))
+    if code is None:
+        _write(log, f"\n[timed out after {timeout:g}s]\n")
         return Failure(stage, None, f"timed out after {timeout:g}s", str(log_path))
-    except OSError as exc:
-        log.write(f"[cannot run: {exc.strerror}]\n")
-        return Failure(stage, None, f"cannot run {argv[0]}: {exc.strerror}", str(log_path))
-    output = done.stdout + done.stderr
-    log.write(output + f"[exit {done.returncode}]\n")
-    lines = [ln for ln in output.splitlines() if ln.strip()]
-    hit = next((ln for ln in lines if pattern.search(ln)), None)
-    if done.returncode != 0 or hit is not None:
-        first = hit or next((ln for ln in lines if "FAIL" in ln or "error" in ln.lower()),
-                            lines[-1] if lines else "")
-        return Failure(stage, done.returncode, first.strip()[:300], str(log_path))
+    _write(log, f"[exit {code}]\n")
+    hit = result.get("hit")
+    if code != 0 or hit is not None:
+        first = hit or result.get("failish") or result.get("last") or ""
+        return Failure(stage, code, str(first)[:300], str(log_path))
     return None
+
+
+def _write(fd: int, text: str) -> None:
+    view = memoryview(text.encode("utf-8", "replace"))
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _open_log(layout: Layout, op: str) -> Tuple[Path, int]:
+    """A new log under P/state/guard-logs, after removing the oldest beyond the limit."""
+    logs = layout.state / "guard-logs"
+    no_link(layout.state, "the state folder")
+    no_link(logs, "the guard log folder")
+    logs.mkdir(parents=True, exist_ok=True)
+    old = []
+    for entry in os.scandir(logs):
+        if entry.name.endswith(".log"):
+            with contextlib.suppress(OSError):
+                old.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))
+    for _, name in sorted(old)[:max(0, len(old) - (LIMITS.guard_logs_kept - 1))]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(logs / name)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = logs / f"{stamp}-{op}-{os.getpid()}.log"
+    return path, os.open(path, NEW_FILE | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o644)
 
 
 def run(guard: Guard, layout: Layout, before: Dict[Path, Optional[List[str]]],
         op: str) -> Report:
     """Build, verify, list and test every guarded project with the now-current toolchain."""
     started = time.monotonic()
-    logs = layout.state / "guard-logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    log_path = logs / f"{stamp}-{op}-{os.getpid()}.log"
+    log_path, log = _open_log(layout, op)
     report = Report(log=str(log_path))
-    env, pattern = user_env(layout), guard.compiled()
-    with open(log_path, "w", encoding="utf-8") as log, \
-            tempfile.TemporaryDirectory(prefix="rescue-guard-") as out_dir:
-        for project in guard.projects:
-            steps: List[Tuple[str, List[str]]] = [
-                (f"go build ./... in {project}", ["go", "build", "-o", out_dir + os.sep, "./..."]),
-                (f"go mod verify in {project}", ["go", "mod", "verify"]),
-                (f"go list -m all in {project}", ["go", "list", "-m", "all"]),
-            ] + [(f"guard command `{c}` in {project}", ["sh", "-c", c]) for c in guard.commands]
-            for stage, argv in steps:
-                failure = _run(argv, project, env, guard.timeout, log, pattern, stage, log_path)
-                if failure is not None:
-                    report.failure = failure
-                    report.seconds = time.monotonic() - started
-                    return report
-            changes = _compare(before.get(project), module_list(project, env, guard.timeout))
-            if changes:
-                report.module_changes[str(project)] = changes
+    env = user_env(layout)
+    try:
+        with tempfile.TemporaryDirectory(prefix="rescue-guard-") as out_dir:
+            for project in guard.projects:
+                steps: List[Tuple[str, List[str]]] = [
+                    (f"go build ./... in {project}",
+                     ["go", "build", "-o", out_dir + os.sep, "./..."]),
+                    (f"go mod verify in {project}", ["go", "mod", "verify"]),
+                    (f"go list -m all in {project}", ["go", "list", "-m", "all"]),
+                ] + [(f"guard command `{c}` in {project}", ["sh", "-c", c])
+                     for c in guard.commands]
+                for stage, argv in steps:
+                    failure = _run(argv, project, env, guard.timeout, log, guard, stage,
+                                   log_path)
+                    if failure is not None:
+                        report.failure = failure
+                        report.seconds = time.monotonic() - started
+                        return report
+                changes = _compare(before.get(project),
+                                   module_list(project, env, guard.timeout))
+                if changes:
+                    report.module_changes[str(project)] = changes
+    finally:
+        os.close(log)
     report.seconds = time.monotonic() - started
     return report
 

@@ -42,6 +42,11 @@ class Limits:
     state_file_bytes: int = 16 * MiB
     history_tail_bytes: int = 4 * MiB  # history.jsonl is read from its end, this much at most
     snapshot_file_bytes: int = 256 * MiB  # a snapshot lists every GOROOT file (~3 MB each)
+    # Guarded switches: the output of the operator's commands, and the journal of one switch.
+    guard_log_bytes: int = 16 * MiB  # head of a guard run's output kept in its log
+    guard_log_tail_bytes: int = 64 * KiB  # and the end of each command's, when the head is cut
+    guard_logs_kept: int = 20  # P/state/guard-logs keeps the newest this many
+    guard_pending_bytes: int = 64 * KiB  # P/state/guard-pending.json (a real one is ~200 bytes)
 
 
 DEFAULT_LIMITS = Limits()

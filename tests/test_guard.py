@@ -1,0 +1,282 @@
+"""Guarded switches under stress: a guard killed, interrupted or hung, a failure pattern that
+backtracks forever, output by the hundred megabytes, children that outlive their command, and
+a guard journal left behind damaged."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+from installer import cli
+from manifests.limits import DEFAULT_LIMITS
+from tests.support import bundles, craft
+from tests.support.users import STOCK_PYTHON, User, chown_tree
+
+OLD, NEW = "go1.21.13.linux-amd64", "go1.22.0.linux-amd64"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(argv: List[Any], capsys: pytest.CaptureFixture) -> Tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _bundles(where: Path, key: Path) -> List[Path]:
+    """go1.21.13, then go1.22.0: fakes whose go passes a guard's build, verify and list."""
+    out = []
+    for seq, version in enumerate(["go1.21.13", "go1.22.0"], start=1):
+        c = craft.Craft(sequence=seq)
+        c.toolchain(version=version, builds=True)
+        out.append(c.write(where / f"{seq}.tar.zst", key))
+    return out
+
+
+@pytest.fixture
+def two(tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> Path:
+    """A prefix with go1.21.13 and go1.22.0 (current), and a project dir at tmp_path/app."""
+    prefix = tmp_path / "P"
+    for b in _bundles(tmp_path, signing.key):
+        code, _, err = run(["install", b, "--prefix", prefix, "--trust", signing.signers],
+                           capsys)
+        assert code == 0, err
+    (tmp_path / "app").mkdir()
+    return prefix
+
+
+def _use_old(prefix: Path, *guard: Any) -> List[Any]:
+    return ["use", "1.21.13", "--prefix", prefix, "--guard-project", prefix.parent / "app",
+            *guard]
+
+
+def _current(prefix: Path) -> str:
+    return os.readlink(prefix / "current").rsplit("/", 1)[-1]
+
+
+def _gone(pid: int) -> bool:
+    """The process is gone (or a zombie waiting for init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _history(prefix: Path) -> List[Dict[str, Any]]:
+    text = (prefix / "state" / "history.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+# --- a guard that hangs, leaves children, or matches forever ------------------------------
+
+def test_guard_that_hangs_is_killed_at_its_timeout_with_all_it_started(
+        two: Path, capsys: pytest.CaptureFixture) -> None:
+    pids = two.parent / "pids"
+    started = time.monotonic()
+    code, _, err = run(_use_old(two, "--guard-timeout", "2", "--guard-cmd",
+                                f"sleep 1000 & echo $! > {pids}; sleep 1000"), capsys)
+    assert code == 4
+    assert time.monotonic() - started < 15
+    assert (f"guarded use of {OLD}: guard command `sleep 1000 & echo $! > {pids}; sleep 1000`"
+            f" in {two.parent / 'app'} failed (timed out): timed out after 2s; {NEW} is current "
+            "again (checklist ok") in err
+    assert _current(two) == NEW
+    assert _gone(int(pids.read_text()))
+
+
+def test_background_child_neither_fails_a_passing_guard_nor_outlives_it(
+        two: Path, capsys: pytest.CaptureFixture) -> None:
+    pids = two.parent / "pids"
+    started = time.monotonic()
+    code, out, err = run(_use_old(two, "--guard-timeout", "60", "--guard-cmd",
+                                  f"sleep 1000 & echo $! > {pids}; echo tests pass"), capsys)
+    assert code == 0, err
+    assert "guard     passed in" in out
+    assert time.monotonic() - started < 15  # not the 60 s timeout waiting on the pipe
+    assert _current(two) == OLD
+    assert _gone(int(pids.read_text()))
+    assert not (two / "state" / "guard-pending.json").exists()
+
+
+def test_catastrophic_fail_pattern_is_stopped_at_the_guard_timeout_and_named(
+        two: Path, capsys: pytest.CaptureFixture) -> None:
+    started = time.monotonic()
+    code, _, err = run(_use_old(two, "--guard-timeout", "2", "--fail-pattern", "(a+)+$",
+                                "--guard-cmd", "echo " + "a" * 64 + "!"), capsys)
+    assert code == 4
+    assert time.monotonic() - started < 20
+    assert ("failed (exit 0): --fail-pattern '(a+)+$' was still matching after the guard "
+            "timeout (2s); a pattern that backtracks like this can take years: make it simpler;"
+            f" {NEW} is current again") in err
+    assert _current(two) == NEW
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf"])
+def test_guard_timeout_must_be_a_positive_number_of_seconds(
+        two: Path, timeout: str, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run(_use_old(two, "--guard-timeout", timeout), capsys)
+    assert code == 2
+    assert ("reading the command line: --guard-timeout must be a number of seconds above 0, "
+            f"not {float(timeout):g}") in err
+    assert _current(two) == NEW
+
+
+# --- output: streamed, matched line by line, bounded, rotated -----------------------------
+
+RSS_PROBE = """
+import resource, sys
+from installer import cli
+code = cli.main(sys.argv[1:])
+print("RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code, file=sys.stderr)
+"""
+
+
+def test_500_mb_of_guard_output_streams_through_in_bounded_memory(two: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_PROBE, *map(str, _use_old(
+            two, "--guard-cmd", "yes | head -c 500000000", "--json"))],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    rss = done.stderr.rsplit("RSS ", 1)[1].split()
+    self_kb, children_kb, code = int(rss[0]), int(rss[1]), int(rss[2])
+    print(f"500 MB guard output: rescue peak RSS {self_kb / 1024:.0f} MiB, "
+          f"children peak {children_kb / 1024:.0f} MiB")
+    assert code == 0, done.stderr
+    assert self_kb < 120 * 1024  # it was 2 GB when the output was held whole
+    assert children_kb < 120 * 1024
+    log = Path(json.loads(done.stdout)["guard"]["log"])
+    limits = DEFAULT_LIMITS
+    assert log.stat().st_size < limits.guard_log_bytes + 4 * limits.guard_log_tail_bytes
+    assert "bytes of output not kept: a guard log keeps the first" in log.read_text()
+
+
+def test_failure_line_after_the_log_is_full_is_still_found(
+        two: Path, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run(_use_old(two, "--guard-cmd", "yes | head -c 40000000; "
+                                "echo 'x.go:1: internal compiler error: boom'; yes | head -c 9"),
+                       capsys)
+    assert code == 4
+    assert "failed (exit 0): x.go:1: internal compiler error: boom;" in err
+    log = Path(err.split("Full log: ")[1].split()[0])
+    text = log.read_text()
+    assert "internal compiler error: boom" in text  # the tail of the output is kept
+    assert log.stat().st_size < DEFAULT_LIMITS.guard_log_bytes + 2 * 65536
+
+
+def test_guard_logs_are_rotated_keeping_the_newest(
+        two: Path, capsys: pytest.CaptureFixture) -> None:
+    logs = two / "state" / "guard-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for i in range(30):
+        (logs / f"old-{i:02d}.log").write_text("old\n")
+        os.utime(logs / f"old-{i:02d}.log", (1000 + i, 1000 + i))
+    code, _, err = run(_use_old(two, "--guard-cmd", "true"), capsys)
+    assert code == 0, err
+    names = sorted(os.listdir(logs))
+    assert len(names) == DEFAULT_LIMITS.guard_logs_kept
+    assert "old-10.log" not in names and "old-11.log" in names  # the oldest went
+
+
+# --- the journal of a guarded switch ------------------------------------------------------
+
+@pytest.mark.parametrize("doc, problem", [
+    ({"op": "use", "guarded": OLD, "previous": "../../etc", "started": 0},
+     "its previous toolchain '../../etc' is not an installed toolchain"),
+    ({"op": "rm -rf", "guarded": OLD, "previous": NEW, "started": 0},
+     "its op 'rm -rf' is not one of install, use"),
+    ("[[[", "not JSON"),
+])
+def test_damaged_guard_journal_is_reported_and_dropped_never_trusted(
+        two: Path, doc: Any, problem: str, capsys: pytest.CaptureFixture) -> None:
+    pending = two / "state" / "guard-pending.json"
+    pending.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    code, out, err = run(["pin", "1.22.0", "--prefix", two], capsys)
+    assert code == 0, err
+    assert (f"note      reading the guarded-switch journal {pending}: {problem}") in out
+    assert "rescue removed it and trusted nothing in it" in out
+    assert not pending.exists()
+    assert _current(two) == NEW
+
+
+def test_guard_journal_planted_as_a_link_is_dropped_not_followed(
+        two: Path, capsys: pytest.CaptureFixture) -> None:
+    target = two.parent / "elsewhere.json"
+    target.write_text(json.dumps({"op": "use", "guarded": NEW, "previous": OLD,
+                                  "started": 0}))
+    pending = two / "state" / "guard-pending.json"
+    pending.symlink_to(target)
+    code, out, err = run(["pin", "1.22.0", "--prefix", two], capsys)
+    assert code == 0, err
+    assert "it is a symbolic link, which rescue never follows" in out
+    assert _current(two) == NEW and target.exists() and not os.path.lexists(pending)
+
+
+# --- rescue itself killed or interrupted mid-guard (the real pyz, root and uid 65534) ----
+
+def _ready(user: User, pyz: Path, signing: bundles.Signing) -> Tuple[List[str], Path, Path]:
+    rescue = [STOCK_PYTHON, "-I", str(user.give(pyz))]
+    prefix, app = user.work / "P", user.work / "app"
+    app.mkdir()
+    chown_tree(app, user.uid)
+    for b in _bundles(user.work, signing.key):
+        chown_tree(b, user.uid)
+        done = user.run([*rescue, "install", str(b), "--prefix", str(prefix)], offline=True)
+        assert done.returncode == 0, done.stderr
+    return rescue, prefix, app
+
+
+@pytest.mark.parametrize("point", ["use-journaled", "guard-running"])
+def test_guard_cut_short_by_a_kill_puts_the_previous_toolchain_back_next_command(
+        point: str, user: User, pyz: Path, signing: bundles.Signing) -> None:
+    rescue, prefix, app = _ready(user, pyz, signing)
+    p = ["--prefix", str(prefix)]
+    killed = user.run([*rescue, "use", "1.21.13", *p, "--guard-project", str(app),
+                       "--guard-cmd", "true"], env=user.env(RESCUE_CRASH_AT=point),
+                      offline=True)
+    assert killed.returncode == -9, killed.stderr
+    assert (prefix / "state" / "guard-pending.json").exists()
+    nxt = user.run([*rescue, "pin", "1.22.0", *p], offline=True)  # any locked command
+    assert nxt.returncode == 0, nxt.stderr
+    assert (f"note      a guard of {OLD} was cut short; {NEW} is current again (checklist ok"
+            in nxt.stdout)
+    assert _current(prefix) == NEW
+    last = _history(prefix)[-1]
+    assert (last["op"], last["from"], last["to"]) == ("guard-rollback", OLD, NEW)
+    assert last["why"] == f"the guard of {OLD} after use was cut short (killed or interrupted)"
+    assert not (prefix / "state" / "guard-pending.json").exists()
+    again = user.run([*rescue, "pin", "1.22.0", *p], offline=True)
+    assert "cut short" not in again.stdout  # acted on once
+
+
+def test_ctrl_c_mid_guard_switches_back_before_exit_130(
+        user: User, pyz: Path, signing: bundles.Signing) -> None:
+    rescue, prefix, app = _ready(user, pyz, signing)
+    marker = user.work / "started"
+    proc = subprocess.Popen(
+        user.argv([*rescue, "use", "1.21.13", "--prefix", str(prefix), "--guard-project",
+                   str(app), "--guard-cmd", f"echo $$ > {marker}; sleep 1000"], offline=True),
+        env=user.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (marker.exists() and marker.read_text().strip()):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert (f"guarded use of {OLD}: interrupted while its guard ran; {NEW} is current again "
+            "(checklist ok") in err
+    assert _current(prefix) == NEW
+    assert _gone(int(marker.read_text()))
+    assert not (prefix / "state" / "guard-pending.json").exists()
+    last = _history(prefix)[-1]
+    assert (last["op"], last["to"], last["why"]) == (
+        "guard-rollback", NEW, f"the guard of {OLD} after use was interrupted (Ctrl-C)")
