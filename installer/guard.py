@@ -29,6 +29,7 @@ from installer.wiring import go_settings
 from manifests.files import NEW_FILE
 from manifests.limits import DEFAULT_LIMITS as LIMITS
 
+RUN_VAR = "RESCUE_GUARD_RUN"  # in every guard command's environment: this guard run's id
 MATCHER_GRACE = 5.0  # seconds past the timeout for the matcher to start and report
 
 # Lines that mean a broken toolchain or environment even when the exit code says 0.
@@ -170,7 +171,7 @@ def _run(argv: List[str], cwd: Path, env: Dict[str, str], timeout: float, log: i
     finally:
         os.close(read_end)
         os.close(write_end)
-    crashpoints.reached("guard-running")
+    crashpoints.reached(f"guard-running-{argv[0]}")
     try:
         finished = _exited(proc, deadline)
         _kill_group(proc)
@@ -244,12 +245,13 @@ def _open_log(layout: Layout, op: str) -> Tuple[Path, int]:
 
 
 def run(guard: Guard, layout: Layout, before: Dict[Path, Optional[List[str]]],
-        op: str) -> Report:
+        op: str, run_id: str = "") -> Report:
     """Build, verify, list and test every guarded project with the now-current toolchain."""
     started = time.monotonic()
     log_path, log = _open_log(layout, op)
     report = Report(log=str(log_path))
     env = user_env(layout)
+    env[RUN_VAR] = run_id  # what a later rescue finds them by, should this one be killed
     try:
         with tempfile.TemporaryDirectory(prefix="rescue-guard-") as out_dir:
             for project in guard.projects:
@@ -275,6 +277,25 @@ def run(guard: Guard, layout: Layout, before: Dict[Path, Optional[List[str]]],
         os.close(log)
     report.seconds = time.monotonic() - started
     return report
+
+
+def kill_leftovers(run_id: str) -> int:
+    """SIGKILL what a guard run started and a killed rescue could not end (its sessions
+    outlive it): the processes of this user whose environment carries the run's id. Ids are
+    random, so nothing else is ever hit. Returns how many."""
+    if not run_id:
+        return 0
+    mark, killed = f"{RUN_VAR}={run_id}".encode(), 0
+    for pid in (int(n) for n in os.listdir("/proc") if n.isdigit()):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                found = mark in f.read(LIMITS.guard_environ_bytes).split(b"\0")
+            if found and pid != os.getpid():
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        except OSError:  # gone, or another user's
+            continue
+    return killed
 
 
 def baseline(guard: Guard, layout: Layout) -> Dict[Path, Optional[List[str]]]:

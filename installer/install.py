@@ -126,9 +126,10 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
                 result.notes += versions.make_room(
                     layout, m.content_bytes + DEFAULT_LIMITS.free_space_margin, auto_prune)
                 before = guard_mod.baseline(guard, layout) if guard else {}
+                run_id = ""
                 if guard and current:  # journaled first: a kill from here on is undone next
-                    guard_pending.write(layout, "install", current.id,
-                                        versions.current_id(layout))
+                    run_id = guard_pending.write(layout, "install", current.id,
+                                                 versions.current_id(layout))
                 try:
                     _install_locked(reader, verified, layout, current, result, on_bytes,
                                     modcache_dir, signers, on_module)
@@ -141,7 +142,7 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
                         result.previous.rsplit("/", 1)[-1] if result.previous else None,
                         result.current, result.checks)
                     try:
-                        versions.run_guard(layout, done, guard, before, "install")
+                        versions.run_guard(layout, done, guard, before, "install", run_id)
                     finally:
                         result.guard = done.guard.to_dict() if done.guard else None
                 elif guard:

@@ -382,6 +382,7 @@ def recover_guard(layout: Layout) -> List[str]:
     if doc is None:
         return []
     tc_id, prev, op = doc["guarded"], doc["previous"], doc["op"]
+    ended = guard_mod.kill_leftovers(doc["run"])
     cur = current_id(layout)
     if prev == tc_id:
         note = f"a guard of {tc_id} was cut short; it was current before and stays current"
@@ -397,6 +398,8 @@ def recover_guard(layout: Layout) -> List[str]:
                 + _switch_back(layout, prev, f"the guard of {tc_id} after {op} was cut short "
                                "(killed or interrupted)", tc_id))
     guard_pending.clear(layout)
+    if ended:
+        note += f" (ended {ended} process{'es' if ended > 1 else ''} its guard left running)"
     return [note]
 
 
@@ -418,25 +421,25 @@ def guarded(layout: Layout, tc_id: str, op: str, why: str,
     if not guard:
         return switch(layout, tc_id, op, why, checks_for(layout))
     before = guard_mod.baseline(guard, layout)
-    guard_pending.write(layout, op, tc_id, current_id(layout))
+    run_id = guard_pending.write(layout, op, tc_id, current_id(layout))
     try:
         done = switch(layout, tc_id, op, why, checks_for(layout))
     except Exception:
         if current_id(layout) != tc_id:  # refused before the switch: nothing to verify
             guard_pending.clear(layout)
         raise
-    run_guard(layout, done, guard, before, op)
+    run_guard(layout, done, guard, before, op, run_id)
     return done
 
 
 def run_guard(layout: Layout, done: Switched, guard: guard_mod.Guard,
-              before: Dict[Path, Optional[List[str]]], op: str) -> None:
+              before: Dict[Path, Optional[List[str]]], op: str, run_id: str) -> None:
     """The guard after a journaled switch to `done.current`, and its verdict acted on: pass,
     nothing; failure, the previous toolchain again and exit 4; Ctrl-C, the previous toolchain
     again and exit 130. The journal goes once that is done (a kill before leaves it for
     `recover_guard`)."""
     try:
-        done.guard = guard_mod.run(guard, layout, before, op)
+        done.guard = guard_mod.run(guard, layout, before, op, run_id)
     except KeyboardInterrupt:
         where = (_switch_back(layout, done.previous, f"the guard of {done.current} after {op} "
                               "was interrupted (Ctrl-C)", done.current or "")

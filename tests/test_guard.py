@@ -22,6 +22,7 @@ from tests.support.users import STOCK_PYTHON, User, chown_tree
 
 OLD, NEW = "go1.21.13.linux-amd64", "go1.22.0.linux-amd64"
 ROOT = Path(__file__).resolve().parents[1]
+RUN = "0" * 32
 
 
 def run(argv: List[Any], capsys: pytest.CaptureFixture) -> Tuple[int, str, str]:
@@ -189,10 +190,14 @@ def test_guard_logs_are_rotated_keeping_the_newest(
 # --- the journal of a guarded switch ------------------------------------------------------
 
 @pytest.mark.parametrize("doc, problem", [
-    ({"op": "use", "guarded": OLD, "previous": "../../etc", "started": 0},
+    ({"op": "use", "guarded": OLD, "previous": "../../etc", "started": 0, "run": RUN},
      "its previous toolchain '../../etc' is not an installed toolchain"),
-    ({"op": "rm -rf", "guarded": OLD, "previous": NEW, "started": 0},
+    ({"op": "use", "guarded": "/bin", "previous": NEW, "started": 0, "run": RUN},
+     "its guarded toolchain '/bin' is not a toolchain id"),
+    ({"op": "rm -rf", "guarded": OLD, "previous": NEW, "started": 0, "run": RUN},
      "its op 'rm -rf' is not one of install, use"),
+    ({"op": "use", "guarded": OLD, "previous": NEW, "started": 0, "run": ""},
+     "its run id is not one rescue writes"),
     ("[[[", "not JSON"),
 ])
 def test_damaged_guard_journal_is_reported_and_dropped_never_trusted(
@@ -211,7 +216,7 @@ def test_guard_journal_planted_as_a_link_is_dropped_not_followed(
         two: Path, capsys: pytest.CaptureFixture) -> None:
     target = two.parent / "elsewhere.json"
     target.write_text(json.dumps({"op": "use", "guarded": NEW, "previous": OLD,
-                                  "started": 0}))
+                                  "started": 0, "run": RUN}))
     pending = two / "state" / "guard-pending.json"
     pending.symlink_to(target)
     code, out, err = run(["pin", "1.22.0", "--prefix", two], capsys)
@@ -234,20 +239,41 @@ def _ready(user: User, pyz: Path, signing: bundles.Signing) -> Tuple[List[str], 
     return rescue, prefix, app
 
 
-@pytest.mark.parametrize("point", ["use-journaled", "guard-running"])
+def _left_in(app: Path) -> List[int]:
+    """Processes still working in the project dir."""
+    out = []
+    for n in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{n}/cwd") == str(app) and not _gone(int(n)):
+                out.append(int(n))
+        except OSError:
+            continue
+    return out
+
+
+@pytest.mark.parametrize("point", ["use-journaled", "guard-running-go", "guard-running-sh"])
 def test_guard_cut_short_by_a_kill_puts_the_previous_toolchain_back_next_command(
         point: str, user: User, pyz: Path, signing: bundles.Signing) -> None:
     rescue, prefix, app = _ready(user, pyz, signing)
     p = ["--prefix", str(prefix)]
+    marker = user.work / "started"
     killed = user.run([*rescue, "use", "1.21.13", *p, "--guard-project", str(app),
-                       "--guard-cmd", "true"], env=user.env(RESCUE_CRASH_AT=point),
-                      offline=True)
+                       "--guard-cmd", f"sleep 1000 & echo $$ > {marker}; sleep 1000"],
+                      env=user.env(RESCUE_CRASH_AT=point), offline=True)
     assert killed.returncode == -9, killed.stderr
     assert (prefix / "state" / "guard-pending.json").exists()
+    if point == "guard-running-sh":  # the guard command outlived the rescue that ran it
+        deadline = time.monotonic() + 30
+        while len(_left_in(app)) < 3:
+            assert time.monotonic() < deadline, _left_in(app)
+            time.sleep(0.05)
     nxt = user.run([*rescue, "pin", "1.22.0", *p], offline=True)  # any locked command
     assert nxt.returncode == 0, nxt.stderr
     assert (f"note      a guard of {OLD} was cut short; {NEW} is current again (checklist ok"
             in nxt.stdout)
+    if point == "guard-running-sh":
+        assert "(ended 3 processes its guard left running)" in nxt.stdout
+        assert not _left_in(app)
     assert _current(prefix) == NEW
     last = _history(prefix)[-1]
     assert (last["op"], last["from"], last["to"]) == ("guard-rollback", OLD, NEW)
