@@ -139,6 +139,8 @@ def _exited(proc: subprocess.Popen, deadline: float) -> bool:
 def _kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the command's process group (its own session): every child it left running,
     `cmd &` included, goes with it, and so does its hold on the output pipe."""
+    if proc.returncode is not None:
+        return  # reaped: its group id may belong to someone else by now
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     if proc.returncode is None:
@@ -157,24 +159,31 @@ def _run(argv: List[str], cwd: Path, env: Dict[str, str], timeout: float, log: i
               "budget": max(0, LIMITS.guard_log_bytes - os.fstat(log).st_size),
               "tail": LIMITS.guard_log_tail_bytes}
     read_end, write_end = os.pipe()
+    done_read, done_write = os.pipe()  # closed when the command's group is gone: drain, report
+    params["done_fd"] = done_read
     try:
         matcher = subprocess.Popen(_matcher_argv(params), stdin=read_end, stdout=log,
-                                   stderr=subprocess.PIPE)
+                                   stderr=subprocess.PIPE, pass_fds=(done_read,))
         try:
             proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                     stdout=write_end, stderr=write_end, start_new_session=True)
         except OSError as exc:
+            os.close(done_write)
             matcher.kill()
             matcher.wait()
             _write(log, f"[cannot run: {exc.strerror}]\n")
             return Failure(stage, None, f"cannot run {argv[0]}: {exc.strerror}", str(log_path))
     finally:
-        os.close(read_end)
-        os.close(write_end)
+        for fd in (read_end, write_end, done_read):
+            os.close(fd)
     crashpoints.reached(f"guard-running-{argv[0]}")
     try:
         finished = _exited(proc, deadline)
         _kill_group(proc)
+        # What the group wrote is in the pipe now; a process that left the group (setsid)
+        # may hold it open, so the matcher is told to stop at what is there, not at EOF.
+        os.close(done_write)
+        done_write = -1
         try:
             # The matcher stops itself at the timeout; the grace covers its start and report.
             _, report = matcher.communicate(timeout=max(0.0, deadline - time.monotonic())
@@ -182,7 +191,9 @@ def _run(argv: List[str], cwd: Path, env: Dict[str, str], timeout: float, log: i
         except subprocess.TimeoutExpired:
             report = b""
     finally:
-        _kill_group(proc)
+        if done_write >= 0:
+            os.close(done_write)
+            _kill_group(proc)
         if matcher.poll() is None:
             matcher.kill()
             matcher.wait()
@@ -275,6 +286,7 @@ def run(guard: Guard, layout: Layout, before: Dict[Path, Optional[List[str]]],
                     report.module_changes[str(project)] = changes
     finally:
         os.close(log)
+        kill_leftovers(run_id)  # what left its command's session (setsid) goes too
     report.seconds = time.monotonic() - started
     return report
 

@@ -3,7 +3,7 @@ output in chunks, keeps a bounded head and tail of it in the log, and finds the 
 failure pattern matches, within the guard timeout even when a pattern backtracks forever.
 
 Standard library only: it runs as `python3 -I -S -c` from the pyz or the source tree.
-Protocol: argv JSON {patterns, seconds, budget, tail}; stdin the output; stdout the log
+Protocol: argv JSON {patterns, seconds, budget, tail, done_fd}; stdin the output; stdout the log
 (appended); one JSON line on stderr at the end: {hit, pattern, failish, last, bytes, stuck}.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import sys
 from typing import Any, Dict, List, Optional, Tuple
@@ -106,9 +107,17 @@ def _write(data: bytes) -> None:
         view = view[os.write(1, view):]
 
 
-def run(matcher: Matcher) -> None:
-    carry = b""
+def run(matcher: Matcher, done_fd: int) -> None:
+    """Read until EOF, or, once `done_fd` says the command's group is gone, until the pipe
+    holds nothing more (a process that left the group may keep it open for ever)."""
+    carry, done = b"", False
     while True:
+        ready = select.select([0] if done else [0, done_fd], [], [], 0 if done else None)[0]
+        if 0 not in ready:
+            if done:
+                break
+            done = True
+            continue
         data = os.read(0, CHUNK)
         if not data:
             break
@@ -131,7 +140,7 @@ def main(arg: str) -> None:
     signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, params["seconds"])
     try:
-        run(matcher)
+        run(matcher, params["done_fd"])
         signal.setitimer(signal.ITIMER_REAL, 0)
     except OutOfTime:
         matcher.result["stuck"] = matcher.matching or ""

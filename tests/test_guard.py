@@ -94,12 +94,13 @@ def test_guard_that_hangs_is_killed_at_its_timeout_with_all_it_started(
     assert _gone(int(pids.read_text()))
 
 
+@pytest.mark.parametrize("child", ["sleep 1000", "setsid sleep 1000"])
 def test_background_child_neither_fails_a_passing_guard_nor_outlives_it(
-        two: Path, capsys: pytest.CaptureFixture) -> None:
+        two: Path, child: str, capsys: pytest.CaptureFixture) -> None:
     pids = two.parent / "pids"
     started = time.monotonic()
     code, out, err = run(_use_old(two, "--guard-timeout", "60", "--guard-cmd",
-                                  f"sleep 1000 & echo $! > {pids}; echo tests pass"), capsys)
+                                  f"{child} & echo $! > {pids}; echo tests pass"), capsys)
     assert code == 0, err
     assert "guard     passed in" in out
     assert time.monotonic() - started < 15  # not the 60 s timeout waiting on the pipe
