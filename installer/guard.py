@@ -206,19 +206,28 @@ def _result(report: bytes) -> Dict[str, object]:
         doc = json.loads(report.decode("utf-8", "replace").strip().splitlines()[-1])
     except (ValueError, IndexError):
         doc = None
-    # A matcher that was killed or broke down reports nothing: its time ran out.
-    return doc if isinstance(doc, dict) else {"stuck": ""}
+    # A matcher killed past its grace, or broken, reports nothing.
+    return doc if isinstance(doc, dict) else {"stuck": None, "silent": True}
 
 
 def _verdict(code: Optional[int], result: Dict[str, object], timeout: float, log: int,
              stage: str, log_path: Path) -> Optional[Failure]:
     stuck = result.get("stuck")
-    if stuck is not None and (stuck or code is not None):
-        named = f"--fail-pattern {stuck!r}" if stuck else "the output matcher"
-        _write(log, f"[{named} still matching after {timeout:g}s; stopped]\n")
-        return Failure(stage, code, f"{named} was still matching after the guard timeout "
-                       f"({timeout:g}s); a pattern that backtracks like this can take years: "
-                       "make it simpler", str(log_path))
+    if stuck:
+        _write(log, f"[--fail-pattern {stuck!r} still matching after {timeout:g}s; stopped]\n")
+        return Failure(stage, code, f"--fail-pattern {stuck!r} was still matching after the "
+                       f"guard timeout ({timeout:g}s); a pattern that backtracks like this can "
+                       "take years: make it simpler", str(log_path))
+    if code is not None and result.get("silent"):
+        _write(log, f"[no verdict from the output matcher after {timeout:g}s]\n")
+        return Failure(stage, code, "the output matcher gave no verdict within the guard "
+                       f"timeout ({timeout:g}s); this is a bug in rescue, the output so far is "
+                       "in the log", str(log_path))
+    if code is not None and stuck == "":  # the pipe never ran dry once the command was gone
+        _write(log, f"[output still coming after {timeout:g}s; stopped]\n")
+        return Failure(stage, code, f"its output was still coming after the guard timeout "
+                       f"({timeout:g}s), from a process it started that left its session",
+                       str(log_path))
     if code is None:
         _write(log, f"\n[timed out after {timeout:g}s]\n")
         return Failure(stage, None, f"timed out after {timeout:g}s", str(log_path))

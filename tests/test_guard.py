@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from installer import cli
+from installer import cli, guard
 from manifests.limits import DEFAULT_LIMITS
 from tests.support import bundles, craft
 from tests.support.users import STOCK_PYTHON, User, chown_tree
@@ -109,6 +109,33 @@ def test_background_child_neither_fails_a_passing_guard_nor_outlives_it(
     assert not (two / "state" / "guard-pending.json").exists()
 
 
+def test_child_that_leaves_the_session_and_keeps_writing_neither_hangs_nor_outlives_it(
+        two: Path, capsys: pytest.CaptureFixture) -> None:
+    pids = two.parent / "pids"
+    started = time.monotonic()
+    code, _, err = run(_use_old(two, "--guard-timeout", "60", "--guard-cmd",
+                                f"setsid yes & echo $! > {pids}"), capsys)
+    assert code == 0, err
+    assert time.monotonic() - started < 20
+    assert _gone(int(pids.read_text()))  # swept by the guard run's id at its end
+
+
+@pytest.mark.parametrize("result, says", [
+    ({"stuck": ""}, "its output was still coming after the guard timeout (2s), from a process "
+                    "it started that left its session"),
+    (guard._result(b""), "the output matcher gave no verdict within the guard timeout (2s); "
+                         "this is a bug in rescue, the output so far is in the log"),
+])
+def test_matcher_without_a_verdict_fails_the_guard(
+        tmp_path: Path, result: Dict[str, Any], says: str) -> None:
+    fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT)
+    try:
+        failure = guard._verdict(0, result, 2.0, fd, "stage", tmp_path / "log")
+    finally:
+        os.close(fd)
+    assert failure is not None and (failure.exit_code, failure.line) == (0, says)
+
+
 def test_catastrophic_fail_pattern_is_stopped_at_the_guard_timeout_and_named(
         two: Path, capsys: pytest.CaptureFixture) -> None:
     started = time.monotonic()
@@ -136,7 +163,7 @@ def test_guard_timeout_must_be_a_positive_number_of_seconds(
 
 RSS_PROBE = """
 import resource, sys
-from installer import cli
+from installer import cli, guard
 code = cli.main(sys.argv[1:])
 print("RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
       resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code, file=sys.stderr)
