@@ -215,6 +215,25 @@ def test_guard_logs_are_rotated_keeping_the_newest(
     assert "old-10.log" not in names and "old-11.log" in names  # the oldest went
 
 
+def test_ctrl_c_mid_guard_of_an_install_switches_back_before_exit_130(
+        tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
+    prefix, app = tmp_path / "P", tmp_path / "app"
+    app.mkdir()
+    old, new = _bundles(tmp_path, signing.key)
+    trust = ["--prefix", prefix, "--trust", signing.signers]
+    assert run(["install", old, *trust], capsys)[0] == 0
+    # The guard command presses Ctrl-C for the operator: SIGINT to rescue, its parent.
+    code, out, err = run(["install", new, *trust, "--guard-project", app, "--guard-cmd",
+                          "kill -INT $PPID; sleep 1000", "--json"], capsys)
+    assert code == 130
+    assert (f"guarded install of {NEW}: interrupted while its guard ran; {OLD} is current again"
+            " (checklist ok") in err
+    assert json.loads(out)["error"]["type"] == "interrupted"
+    assert _current(prefix) == OLD
+    assert not (prefix / "state" / "guard-pending.json").exists()
+    assert not _left_in(app)
+
+
 # --- the journal of a guarded switch ------------------------------------------------------
 
 @pytest.mark.parametrize("doc, problem", [
@@ -255,12 +274,13 @@ def test_guard_journal_planted_as_a_link_is_dropped_not_followed(
 
 # --- rescue itself killed or interrupted mid-guard (the real pyz, root and uid 65534) ----
 
-def _ready(user: User, pyz: Path, signing: bundles.Signing) -> Tuple[List[str], Path, Path]:
+def _ready(user: User, pyz: Path, signing: bundles.Signing,
+           installs: int = 2) -> Tuple[List[str], Path, Path]:
     rescue = [STOCK_PYTHON, "-I", str(user.give(pyz))]
     prefix, app = user.work / "P", user.work / "app"
     app.mkdir()
     chown_tree(app, user.uid)
-    for b in _bundles(user.work, signing.key):
+    for b in _bundles(user.work, signing.key)[:installs]:
         chown_tree(b, user.uid)
         done = user.run([*rescue, "install", str(b), "--prefix", str(prefix)], offline=True)
         assert done.returncode == 0, done.stderr
@@ -309,6 +329,29 @@ def test_guard_cut_short_by_a_kill_puts_the_previous_toolchain_back_next_command
     assert not (prefix / "state" / "guard-pending.json").exists()
     again = user.run([*rescue, "pin", "1.22.0", *p], offline=True)
     assert "cut short" not in again.stdout  # acted on once
+
+
+@pytest.mark.parametrize("point", ["install-staged", "guard-running-sh"])
+def test_guarded_install_cut_short_by_a_kill_puts_the_previous_toolchain_back_next_command(
+        point: str, user: User, pyz: Path, signing: bundles.Signing) -> None:
+    rescue, prefix, app = _ready(user, pyz, signing, installs=1)
+    p = ["--prefix", str(prefix)]
+    killed = user.run([*rescue, "install", str(user.work / "2.tar.zst"), *p, "--guard-project",
+                       str(app), "--guard-cmd", "sleep 1000"],
+                      env=user.env(RESCUE_CRASH_AT=point), offline=True)
+    assert killed.returncode == -9, killed.stderr
+    nxt = user.run([*rescue, "pin", "1.21.13", *p], offline=True)
+    assert nxt.returncode == 0, nxt.stderr
+    if point == "install-staged":  # killed before the switch: nothing to put back
+        assert (f"note      a guard of {NEW} was cut short before {NEW} became current; {OLD} "
+                "stays current") in nxt.stdout
+    else:
+        assert (f"note      a guard of {NEW} was cut short; {OLD} is current again (checklist "
+                "ok") in nxt.stdout
+        assert "(ended 2 processes its guard left running)" in nxt.stdout
+        assert _history(prefix)[-1]["why"] == (f"the guard of {NEW} after install was cut "
+                                               "short (killed or interrupted)")
+    assert _current(prefix) == OLD and not _left_in(app)
 
 
 def test_ctrl_c_mid_guard_switches_back_before_exit_130(
