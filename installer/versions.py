@@ -23,7 +23,7 @@ from installer import policy as policy_mod
 from installer.checklist import Check
 from installer.host import host_target
 from installer.prefix import Layout
-from installer.statefile import DamagedState
+from installer.statefile import DamagedState, damaged
 from manifests.errors import ChecklistError, Interrupted, NotReadyError
 from manifests.goversion import is_toolchain_version, normalize, version_key
 
@@ -375,8 +375,12 @@ def recover_guard(layout: Layout) -> List[str]:
                                  lambda i: _split(i) is not None
                                  and _is_real_dir(layout.versions / i))
     except DamagedState as exc:
-        if (layout.state / guard_pending.PENDING_FILE).is_dir():
-            raise
+        path = layout.state / guard_pending.PENDING_FILE
+        if _is_real_dir(path):  # not a file rescue can drop for the operator
+            raise damaged(path, "the guarded-switch journal", "it is a directory",
+                          f"move it away (`mv {path} {path}.bad`) and run the command again; "
+                          "then check with `list` that the current toolchain is the one you "
+                          "want") from None
         guard_pending.clear(layout)
         return [str(exc)]
     if doc is None:

@@ -234,6 +234,19 @@ def test_ctrl_c_mid_guard_of_an_install_switches_back_before_exit_130(
     assert not _left_in(app)
 
 
+def test_ctrl_c_mid_guard_of_a_first_install_says_it_stays_unverified(
+        tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
+    prefix, app = tmp_path / "P", tmp_path / "app"
+    app.mkdir()
+    code, _, err = run(["install", _bundles(tmp_path, signing.key)[0], "--prefix", prefix,
+                        "--trust", signing.signers, "--guard-project", app, "--guard-cmd",
+                        "kill -INT $PPID; sleep 1000"], capsys)
+    assert code == 130
+    assert (f"guarded install of {OLD}: interrupted while its guard ran; {OLD} stays current, "
+            "unverified (nothing was current before it)") in err
+    assert not (prefix / "state" / "guard-pending.json").exists()
+
+
 # --- the journal of a guarded switch ------------------------------------------------------
 
 @pytest.mark.parametrize("doc, problem", [
@@ -257,6 +270,49 @@ def test_damaged_guard_journal_is_reported_and_dropped_never_trusted(
     assert "rescue removed it and trusted nothing in it" in out
     assert not pending.exists()
     assert _current(two) == NEW
+
+
+def test_guard_journal_that_is_a_directory_stops_commands_until_moved(
+        two: Path, capsys: pytest.CaptureFixture) -> None:
+    pending = two / "state" / "guard-pending.json"
+    pending.mkdir()
+    code, _, err = run(["pin", "1.22.0", "--prefix", two], capsys)
+    assert code == 2
+    assert (f"reading the guarded-switch journal {pending}: it is a directory; move it away "
+            f"(`mv {pending} {pending}.bad`) and run the command again") in err
+    assert _current(two) == NEW
+
+
+@pytest.mark.parametrize("previous, says", [
+    (None, f"a guard of {NEW} was cut short and no toolchain was current before it; {NEW} "
+           f"stays current, unverified: check it with `use {NEW} --guard-project DIR`"),
+    (NEW, f"a guard of {NEW} was cut short; it was current before and stays current"),
+])
+def test_guard_cut_short_with_nothing_to_go_back_to_says_so(
+        two: Path, previous: Any, says: str, capsys: pytest.CaptureFixture) -> None:
+    (two / "state" / "guard-pending.json").write_text(json.dumps(
+        {"op": "install", "guarded": NEW, "previous": previous, "started": 0, "run": RUN}))
+    code, out, err = run(["pin", "1.22.0", "--prefix", two], capsys)
+    assert code == 0, err
+    assert f"note      {says}\n" in out
+    assert _current(two) == NEW
+
+
+def test_guard_cut_short_whose_previous_toolchain_now_fails_its_checklist_says_so(
+        two: Path, capsys: pytest.CaptureFixture) -> None:
+    go = two / "versions" / OLD / "bin" / "go"
+    go.parent.chmod(0o755)
+    go.unlink()
+    go.write_text("#!/bin/sh\nexit 1\n")
+    go.chmod(0o755)
+    (two / "state" / "guard-pending.json").write_text(json.dumps(
+        {"op": "use", "guarded": NEW, "previous": OLD, "started": 0, "run": RUN}))
+    code, out, err = run(["pin", "1.22.0", "--prefix", two], capsys)
+    assert code == 0, err
+    assert (f"note      a guard of {NEW} was cut short; putting {OLD} back failed (switching to"
+            f" {OLD}: the emergency checklist failed (") in out
+    assert f"{NEW} stays current, unverified: run `doctor`" in out
+    assert _current(two) == NEW and not (two / "state" / "guard-pending.json").exists()
 
 
 def test_guard_journal_planted_as_a_link_is_dropped_not_followed(
