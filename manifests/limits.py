@@ -47,6 +47,12 @@ class Limits:
     sumdb_note_bytes: int = 64 * KiB  # a tree note with x/mod's most (100) signature lines
     sumdb_lookup_bytes: int = 128 * KiB  # record id + go.sum lines + the tree note
     sumdb_records: int = 1_000_000  # lookups one bundle may carry
+    # Guarded switches: the output of the operator's commands, and the journal of one switch.
+    guard_log_bytes: int = 16 * MiB  # head of a guard run's output kept in its log
+    guard_log_tail_bytes: int = 64 * KiB  # and the end of each command's, when the head is cut
+    guard_logs_kept: int = 20  # P/state/guard-logs keeps the newest this many
+    guard_environ_bytes: int = 4 * MiB  # a process's environment read back when sweeping
+    guard_pending_bytes: int = 64 * KiB  # P/state/guard-pending.json (a real one is ~200 bytes)
 
 
 DEFAULT_LIMITS = Limits()
