@@ -117,6 +117,10 @@ def _dos_time(when: Optional[datetime]) -> Tuple[int, int, int, int, int, int]:
     return (max(when.year, 1980), when.month, when.day, when.hour, when.minute, when.second)
 
 
+# Where a ZipInfo keeps its deflate level: `_compresslevel` up to 3.12, `compress_level` since.
+_LEVEL_FIELD = "compress_level" if hasattr(zipfile.ZipInfo, "compress_level") else "_compresslevel"
+
+
 def write_zip(out: BinaryIO, prefix: str, files: List[ZipFile], when: Optional[datetime],
               level: int = 6) -> None:
     """Write the module zip: distpack's names, order, modes and time, deflated at `level`.
@@ -133,6 +137,8 @@ def write_zip(out: BinaryIO, prefix: str, files: List[ZipFile], when: Optional[d
         for f in files:
             info = zipfile.ZipInfo(f.entry, stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
+            # ZipFile's compresslevel reaches only the ZipInfos it makes itself.
+            setattr(info, _LEVEL_FIELD, level)
             info.create_system = 3  # unix, so the mode below means something
             info.external_attr = (0o100000 | distpack_mode(f.name)) << 16
             info.extra = extra

