@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import stat
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -101,6 +104,29 @@ def plan(prefix: str, files: Iterable[Tuple[str, str, int, Callable[[], BinaryIO
     kept = [ZipFile(entry, name, sha, size, opener) for name, sha, size, opener in files
             for entry in [zip_name(prefix, name)] if entry is not None]
     return sorted(kept, key=lambda f: _order(f.entry))
+
+
+def from_directory(prefix: str, goroot: os.PathLike[str]) -> List[ZipFile]:
+    """The module's files from an extracted GOROOT (the installer's side: rebuild the zip from
+    the files a bundle carries once, instead of carrying them twice). Links and special files
+    are refused: a module zip holds regular files only."""
+    root = os.fspath(goroot)
+    found: List[Tuple[str, str, int, Callable[[], BinaryIO]]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            path = os.path.join(dirpath, fn)
+            st = os.lstat(path)
+            name = os.path.relpath(path, root).replace(os.sep, "/")
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError(f"{name} is not a regular file")
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                    digest.update(chunk)
+            found.append((name, digest.hexdigest(), st.st_size,
+                          lambda path=path: open(path, "rb")))
+    return plan(prefix, found)
 
 
 def zip_hash(files: Iterable[ZipFile]) -> str:

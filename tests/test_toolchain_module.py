@@ -211,3 +211,34 @@ def test_two_sources_refuse_a_zip_that_is_not_one(tmp_path: Path) -> None:
         with pytest.raises(TrustError, match=r"^checking go1.21.13 linux/amd64 against .*: not "
                            r"a readable zip \(File is not a zip file\); the go.dev archive"):
             toolchain_module.check_two_sources(TC, tree, zip_path)
+
+
+def test_module_zip_deflate_level_is_applied(tmp_path: Path) -> None:
+    files = {**GOROOT, "src/big.go": (b"package big\n" + b"// filler\n" * 20000, 0o644)}
+    sizes = {}
+    with Spool(tmp_path / "spool") as spool:
+        module = toolchain_module.from_tree(TC, _read(tmp_path, spool, files), spool)
+        for level in (0, 9):
+            zip_path = toolchain_module.write(module, tmp_path / f"goproxy{level}", level)
+            sizes[level] = zip_path.stat().st_size
+            assert hash_zip(zip_path) == module.zip_hash
+    assert sizes[0] > 200_000 > 20_000 > sizes[9]
+
+
+def test_module_rebuilt_from_the_installed_files_hashes_as_the_bundler_recorded(
+        tmp_path: Path) -> None:
+    # Carry the GOROOT once: the offline side can rebuild the zip from the extracted files
+    # (manifests only, no bundler import) and check it against the h1 the bundle recorded.
+    with Spool(tmp_path / "spool") as spool:
+        module = toolchain_module.from_tree(TC, _read(tmp_path, spool), spool)
+    goroot = tmp_path / "goroot"
+    for name, (data, _mode) in GOROOT.items():
+        (goroot / name).parent.mkdir(parents=True, exist_ok=True)
+        (goroot / name).write_bytes(data)
+    files = toolchainzip.from_directory(PREFIX, goroot)
+    assert [f.entry for f in files] == [f.entry for f in module.files]
+    assert toolchainzip.zip_hash(files) == module.zip_hash
+    out = tmp_path / "rebuilt.zip"
+    with open(out, "wb") as f:
+        toolchainzip.write_zip(f, PREFIX, files, module.when)
+    assert hash_zip(out) == module.zip_hash
