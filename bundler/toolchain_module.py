@@ -75,6 +75,18 @@ def from_tree(tc: Toolchain, tree: Tree, spool: Spool) -> ToolchainModule:
                            toolchainzip.gomod_hash(), dict(sorted(omitted.items())))
 
 
+def check_recorded_hash(module: ToolchainModule, recorded: str, origin: str) -> None:
+    """The module built from the go.dev archive must hash to the h1 another origin recorded for
+    it (the checksum database's record): two sources for one toolchain, without downloading
+    the proxy's zip."""
+    if recorded != module.zip_hash:
+        raise TrustError(
+            f"verifying {module.prefix}: checksum mismatch\n\tbuilt from the go.dev archive: "
+            f"{module.zip_hash}\n\t{origin}: {recorded}\nthe archive and the toolchain module "
+            "are two copies of one release and must agree; do not bundle this toolchain, and "
+            "compare it file by file with check_two_sources", tampering=True)
+
+
 def write(module: ToolchainModule, goproxy: Path, level: int = 6) -> Path:
     """Write `.info`, `.mod`, `.zip` under `goproxy/golang.org/toolchain/@v/` and add the version
     to its `list`; the zip is hashed again from disk and must give the planned h1."""

@@ -242,3 +242,19 @@ def test_module_rebuilt_from_the_installed_files_hashes_as_the_bundler_recorded(
     with open(out, "wb") as f:
         toolchainzip.write_zip(f, PREFIX, files, module.when)
     assert hash_zip(out) == module.zip_hash
+
+
+def test_module_refuses_an_archive_the_checksum_database_does_not_vouch_for(
+        tmp_path: Path) -> None:
+    with Spool(tmp_path / "spool") as spool:
+        module = toolchain_module.from_tree(TC, _read(tmp_path, spool), spool)
+    toolchain_module.check_recorded_hash(module, module.zip_hash, "sum.golang.org")
+    other = "h1:dY/R5oiAVwVDM0WhYl9Ys7znU3RHeAM/fMlS7MxhIa4="
+    with pytest.raises(TrustError) as err:
+        toolchain_module.check_recorded_hash(module, other, "sum.golang.org")
+    assert err.value.message == (
+        f"verifying {PREFIX}: checksum mismatch\n\tbuilt from the go.dev archive: "
+        f"{module.zip_hash}\n\tsum.golang.org: {other}\nthe archive and the toolchain module "
+        "are two copies of one release and must agree; do not bundle this toolchain, and "
+        "compare it file by file with check_two_sources")
+    assert err.value.tampering
