@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Dict, List, Optional, Tuple, Union
 
+from bundler.modules import FetchedModule
 from bundler.spool import Spool
 from bundler.toolchain_part import Tree
 from manifests import toolchainzip
@@ -110,6 +111,13 @@ def write(module: ToolchainModule, goproxy: Path, level: int = 6) -> Path:
     old = listed.read_text().split() if listed.exists() else []
     listed.write_bytes(toolchainzip.version_list([*old, module.version]))
     return zip_path
+
+
+def as_fetched(module: ToolchainModule, zip_path: Optional[Path]) -> FetchedModule:
+    """The module as the goproxy part carries fetched modules: `.info`, `.mod`, the zip (None to
+    carry only the metadata, the zip rebuilt offline from the GOROOT) and both h1 records."""
+    return FetchedModule(toolchainzip.MODULE, module.version, module.info, toolchainzip.GO_MOD,
+                         zip_path, module.zip_hash, module.mod_hash)
 
 
 def _sha256(f: BinaryIO) -> str:

@@ -258,3 +258,24 @@ def test_module_refuses_an_archive_the_checksum_database_does_not_vouch_for(
         "are two copies of one release and must agree; do not bundle this toolchain, and "
         "compare it file by file with check_two_sources")
     assert err.value.tampering
+
+
+def test_goproxy_part_carries_the_toolchain_module_beside_fetched_modules(
+        tmp_path: Path) -> None:
+    from bundler.modules_part import plan_modules
+
+    with Spool(tmp_path / "spool") as spool:
+        module = toolchain_module.from_tree(TC, _read(tmp_path, spool), spool)
+        zip_path = toolchain_module.write(module, tmp_path / "goproxy")
+    part, records = plan_modules([toolchain_module.as_fetched(module, zip_path)])
+    vdir = "goproxy/golang.org/toolchain/@v"
+    assert [m.path for m in part.members if m.type == "file"] == [
+        f"{vdir}/list", f"{vdir}/v0.0.1-go1.21.13.linux-amd64.info",
+        f"{vdir}/v0.0.1-go1.21.13.linux-amd64.mod", f"{vdir}/v0.0.1-go1.21.13.linux-amd64.zip"]
+    assert [(r.path, r.version, r.zip_hash, r.mod_hash) for r in records] == [
+        ("golang.org/toolchain", "v0.0.1-go1.21.13.linux-amd64", module.zip_hash,
+         PUBLISHED_GOMOD_HASH)]
+    for m in part.members:
+        if m.type == "file":
+            with part.open(m) as f:
+                assert f.read() == (tmp_path / m.path).read_bytes()
