@@ -92,8 +92,10 @@ def home(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["chmod", "-R", "u+w", str(h)], capture_output=True)  # module cache is r/o
 
 
-@pytest.mark.parametrize("user_name", ["root", "nobody"])
-@pytest.mark.parametrize("gomod", ["go 1.22.10", "go 1.21\n\ntoolchain go1.22.10"])
+@pytest.mark.parametrize("user_name, gomod", [
+    ("root", "go 1.22.10"), ("nobody", "go 1.22.10"),
+    ("root", "go 1.21\n\ntoolchain go1.22.10")], ids=["go-line-root", "go-line-nobody",
+                                                      "toolchain-line-root"])
 def test_auto_switches_offline_to_the_bundled_toolchain_module(
         goproxy: Path, tmp_path: Path, user_name: str, gomod: str) -> None:
     user = make_user(user_name)
