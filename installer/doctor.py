@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from installer import checklist, usersettings
+from installer import checklist, doctor_go, usersettings
 from installer.prefix import Layout
+from installer.versions import installed_ids
 from installer.wiring import go_settings, source_line
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -95,6 +96,7 @@ class Facts:
     profiles: Dict[str, str] = field(default_factory=dict)  # start-up file -> its text
     has_go: Dict[str, bool] = field(default_factory=dict)  # dir named in a profile -> holds go
     carried: List[str] = field(default_factory=list)
+    go_checks: Optional[doctor_go.GoFacts] = None  # the project's go lines, go.env, P/versions
 
     @property
     def values(self) -> Dict[str, str]:
@@ -370,8 +372,20 @@ def find_trio(f: Facts) -> List[Finding]:
     return out
 
 
+def find_go_checks(f: Facts) -> List[Finding]:
+    """The go version the project asks for, and settings that turn Go's own checks off."""
+    g = f.go_checks
+    if g is None:
+        return []
+    out = [Finding("go-version-needed", sev, msg, ev, fix) for sev, msg, ev, fix in
+           doctor_go.find_requires(g, f.settings.get("GOTOOLCHAIN", ""), str(f.layout.root))]
+    if f.settings:
+        out += [Finding(*x) for x in doctor_go.find_check_settings(g, f.settings, f.env)]
+    return out
+
+
 FINDERS = (find_path_gos, find_path_entries, find_versions, find_goroot_setting, find_gopath,
-           find_gomod, find_settings, find_profiles, find_tree_modes, find_trio)
+           find_gomod, find_settings, find_profiles, find_tree_modes, find_trio, find_go_checks)
 
 
 def findings(f: Facts) -> List[Finding]:
@@ -493,6 +507,11 @@ def gather(layout: Layout, project: Optional[Path] = None,
         facts.version_file[root] = _read_first_line(os.path.join(root, "VERSION"))
         facts.sdk[root] = (os.path.isdir(os.path.join(root, "src", "runtime"))
                            and os.path.isdir(os.path.join(root, "pkg", "tool")))
+    if facts.version.ok:
+        facts.go_checks = doctor_go.gather(
+            facts.project, env, {**facts.values, **facts.settings}, current,
+            installed_ids(layout), _version_word(facts.version.stdout),
+            facts.values.get("GOROOT") or facts.go_root_of_binary or "")
     if facts.project and facts.version.ok:
         facts.listed = _run(go, ["list", "-m", "all"], run_env, cwd)
     return facts
