@@ -3,6 +3,7 @@ each message is held against what the real go 1.21.13 says and does."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from installer import doctor, doctor_go
 from installer.cli import main
 from tests.support import bundles, craft
+from tests.support.users import STOCK_PYTHON, User
 from tests.test_doctor import SYSTEM_PATH, of, run_doctor
 
 NEWER = "go1.22.10.linux-amd64"
@@ -334,3 +336,70 @@ def test_gonosumcheck_and_goflags_insecure_as_the_real_go_treats_them(
         "check off")
     assert f["evidence"] == "exported in the environment (GOFLAGS=-insecure)"
     assert f["fix"].startswith("unset GOFLAGS  (and remove the export from your shell profile)")
+
+
+# --- the real Go through `python3 -I rescue.pyz doctor`, as root and as uid 65534 ------------
+
+
+def test_doctor_on_a_polluted_shell_and_a_project_no_installed_go_serves_as_every_user(
+        user: User, pyz: Path, toolchain_bundle: Path, newer_toolchain_bundle: Path) -> None:
+    rescue = [STOCK_PYTHON, "-I", str(user.give(pyz))]
+    P = user.home / "P"
+    for b in (toolchain_bundle, newer_toolchain_bundle):
+        done = user.run([*rescue, "install", str(user.give(b)), "--prefix", str(P)],
+                        offline=True)
+        assert done.returncode == 0, done.stderr
+    app = project(user.work / "app", "module example.com/app\n\ngo 1.99\n\ntoolchain go1.22.10\n")
+    goenv = _goenv(user.home, "GOPRIVATE=*\n")
+    for p in (app, app / "go.mod", user.home / ".config", goenv.parent, goenv):
+        os.chown(p, user.uid, user.uid)
+    etc = user.work / "etc"
+    etc.mkdir()
+    env = user.env(PATH=f"{P}/current/bin:{SYSTEM_PATH}", GOSUMDB="off", GONOSUMCHECK="1",
+                   **{doctor.ETC_ENV: str(etc)})
+
+    said = user.run([str(P / "current" / "bin" / "go"), "list", "-m"], offline=True, env=env,
+                    cwd=app)
+    assert said.stderr == "go: go.mod requires go >= 1.99 (running go 1.22.10; GOTOOLCHAIN=local)\n"
+
+    done = user.run([*rescue, "doctor", "--prefix", str(P), "--project", str(app), "--json"],
+                    offline=True, env=env)
+    assert "Traceback" not in done.stderr, done.stderr
+    print(done.stdout)
+    doc = json.loads(done.stdout)
+    assert done.returncode == 4 == doc["exit_code"]
+    [need] = of(doc, "go-version-needed")
+    assert need == {
+        "check": "go-version-needed", "severity": "error",
+        "message": "go.mod requires go >= 1.99 (running go 1.22.10; GOTOOLCHAIN=local): the "
+                   "project's `go 1.99` line asks for a newer go than go1.22.10, and "
+                   "GOTOOLCHAIN=local keeps go from switching; no installed toolchain is go 1.99 "
+                   "or newer (installed: go1.21.13, go1.22.10)",
+        "evidence": f"{app}/go.mod:3: go 1.99; {app}/go.mod:5: toolchain go1.22.10",
+        "fix": "bring a bundle with go1.99.0 or newer for linux-amd64 (a spec listing it in "
+               f"versions), install it, then: python3 rescue.pyz use go1.99.0 --prefix {P}"}
+    [off] = of(doc, "sumdb-off", "warning")
+    assert off["evidence"] == "exported in the environment (GOSUMDB=off)"
+    assert off["message"].startswith("GOSUMDB=off: go checks no module that go.sum lacks")
+    [wide] = of(doc, "sumdb-skipped", "warning")
+    assert wide["message"] == (
+        "GOPRIVATE=*: the pattern '*' matches every module path, so go checks no module "
+        "against the checksum database and fetches every module straight from version "
+        "control, never through a proxy")
+    assert wide["evidence"] == f"set in your GOENV file {goenv} line 1 (GOPRIVATE=*)"
+    [unread] = of(doc, "gonosumcheck", "warning")
+    assert unread["evidence"] == "exported in the environment (GONOSUMCHECK=1)"
+    assert unread["fix"] == "unset GONOSUMCHECK  (and remove the export from your shell profile)"
+
+    # The project asks for go 1.22 and the current go is 1.21.13: the installed 1.22.10 serves.
+    done = user.run([*rescue, "use", "1.21.13", "--prefix", str(P)], offline=True)
+    assert done.returncode == 0, done.stderr
+    project(app, "module example.com/app\n\ngo 1.22\n\ntoolchain go1.22.10\n")
+    done = user.run([*rescue, "doctor", "--prefix", str(P), "--project", str(app), "--json"],
+                    offline=True, env=env)
+    [need] = of(json.loads(done.stdout), "go-version-needed")
+    assert need["message"] == (
+        "go.mod requires go >= 1.22 (running go 1.21.13; GOTOOLCHAIN=local): the project's "
+        "`go 1.22` line asks for a newer go than go1.21.13, and GOTOOLCHAIN=local keeps go "
+        "from switching; installed here and new enough: go1.22.10")
+    assert need["fix"] == f"python3 rescue.pyz use go1.22.10 --prefix {P}"
