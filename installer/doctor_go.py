@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -43,6 +44,11 @@ class GoFacts:
     platform: str = ""  # linux-amd64, from P/current's id
     installed: List[str] = field(default_factory=list)  # versions in P/versions, this platform
     on_path: Dict[str, str] = field(default_factory=dict)  # go1.X.Y command -> its path
+    proxy: str = ""  # the directory of a GOPROXY that is one file:// URL
+    in_proxy: Dict[str, str] = field(default_factory=dict)  # go1.X.Y -> its toolchain module zip
+    sumdb: str = ""  # GOSUMDB as go sees it
+    sumdb_in_proxy: bool = False  # the proxy answers /sumdb/<name>/supported
+    nosumdb: str = ""  # GONOSUMDB as go sees it (GOPRIVATE when unset)
     go_env: Dict[str, Tuple[int, str]] = field(default_factory=dict)  # GOROOT/go.env lines
     go_env_path: str = ""
 
@@ -122,7 +128,28 @@ def gather(project: Optional[str], env: Mapping[str, str], values: Mapping[str, 
                 where = shutil.which(name, path=env.get("PATH", ""))
                 if where:
                     g.on_path[name] = where
+    _gather_proxy(g, values)
     return g
+
+
+def _gather_proxy(g: GoFacts, values: Mapping[str, str]) -> None:
+    """GOTOOLCHAIN=auto fetches `golang.org/toolchain` through GOPROXY; offline, only a file://
+    proxy can hold it, and only a lone one skips the checksum database when told to
+    (modfetch/sumdb.go; tests/test_toolchain_switch_offline.py proves both with the real go)."""
+    g.sumdb = values.get("GOSUMDB", "")
+    g.nosumdb = values.get("GONOSUMDB", "") or values.get("GOPRIVATE", "")
+    proxy = values.get("GOPROXY", "").strip()
+    if not proxy.startswith("file://") or "," in proxy or "|" in proxy or not g.modfile:
+        return
+    g.proxy = urllib.parse.unquote(urllib.parse.urlsplit(proxy).path)
+    name = g.sumdb.split()[0].split("+")[0] if g.sumdb else ""
+    g.sumdb_in_proxy = bool(name) and os.path.isfile(
+        os.path.join(g.proxy, "sumdb", name, "supported"))
+    for tc in (g.modfile.toolchain, _go_line_toolchain(g.modfile.go)):
+        zipped = os.path.join(g.proxy, "golang.org", "toolchain", "@v",
+                              f"v0.0.1-{tc}.{g.platform}.zip")
+        if tc and os.path.isfile(zipped):
+            g.in_proxy[tc] = zipped
 
 
 # --- the go version a project asks for (cmd/go/internal/toolchain Select) -------------------
@@ -182,6 +209,17 @@ def find_requires(g: GoFacts, gotoolchain: str, prefix: str) -> List[Tuple[str, 
                      f"{g.on_path[chosen]}", evidence, "")]
         why = (f"{mod.shown} asks for {chosen}, so GOTOOLCHAIN={value} makes go switch to it"
                if switched else f"GOTOOLCHAIN={value} names {chosen}")
+        auto = value == "auto" or value.endswith("+auto")
+        if auto and chosen in g.in_proxy:
+            held = (f"the file proxy {g.proxy} holds golang.org/toolchain "
+                    f"v0.0.1-{chosen}.{g.platform}")
+            if (g.sumdb == "off" or g.sumdb_in_proxy
+                    or match_prefix_patterns(g.nosumdb, "golang.org/toolchain")):
+                return [(INFO, f"go switches to {chosen} (GOTOOLCHAIN={value}): {held}",
+                         evidence, "")]
+            return [(ERROR, f"{why}; {held}, but go checks that module with the checksum "
+                     f"database {g.sumdb}, which it cannot reach offline"
+                     + _serving(g, version), evidence, _fix(g, version, here))]
         stop = (f"go stops with: cannot find \"{chosen}\" in PATH" if value.endswith("path")
                 else f"offline, go stops with: download {chosen} for "
                 f"{g.platform.replace('-', '/')}: toolchain not available")

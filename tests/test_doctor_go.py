@@ -173,6 +173,42 @@ def test_switching_gotoolchain_names_the_toolchain_go_looks_for_and_why_it_fails
                    f"{bindir}/go1.22.0", "evidence": f"{app}/go.mod:3: go 1.22"}]
 
 
+def test_auto_switch_from_the_toolchain_module_in_the_file_proxy_is_no_error_unless_sumdb_asked(
+        prefix: Path, shell: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real go switching from such a proxy: tests/test_toolchain_switch_offline.py.
+    app = project(tmp_path / "app", "module example.com/app\n\ngo 1.21\ntoolchain go1.22.10\n")
+    held = prefix / "goproxy" / "golang.org" / "toolchain" / "@v"
+    held.mkdir(parents=True)
+    (held / "v0.0.1-go1.22.10.linux-amd64.zip").write_bytes(b"")
+    monkeypatch.setenv("GOTOOLCHAIN", "auto")
+    code, doc, _ = run_doctor(prefix, capsys, "--project", str(app))
+    assert of(doc, "go-version-needed") == [{
+        "check": "go-version-needed", "severity": "info", "fix": "",
+        "message": f"go switches to go1.22.10 (GOTOOLCHAIN=auto): the file proxy "
+                   f"{prefix}/goproxy holds golang.org/toolchain v0.0.1-go1.22.10.linux-amd64",
+        "evidence": f"{app}/go.mod:3: go 1.21; {app}/go.mod:4: toolchain go1.22.10"}]
+
+    monkeypatch.setenv("GOSUMDB", "sum.golang.org")
+    code, doc, _ = run_doctor(prefix, capsys, "--project", str(app))
+    [f] = of(doc, "go-version-needed", "error")
+    assert f["message"] == (
+        "go.mod asks for go1.22.10, so GOTOOLCHAIN=auto makes go switch to it; the file proxy "
+        f"{prefix}/goproxy holds golang.org/toolchain v0.0.1-go1.22.10.linux-amd64, but go "
+        "checks that module with the checksum database sum.golang.org, which it cannot reach "
+        "offline; installed here and new enough: go1.22.10")
+    assert f["fix"] == f"python3 rescue.pyz use go1.22.10 --prefix {prefix}"
+    # Exempted by GONOSUMDB, or served by the proxy's own checksum database: it switches.
+    monkeypatch.setenv("GONOSUMDB", "golang.org/toolchain")
+    code, doc, _ = run_doctor(prefix, capsys, "--project", str(app))
+    assert of(doc, "go-version-needed", "info")
+    monkeypatch.delenv("GONOSUMDB")
+    (prefix / "goproxy" / "sumdb" / "sum.golang.org").mkdir(parents=True)
+    (prefix / "goproxy" / "sumdb" / "sum.golang.org" / "supported").write_bytes(b"")
+    code, doc, _ = run_doctor(prefix, capsys, "--project", str(app))
+    assert of(doc, "go-version-needed", "info")
+
+
 def test_project_file_is_found_as_go_finds_it_and_never_read_through_a_link(
         prefix: Path, shell: Path, tmp_path: Path, go_bin: Path,
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
