@@ -363,12 +363,15 @@ def find_trio(f: Facts) -> List[Finding]:
         elif "lookup disabled" in words or "missing go.sum entry" in words or \
                 "dial tcp" in words or "connect" in words:
             cause = "a module is neither in the bundles' proxy nor in your module cache"
+        elif "requires go >=" in words:  # doctor runs go with GOTOOLCHAIN=local
+            cause = "the project asks for another go than this one"
         else:
             cause = "see go's words"
+        fix = ("see the go-version-needed finding" if cause.startswith("the project asks") else
+               "cd to the module root (go mod init if there is none); a module missing offline "
+               "needs a bundle that carries it")
         out.append(Finding("go list -m all", ERROR, f"`go list -m all` failed in "
-                           f"{f.project}: {words}; {cause}", f.project,
-                           "cd to the module root (go mod init if there is none); a module "
-                           "missing offline needs a bundle that carries it"))
+                           f"{f.project}: {words}; {cause}", f.project, fix))
     return out
 
 

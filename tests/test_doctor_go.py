@@ -109,6 +109,30 @@ def test_doctor_names_the_go_version_to_bring_when_no_installed_toolchain_serves
                         f"--prefix {prefix}")
 
 
+def test_go_list_failing_on_a_newer_go_line_points_at_the_version_finding(
+        tmp_path: Path, goroot: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    home, etc = tmp_path / "home", tmp_path / "etc"
+    for d in (home, etc):
+        d.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv(doctor.ETC_ENV, str(etc))
+    monkeypatch.setenv("PATH", f"{goroot}/bin:{SYSTEM_PATH}")
+    monkeypatch.setenv("GOTOOLCHAIN", "local")
+    app = project(tmp_path / "app", "module example.com/app\n\ngo 1.99\n")
+    code, doc, _ = run_doctor(tmp_path / "P", capsys, "--project", str(app))
+    assert code == 4
+    [listed] = of(doc, "go list -m all", "error")
+    assert listed["message"] == (
+        f"`go list -m all` failed in {app}: go: go.mod requires go >= 1.99 (running go 1.21.13; "
+        "GOTOOLCHAIN=local); the project asks for another go than this one")
+    assert listed["fix"] == "see the go-version-needed finding"
+    [need] = of(doc, "go-version-needed", "error")
+    assert need["message"].endswith("no installed toolchain is go 1.99 or newer (installed: "
+                                    "none)")
+    assert need["fix"].startswith("bring a bundle with go1.99.0 or newer (a spec listing")
+
+
 def test_toolchain_line_prefers_its_exact_version_among_those_that_serve(
         prefix: Path, shell: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (prefix / "versions" / "go1.23.4.linux-amd64").mkdir()
