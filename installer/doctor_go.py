@@ -245,11 +245,15 @@ def _serves(g: GoFacts, need: str, toolchain: str = "") -> List[str]:
     return sorted(ok, key=lambda v: v != exact)
 
 
+def _bare(version: str) -> str:
+    return version[2:] if version.startswith("go") else version
+
+
 def _serving(g: GoFacts, need: str, toolchain: str = "") -> str:
     ok = _serves(g, need, toolchain)
     if ok:
         return f"; installed here and new enough: {', '.join(ok)}"
-    return (f"; no installed toolchain is go {need.lstrip('go')} or newer (installed: "
+    return (f"; no installed toolchain is go {_bare(need)} or newer (installed: "
             f"{', '.join(g.installed) or 'none'})")
 
 
@@ -257,7 +261,7 @@ def _fix(g: GoFacts, need: str, here: str, toolchain: str = "") -> str:
     ok = _serves(g, need, toolchain)
     if ok:
         return here.format(ok[0])
-    want = _go_line_toolchain(need.lstrip("go")) or need
+    want = _go_line_toolchain(_bare(need)) or need
     plat = f" for {g.platform}" if g.platform else ""
     return (f"bring a bundle with {want} or newer{plat} (a spec listing it in versions), "
             f"install it, then: {here.format(want)}")
@@ -304,13 +308,13 @@ def find_check_settings(g: GoFacts, values: Mapping[str, str], env: Mapping[str,
                 "go.env sets GOSUMDB for offline use, and yours overrides whatever it sets",
                 mine)
     private = ("GONOSUMDB" if where_set("GONOSUMDB", env, goenv, g) else "GOPRIVATE")
-    wide = global_patterns(values.get("GONOSUMDB", ""))
+    wide = global_patterns(g.nosumdb)
     srcs = where_set(private, env, goenv, g)
     if wide and srcs:
         also = (" and fetches every module straight from version control, never through a "
                 "proxy" if private == "GOPRIVATE" and not where_set("GONOPROXY", env, goenv, g)
                 else "")
-        add("sumdb-skipped", f"{private}={values.get('GONOSUMDB', '')}: the pattern "
+        add("sumdb-skipped", f"{private}={values.get(private) or g.nosumdb}: the pattern "
             f"{', '.join(repr(p) for p in wide)} matches every module path, so go checks no "
             f"module against the checksum database{also}", srcs,
             f"name only your own modules, e.g. go env -w {private}=corp.example.com")
