@@ -42,6 +42,8 @@ class Limits:
     state_file_bytes: int = 16 * MiB
     history_tail_bytes: int = 4 * MiB  # history.jsonl is read from its end, this much at most
     snapshot_file_bytes: int = 256 * MiB  # a snapshot lists every GOROOT file (~3 MB each)
+    # A tool's output or an OS error quoted in one of our messages: its first line, this long.
+    quoted_output_chars: int = 300
 
 
 DEFAULT_LIMITS = Limits()

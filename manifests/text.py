@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from manifests.limits import DEFAULT_LIMITS
+
 SHOWN_CHARS = 120
 
 
@@ -12,3 +14,10 @@ def shown(text: object, limit: int = SHOWN_CHARS) -> str:
     cut = len(s) > limit
     quoted = repr(s[:limit])
     return quoted + (f"... ({len(s)} characters)" if cut else "")
+
+
+def first_line(text: object, limit: int = DEFAULT_LIMITS.quoted_output_chars) -> str:
+    """The first non-empty line of a tool's output or an error, cut at `limit` characters: a
+    copy of ten thousand files that fails must not make a message of ten thousand lines."""
+    line = next((x.strip() for x in str(text).splitlines() if x.strip()), "")
+    return line[:limit] + f"... ({len(line)} characters)" if len(line) > limit else line
