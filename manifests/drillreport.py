@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
+from manifests.limits import DEFAULT_LIMITS
 from manifests.text import first_line
 
 
@@ -32,7 +33,8 @@ class Drill:
     steps: List[Step] = field(default_factory=list)
 
     def step(self, phase: str, action: str, ok: bool, seconds: float, detail: str = "") -> Step:
-        s = Step(phase, action, ok, round(seconds, 2), first_line(detail))
+        s = Step(phase, action, ok, round(seconds, 2),
+                 first_line(detail, DEFAULT_LIMITS.step_detail_chars))
         self.steps.append(s)
         return s
 

@@ -44,6 +44,7 @@ class Limits:
     snapshot_file_bytes: int = 256 * MiB  # a snapshot lists every GOROOT file (~3 MB each)
     # A tool's output or an OS error quoted in one of our messages: its first line, this long.
     quoted_output_chars: int = 300
+    step_detail_chars: int = 1000  # a drill step's detail: one of our messages, or go's output
 
 
 DEFAULT_LIMITS = Limits()

@@ -194,4 +194,4 @@ def test_drill_in_a_work_dir_too_small_for_the_copy_says_pass_work_in_one_short_
 def test_a_drill_step_keeps_one_short_line_of_a_huge_output() -> None:
     d = Drill("goroot-corruption")
     step = d.step("check", "go build", False, 1.0, "\n" + "x" * 100_000 + "\nsecond line\n")
-    assert step.detail == "x" * 300 + "... (100000 characters)"
+    assert step.detail == "x" * 1000 + "... (100000 characters)"
