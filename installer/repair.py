@@ -118,6 +118,7 @@ def repair(layout: Layout, signers: List[AllowedSigner], trust_source: str,
     result = RepairResult(str(layout.root))
     with prefix.locked(layout, lock_timeout, on_wait) as lock:
         result.notes += lock.notes + versions.recover(layout)
+        versions.checked_current(layout)  # repair restores trees, not a link someone replaced
         ids = versions.installed_ids(layout)
         before = verify(layout, signers, trust_source, every=True, modcache_dir=modcache_dir)
         result.found = {"changed": len(before.changed), "missing": len(before.missing),

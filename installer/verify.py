@@ -460,6 +460,9 @@ def verify(layout: Layout, signers: List[AllowedSigner], trust_source: str,
     if not layout.root.is_dir():
         raise NotReadyError(f"verifying {layout.root}: no such prefix; pass the --prefix you "
                             "installed into", operation="verifying", subject=str(layout.root))
+    # A `current` planted outside the prefix, dangling or a loop is named first: whatever the
+    # trees hold, `go` on PATH is not one of them.
+    versions.checked_current(layout)
     ids = select(layout, version, every)
     v = Verifier(Report(str(layout.root), modcache=str(modcache_dir) if modcache_dir else None),
                  on_bytes, workers or min(8, 2 * (os.cpu_count() or 1)))
