@@ -243,7 +243,7 @@ def goroot_corruption(ctx: Context, drill: Drill) -> None:
                        f"the executable {planted.relative_to(goroot)}")
         drill.step("inject", drill.fault, True, time.monotonic() - started)
         _verify_step(ctx, layout, drill, "detect")
-        _doctor_step(layout, drill, _go_env(ctx, layout, drill.name))
+        _doctor_step(ctx, layout, drill, _go_env(ctx, layout, drill.name))
         _checklist_step(layout, drill, tc_id)
         _build(ctx, layout, drill.name, proj, drill, "detect")
         _detected(drill)
@@ -287,9 +287,10 @@ def _rollback(layout: Layout, drill: Drill, tc_id: str, started: float) -> None:
                    exc.message)
 
 
-def _doctor_step(layout: Layout, drill: Drill, env: Dict[str, str]) -> None:
+def _doctor_step(ctx: Context, layout: Layout, drill: Drill, env: Dict[str, str]) -> None:
     started = time.monotonic()
-    facts = doctor.gather(layout, env=env, etc=str(Path(env["HOME"]) / "etc"))
+    facts = doctor.gather(layout, env=env, etc=str(Path(env["HOME"]) / "etc"),
+                          signers=ctx.signers, trust_source=ctx.trust_source)
     errors = [f for f in doctor.findings(facts) if f.severity == doctor.ERROR]
     drill.step("detect", "doctor", bool(errors), time.monotonic() - started,
                errors[0].message if errors else "")

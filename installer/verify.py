@@ -245,7 +245,8 @@ class Scan:
     """A tree as it is on disk: walked once (no link followed), every regular file handed to
     the hashing pool at once, so hashing runs while the manifests are still being checked."""
 
-    def __init__(self, top: Path, shown_top: str, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, top: Path, shown_top: str, pool: Optional[ThreadPoolExecutor]) -> None:
+        """Without a pool, nothing is hashed: the tree's shape only (verify_shape)."""
         self.top, self.shown_top = top, shown_top
         self.entries: Dict[str, Entry] = {}
         self.unreadable: List[Dict[str, Any]] = []
@@ -253,12 +254,12 @@ class Scan:
         batch: List[Entry] = []
         for rel, entry in self._walk():
             self.entries[rel] = entry
-            if entry.kind == "file":
+            if entry.kind == "file" and pool is not None:
                 batch.append(entry)
                 if len(batch) >= _BATCH:
                     _submit(pool, batch)
                     batch = []
-        if batch:
+        if batch and pool is not None:
             _submit(pool, batch)
 
     def _walk(self) -> Iterable[Tuple[str, Entry]]:
