@@ -92,10 +92,13 @@ class Report:
         return {"verify": {k: v for k, v in self.__dict__.items()}}
 
 
-def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
-                 ) -> List[Bundle]:
-    """Every recorded bundle's kept manifest, its sha256 and its signature checked again."""
+def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str,
+                 toolchain: Optional[str] = None) -> List[Bundle]:
+    """Every recorded bundle's kept manifest, its sha256 and its signature checked again; with
+    `toolchain`, only the ones recorded as carrying it (each manifest costs a parse)."""
     recorded = state.load(layout).get("bundles", [])
+    if toolchain is not None:
+        recorded = [b for b in recorded if toolchain in b.get("toolchains", [])]
     if not recorded:
         raise NotReadyError(f"verifying {layout.root}: no bundle is recorded there; pass the "
                             "--prefix you installed into", operation="verifying",

@@ -4,10 +4,11 @@ target, nothing hashed: doctor's integrity check, in a fraction of verify's time
 from __future__ import annotations
 
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
+from installer import state
 from installer.prefix import Layout
-from installer.verify import Expect, Report, Scan, goroot_expectations, load_bundles
+from installer.verify import Bundle, Expect, Report, Scan, goroot_expectations, load_bundles
 from keys.allowed_signers import AllowedSigner
 
 
@@ -16,13 +17,18 @@ def check_shape(layout: Layout, signers: List[AllowedSigner], trust_source: str,
     """What differs in versions/<tc_id>, collected as verify collects it (same Report), except
     that a file's content counts only by its size: `verify` hashes every byte."""
     started = time.monotonic()
-    bundles = load_bundles(layout, signers, trust_source)
+    # The bundles the state records as carrying it: their signed manifests say so, or all are
+    # read, as verify reads them.
+    bundles = load_bundles(layout, signers, trust_source, tc_id) if any(
+        tc_id in b.get("toolchains", []) for b in state.load(layout).get("bundles", [])) else []
+    carrier = _carrier(bundles, tc_id)
+    if carrier is None:
+        bundles = load_bundles(layout, signers, trust_source)
+        carrier = _carrier(bundles, tc_id)
     report = Report(str(layout.root), toolchains=[tc_id],
                     bundles=[b.to_dict() for b in bundles])
     scan = Scan(layout.versions / tc_id, f"versions/{tc_id}", None)
     report.unreadable += scan.unreadable
-    carrier = next((b for b in reversed(bundles)
-                    if any(t.id == tc_id for t in b.manifest.toolchains)), None)
     if carrier is None:
         report.added.append({"path": scan.shown_top, "type": "dir",
                              "note": "no recorded bundle carries this toolchain"})
@@ -32,6 +38,11 @@ def check_shape(layout: Layout, signers: List[AllowedSigner], trust_source: str,
         _compare(report, scan, goroot_expectations(carrier, tc_id))
     report.seconds = round(time.monotonic() - started, 2)
     return report
+
+
+def _carrier(bundles: List[Bundle], tc_id: str) -> Optional[Bundle]:
+    return next((b for b in reversed(bundles)
+                 if any(t.id == tc_id for t in b.manifest.toolchains)), None)
 
 
 def _compare(report: Report, scan: Scan, expect: Dict[str, Expect]) -> None:
