@@ -418,7 +418,9 @@ def find_integrity(f: Facts) -> List[Finding]:
     paths = [x["path"] for x in r.missing + r.changed + r.added]
     execs = [a["path"] for a in r.added if a.get("executable")]
     message = (f"versions/{f.current} differs from its signed manifest: {counts} (first: "
-               f"{shown(paths[0])}); a missing or changed file breaks builds")
+               f"{shown(paths[0])})")
+    if r.missing or r.changed:
+        message += "; a missing or changed file breaks builds"
     if execs:
         message += (f"; {len(execs)} executable(s) that no bundle installed, e.g. "
                     f"{shown(execs[0])}: treat this machine as compromised until you know who "
