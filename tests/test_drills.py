@@ -195,3 +195,27 @@ def test_a_drill_step_keeps_one_short_line_of_a_huge_output() -> None:
     d = Drill("goroot-corruption")
     step = d.step("check", "go build", False, 1.0, "\n" + "x" * 100_000 + "\nsecond line\n")
     assert step.detail == "x" * 1000 + "... (100000 characters)"
+
+
+def test_drill_that_cannot_make_its_work_dir_says_pass_work(
+        tmp_path: Path, signing: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support import damaged
+
+    full = tmp_path / "full"
+    full.mkdir()
+    # One inode, the mount's root: not even an empty directory fits.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=1", "none", str(full)],
+                   check=True)
+    try:
+        bundle = damaged.toolchain_bundle(tmp_path / "dc.tar.zst", signing.key)
+        prefix = tmp_path / "P"
+        assert damaged.rescue(capsys, "install", bundle, "--prefix", prefix, "--trust",
+                              signing.signers)[0] == 0
+        code, doc, _ = damaged.rescue(capsys, "drill", "all", "--prefix", prefix, "--trust",
+                                      signing.signers, "--work", full, "--json")
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+    assert code == 2
+    assert doc["error"]["message"] == (
+        f"drilling {prefix}: cannot make a work dir in {full} (No space left on device): pass "
+        "--work DIR on a file system you can write to, with room for a copy of the prefix")
