@@ -66,7 +66,7 @@ def drill(name: str, bundle: Optional[Path], prefix: Optional[Path], work: Optio
     signers, source = load_signers(trust, layout.root)
     names: List[str] = list(drills.DRILLS) + [drills.CONNECTED_SIDE] if name == "all" \
         else [name]
-    work_dir = drills.work_dir(work.absolute() if work else None)
+    work_dir = drills.work_dir(layout, work.absolute() if work else None)
     say = (lambda msg: None) if as_json else (lambda msg: click.echo(msg, err=True))
     ctx = drills.Context(layout, signers, source, bundle.absolute() if bundle else None,
                          work_dir, in_place=live, say=say)

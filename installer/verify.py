@@ -95,10 +95,13 @@ class Report:
         return {"verify": {k: v for k, v in self.__dict__.items()}}
 
 
-def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
-                 ) -> List[Bundle]:
-    """Every recorded bundle's kept manifest, its sha256 and its signature checked again."""
+def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str,
+                 toolchain: Optional[str] = None) -> List[Bundle]:
+    """Every recorded bundle's kept manifest, its sha256 and its signature checked again; with
+    `toolchain`, only the ones recorded as carrying it (each manifest costs a parse)."""
     recorded = state.load(layout).get("bundles", [])
+    if toolchain is not None:
+        recorded = [b for b in recorded if toolchain in b.get("toolchains", [])]
     if not recorded:
         raise NotReadyError(f"verifying {layout.root}: no bundle is recorded there; pass the "
                             "--prefix you installed into", operation="verifying",
@@ -246,7 +249,8 @@ class Scan:
     """A tree as it is on disk: walked once (no link followed), every regular file handed to
     the hashing pool at once, so hashing runs while the manifests are still being checked."""
 
-    def __init__(self, top: Path, shown_top: str, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, top: Path, shown_top: str, pool: Optional[ThreadPoolExecutor]) -> None:
+        """Without a pool, nothing is hashed: the tree's shape only (verify_shape)."""
         self.top, self.shown_top = top, shown_top
         self.entries: Dict[str, Entry] = {}
         self.unreadable: List[Dict[str, Any]] = []
@@ -254,12 +258,12 @@ class Scan:
         batch: List[Entry] = []
         for rel, entry in self._walk():
             self.entries[rel] = entry
-            if entry.kind == "file":
+            if entry.kind == "file" and pool is not None:
                 batch.append(entry)
                 if len(batch) >= _BATCH:
                     _submit(pool, batch)
                     batch = []
-        if batch:
+        if batch and pool is not None:
             _submit(pool, batch)
 
     def _walk(self) -> Iterable[Tuple[str, Entry]]:
@@ -468,6 +472,9 @@ def verify(layout: Layout, signers: List[AllowedSigner], trust_source: str,
     if not layout.root.is_dir():
         raise NotReadyError(f"verifying {layout.root}: no such prefix; pass the --prefix you "
                             "installed into", operation="verifying", subject=str(layout.root))
+    # A `current` planted outside the prefix, dangling or a loop is named first: whatever the
+    # trees hold, `go` on PATH is not one of them.
+    versions.checked_current(layout)
     ids = select(layout, version, every)
     v = Verifier(Report(str(layout.root), modcache=str(modcache_dir) if modcache_dir else None),
                  on_bytes, workers or min(8, 2 * (os.cpu_count() or 1)))
