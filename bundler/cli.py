@@ -10,13 +10,14 @@ import click
 
 from installer.cli import cli as installer_cli
 from installer.cli import main as run_main
+from installer.cli_group import Commands
 from installer.output import emit_json
 from manifests import __version__
 from manifests.errors import ChecklistError, NotReadyError
 from manifests.volumes import parse_size
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rescue")
 def cli() -> None:
     """Build signed bundles of Go toolchains and modules; install them offline.

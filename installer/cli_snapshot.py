@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, List, Optional
 import click
 
 from installer import snapshot as snap
+from installer.cli_group import Commands
 from installer.options import JSON, PREFIX
 from installer.prefix import Layout
 
@@ -28,7 +29,7 @@ def _emit(doc: Dict[str, Any]) -> None:
     emit_json(doc)
 
 
-@click.group("snapshot")
+@click.group("snapshot", cls=Commands)
 def snapshot() -> None:
     """Record the environment that builds your software, and check it later.
 
