@@ -20,7 +20,8 @@ _ADD_KEY_HINT = (
 )
 
 
-def _known_keys(signers: Sequence[AllowedSigner]) -> str:
+def known_keys(signers: Sequence[AllowedSigner]) -> str:
+    """What a store trusts, for a message: "it trusts KEY (principals, comment); ..." """
     if not signers:
         return "it is empty"
     shown = [s.describe() for s in signers[:5]]
@@ -57,7 +58,7 @@ def verify_manifest_signature(
     if not candidates:
         raise TrustError(
             f"{_DOING}: signed by key {key.key_id}, which is not in "
-            f"{store_name(trust_source)} ({_known_keys(signers)}); {_ADD_KEY_HINT}"
+            f"{store_name(trust_source)} ({known_keys(signers)}); {_ADD_KEY_HINT}"
         )
     if not sshsig.check(signature, manifest):
         raise TrustError(
