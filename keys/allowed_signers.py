@@ -395,6 +395,14 @@ def _write_atomic(path: Path, text: str) -> None:
     write_atomic(path, text, mode)
 
 
+def entry_for(path: Path, key: PublicKey) -> Optional[AllowedSigner]:
+    """The store's first line for `key`, or None (also when there is no store yet)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    return next((s for s in parse(_read(path), str(path)) if s.public_key == key), None)
+
+
 def add_signer(
     path: Path,
     principal: str,
