@@ -12,3 +12,12 @@ def shown(text: object, limit: int = SHOWN_CHARS) -> str:
     cut = len(s) > limit
     quoted = repr(s[:limit])
     return quoted + (f"... ({len(s)} characters)" if cut else "")
+
+
+_KINDS = {int: "an integer", str: "a string", bool: "true or false", float: "a number",
+          list: "a list", dict: "a table"}
+
+
+def a_kind(kind: type) -> str:
+    """A Python type as a message says what a value must be: int -> "an integer"."""
+    return _KINDS.get(kind, f"of type {kind.__name__}")
