@@ -136,8 +136,8 @@ def list_cmd(prefix: Optional[Path], as_json: bool) -> None:
         return
     for r in rows:
         flags = ("*" if r.current else " ") + ("P" if r.pinned else " ")
-        click.echo(f"{flags} {r.id:<28} {r.bytes / 1e6:7.0f} MB  "
-                   f"{r.bundle or '-'}  {r.installed_at or ''}")
+        click.echo(f"{flags} {r.id:<28} {r.bytes / 1e6:7.0f} MB  {r.bundle or '-'}  "
+                   f"signed by {r.signer or '-'}  {r.installed_at or ''}")
     click.echo("(* current, P pinned)")
 
 
