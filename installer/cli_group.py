@@ -23,4 +23,3 @@ class Commands(click.Group):
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise click.UsageError(f"No such command {name!r}.{hint}", ctx)
         return super().resolve_command(ctx, args)  # type: ignore[no-any-return]
-

@@ -232,20 +232,25 @@ class TrustStore(List[AllowedSigner]):
         return self.thresholds.get(channel, self.thresholds.get("", 1))
 
 
+def _says_what(source: str) -> bool:
+    """A source that names itself ("the trust store built into rescue.pyz", "the trust policy
+    version 2 adopted ..."), not a file path."""
+    return source.startswith("the ")
+
+
 def store_name(source: str) -> str:
-    """A trust store as a message names it: a file as "the trust store PATH"; a source that says
-    what it is ("the trust store built into rescue.pyz", an adopted policy) as it is."""
-    return source if source.startswith("the ") else f"the trust store {source}"
+    """A trust store as a message names it, once: "the trust store PATH" for a file."""
+    return source if _says_what(source) else f"the trust store {source}"
 
 
 def store_line(source: str, number: int) -> str:
     """Line `number` of a trust store: "PATH:3" for a file, "SOURCE, line 3" otherwise."""
-    return f"{source}, line {number}" if source.startswith("the ") else f"{source}:{number}"
+    return f"{source}, line {number}" if _says_what(source) else f"{source}:{number}"
 
 
 def _unreadable(source: str, number: Optional[int], why: str) -> NotReadyError:
     where = store_line(source, number) if number else source
-    label = where if source.startswith("the ") else f"trust store {where}"
+    label = where if _says_what(source) else f"trust store {where}"
     return NotReadyError(f"reading {label}: {why}", operation="reading trust store",
                          subject=where)
 
