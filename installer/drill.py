@@ -29,6 +29,9 @@ from manifests.text import first_line
 
 DRILLS = ("goroot-corruption", "modcache-poisoning", "truncated-bundle")
 CONNECTED_SIDE = "proxy-cert"  # `rescue drill proxy-cert` on the build host
+# Drills whose steps run the emergency checklist with the user's own Go settings: a rollback
+# or an install to recover, the checklist to detect.
+USE_CHECKLIST = ("goroot-corruption", "truncated-bundle")
 
 
 @dataclass
@@ -40,6 +43,15 @@ class Context:
     work: Path  # throw-away: the copies, GOCACHE, the drill's projects
     in_place: bool = False  # --live: the drill works on the live prefix itself
     say: Callable[[str], None] = lambda msg: None
+
+
+def settings_first(layout: Layout, names: List[str]) -> List[checklist.Check]:
+    """The user's Go settings, judged before any drill when one of them will run the checklist
+    with them: settings that fail it would fail that drill only after minutes of work."""
+    tc_id = versions.current_id(layout)
+    if tc_id is None or not set(names) & set(USE_CHECKLIST):
+        return []  # no current toolchain: each drill says so
+    return checklist.user_settings(layout.versions / tc_id, tc_id.rsplit(".", 1)[0], layout)
 
 
 def run(names: List[str], ctx: Context) -> List[Drill]:

@@ -28,3 +28,12 @@ def first_line(text: object, limit: int = DEFAULT_LIMITS.quoted_output_chars) ->
     copy of ten thousand files that fails must not make a message of ten thousand lines."""
     line = next((x.strip() for x in str(text).splitlines() if x.strip()), "")
     return line[:limit] + f"... ({len(line)} characters)" if len(line) > limit else line
+
+
+_KINDS = {int: "an integer", str: "a string", bool: "true or false", float: "a number",
+          list: "a list", dict: "a table"}
+
+
+def a_kind(kind: type) -> str:
+    """A Python type as a message says what a value must be: int -> "an integer"."""
+    return _KINDS.get(kind, f"of type {kind.__name__}")
