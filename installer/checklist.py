@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from installer import usersettings
+from installer import sumdb_check, usersettings
 from installer.prefix import Layout
 from installer.wiring import go_settings
 
@@ -130,4 +130,8 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
     ok = out.returncode == 0 and count > 100
     checks.append(Check("go list std", ok, "the standard library lists",
                         f"{count} packages" if ok else _tail(out.stderr) or f"{count} packages"))
+    row = sumdb_check.run(go, layout, wired, env)
+    if row is not None:
+        ok, want, got, detail = row
+        checks.append(Check(sumdb_check.NAME, ok, want, got, detail=detail))
     return checks
