@@ -306,6 +306,11 @@ def test_two_bundles_with_two_heads_answer_go_at_the_newest(
     assert done.returncode != 0 and "checking tree#307" in done.stdout, done.stdout
     fresh = _download(go_bin, prefix, tmp_path / "fresh", db, APP)  # the note's other half
     assert fresh.returncode == 0, fresh.stderr
+    # verify judges a re-composed lookup by its record and signature, not by the bundle's bytes
+    code = installer_cli.main(["verify", "--all", "--prefix", str(prefix), "--trust",
+                               str(signing.signers), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["ok"] and not report["verify"]["changed"], report
 
 
 # --- the real rescue.pyz and go, offline, root and uid 65534 ---------------------------------
