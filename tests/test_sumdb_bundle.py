@@ -357,3 +357,73 @@ def test_sumdb_data_adds_little_to_the_fixture_bundle(full_bundle) -> None:  # t
     print(f"sumdb data {size} bytes = {100 * size / m.content_bytes:.3f}% of the content "
           f"({100 * size / modules:.1f}% of the module files); bundle {full_bundle.size} bytes")
     assert 0 < size < 64 * 1024
+
+
+def test_private_modules_get_gonosumdb_and_need_no_lookup(
+        go_bin: Path, modules_bundle: Path, signing: bundles.Signing, tmp_path: Path,
+        capsys) -> None:
+    from installer import wiring
+    from installer.prefix import Layout
+
+    lookup = f"{BASE}/{lookup_path(*APP)}"
+
+    def private(doc: Dict) -> None:  # as a spec with goprivate = "example.com/app" builds it
+        doc["sumdb"]["nosumdb"] = "example.com/app"
+        doc["members"] = [m for m in doc["members"] if m["path"] != lookup]
+
+    def drop(info, data):  # type: ignore[no-untyped-def]
+        return [] if info.name == lookup else [(info, data)]
+
+    bundle = tamper.forge(modules_bundle, tmp_path / "private.tar.zst", private, signing.key,
+                          edit=drop)
+    prefix = tmp_path / "P"
+    got = _install(bundle, prefix, signing, capsys)
+    assert got["_code"] == 0, got
+    settings = wiring.go_settings(Layout(prefix))
+    assert settings["GONOSUMDB"] == "example.com/app"
+    assert "GONOSUMDB=example.com/app" in (prefix / "env.sh").read_text()
+    home = tmp_path / "home"
+    outside = home / "outside"
+    outside.mkdir(parents=True)
+    done = run_go(go_bin, ["mod", "download", "-json", "@".join(APP)], outside, home,
+                  offline=True, **settings)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_plan_leaves_goprivate_modules_to_gonosumdb(real: RealGoProject) -> None:
+    import httpx
+
+    from bundler.spec import ModuleSpec
+    from bundler.sumdb_part import plan_sumdb
+
+    db = fixture_sumdb(real.mods)
+    ms = ModuleSpec(goproxy="http://unused.invalid", goprivate="example.com/app",
+                    sumdb=db.vkey)
+    records = [(m.path, m.version, "", "") for m in real.mods if (m.path, m.version) in
+               (APP, DEP)]
+    with db.serve() as srv, httpx.Client() as client:
+        got, part = plan_sumdb(client, ModuleSpec(**{**ms.__dict__, "sumdb_url": srv.url}),
+                               records)
+    assert got is not None and got.nosumdb == "example.com/app" and part is not None
+    assert [m.path for m in part.members if "/lookup/" in m.path and m.type == "file"] == \
+        [f"{BASE}/{lookup_path(*DEP)}"]
+    assert plan_sumdb(httpx.Client(), ModuleSpec(sumdb="off"), records) == (None, None)
+
+
+def test_a_bundle_of_another_database_is_refused_by_a_prefix_that_has_one(
+        real: RealGoProject, modules_bundle: Path, signing: bundles.Signing, tmp_path: Path,
+        capsys) -> None:
+    other = SumDB(name="other.rescue.test")
+    for mod in real.mods:
+        other.add_module(mod)
+    with other.mount(ProxyServer(real.proxy_dir)) as srv:
+        second = _build(tmp_path / "b", signing, srv, other, require=["@".join(DEP)],
+                        sequence=2)
+    prefix = tmp_path / "P"
+    assert _install(modules_bundle, prefix, signing, capsys)["_code"] == 0
+    got = _install(second.path, prefix, signing, capsys)
+    assert got["_code"] == 2, got
+    assert ("installing checksum database other.rescue.test: this prefix verifies modules with "
+            "sumdb.rescue.test (GOSUMDB takes one database); install this bundle into another "
+            "prefix, or rebuild it with modules.sumdb = ") in got["_stderr"]
+    assert not (prefix / "goproxy" / "sumdb" / "other.rescue.test").exists()
