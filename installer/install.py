@@ -278,7 +278,10 @@ def _check_sumdb(m: Manifest, staging: Path, layout: Layout) -> Optional[Path]:
     sumdb_merge.verify_staged(m, staged)
     sumdb_merge.check_prefix(layout, m.sumdb)
     aside = staging / "sumdb"
-    os.rename(staging / "goproxy" / "sumdb", aside)
+    if (staging / "goproxy" / "sumdb").is_dir():
+        os.rename(staging / "goproxy" / "sumdb", aside)
+    else:  # a record and no data: only private modules, nothing for the database to vouch
+        (aside / m.sumdb.name).mkdir(parents=True)
     return aside / m.sumdb.name
 
 

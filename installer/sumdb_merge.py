@@ -93,12 +93,15 @@ def merge(staged: Path, layout: Layout, db: Sumdb, journal: MergeJournal) -> Lis
         if had is None or had.tree.n < found.tree.n:
             lookups[rel] = found
     tiles = _union_tiles(staged, dest, db)
-    newest = _newest(db, lookups)
     plan = _Plan()
     for rel in tiles.new:
         plan.writes[dest / rel] = tiles.staged(rel)
     if not (dest / "supported").exists():
         plan.writes[dest / "supported"] = b""
+    if not lookups:
+        _apply(plan, layout, db, journal)
+        return []
+    newest = _newest(db, lookups)
     heads = {found.tree for found in lookups.values()}
     for older in sorted(heads - {newest.tree}, key=lambda t: t.n):
         _check_prefix_of(db, older, newest.tree, tiles)
