@@ -427,3 +427,24 @@ def test_a_bundle_of_another_database_is_refused_by_a_prefix_that_has_one(
             "sumdb.rescue.test (GOSUMDB takes one database); install this bundle into another "
             "prefix, or rebuild it with modules.sumdb = ") in got["_stderr"]
     assert not (prefix / "goproxy" / "sumdb" / "other.rescue.test").exists()
+
+
+def test_installed_goroots_are_rewired_when_a_bundle_brings_the_database(
+        modules_bundle: Path, signing: bundles.Signing, tmp_path: Path, capsys) -> None:
+    from tests.support import craft
+
+    toolchain = craft.Craft(name="tc", channel="tc")
+    toolchain.toolchain()
+    prefix = tmp_path / "P"
+    got = _install(toolchain.write(tmp_path / "tc.tar.zst", signing.key), prefix, signing,
+                   capsys)
+    assert got["_code"] == 0, got
+    go_env = prefix / "versions" / "go1.21.13.linux-amd64" / "go.env"
+    assert "GOSUMDB=off\n" in go_env.read_text()  # no database data in the prefix yet
+    assert _install(modules_bundle, prefix, signing, capsys)["_code"] == 0
+    assert f"GOSUMDB={SumDB().vkey}\n" in go_env.read_text()
+    assert oct(go_env.parent.stat().st_mode & 0o777) == "0o555"
+    code = installer_cli.main(["verify", "--all", "--prefix", str(prefix), "--trust",
+                               str(signing.signers), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["ok"], report
