@@ -448,3 +448,31 @@ def test_installed_goroots_are_rewired_when_a_bundle_brings_the_database(
                                str(signing.signers), "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["ok"], report
+
+
+def test_checklist_row_fails_when_go_cannot_verify_the_carried_data(
+        go_bin: Path, modules_bundle: Path, signing: bundles.Signing, tmp_path: Path,
+        capsys) -> None:
+    from installer import checklist
+    from installer.prefix import Layout
+
+    prefix = tmp_path / "P"
+    assert _install(modules_bundle, prefix, signing, capsys)["_code"] == 0
+    layout = Layout(prefix)
+
+    def row() -> checklist.Check:
+        checks = checklist.run(go_bin.parent.parent, "go1.21.13", "linux", "amd64", layout,
+                               env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+        return next(c for c in checks if c.name == "go mod download (sumdb)")
+
+    good = row()
+    assert good.ok and good.got == "example.com/app@v1.0.0 verified", good  # record #265
+    edge = prefix / "goproxy" / "sumdb" / "sumdb.rescue.test" / "tile/8/0/001.p/51"
+    os.chmod(edge, 0o644)
+    edge.write_bytes(tamper.flip_byte(edge.read_bytes(), 0))
+    bad = row()
+    assert not bad.ok and "downloaded inconsistent tile" in bad.got, bad
+    assert bad.detail == (
+        "go could not verify a bundled module against the checksum database data in "
+        f"{prefix / 'goproxy' / 'sumdb' / 'sumdb.rescue.test'}",
+        "fix: rescue verify, then rescue repair BUNDLE; or install a newer bundle of it")
