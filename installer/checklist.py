@@ -133,5 +133,6 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
     row = sumdb_check.run(go, layout, wired, env)
     if row is not None:
         ok, want, got, detail = row
-        checks.append(Check(sumdb_check.NAME, ok, want, got, detail=detail))
+        checks.append(Check(sumdb_check.NAME, ok, want, got, warn=ok and bool(detail),
+                            detail=detail))
     return checks

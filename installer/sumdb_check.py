@@ -11,6 +11,7 @@ from typing import Dict, Optional, Tuple
 
 from installer import sumdb_prefix
 from installer.prefix import Layout, remove_tree
+from manifests.limits import DEFAULT_LIMITS
 from manifests.modpath import (
     ModulePathError,
     escape_path,
@@ -18,6 +19,9 @@ from manifests.modpath import (
     unescape_path,
     unescape_version,
 )
+from manifests.sumdb_lookup import open_tree
+from manifests.sumdb_note import NoteError, Verifier, parse_verifier
+from manifests.tlog import TlogError, Tree
 
 NAME = "go mod download (sumdb)"
 TIMEOUT = 300
@@ -39,7 +43,7 @@ def probe(layout: Layout, name: str) -> Optional[Tuple[str, str]]:
     return None
 
 
-Row = Tuple[bool, str, str, Tuple[str, ...]]  # ok, expected, got, detail
+Row = Tuple[bool, str, str, Tuple[str, ...]]  # ok, expected, got, detail (a warning if ok)
 
 
 def _tail(text: str) -> str:
@@ -75,10 +79,46 @@ def run(go: Path, layout: Layout, wired: Dict[str, str], env: Dict[str, str]) ->
         ok = out.returncode == 0 and latest.is_file()
         got = (f"{m}@{v} verified" if ok else
                _tail(out.stderr) or _tail(out.stdout) or f"exit {out.returncode}, no sumdb head")
-        detail = () if ok else (
-            "go could not verify a bundled module against the checksum database data in "
-            f"{layout.goproxy / 'sumdb' / db.name}",
-            "fix: rescue verify, then rescue repair BUNDLE; or install a newer bundle of it")
-        return ok, want, got, detail
+        if not ok:
+            return ok, want, got, (
+                "go could not verify a bundled module against the checksum database data in "
+                f"{layout.goproxy / 'sumdb' / db.name}",
+                "fix: rescue verify, then rescue repair BUNDLE; or install a newer bundle of it")
+        newer = _users_newer_head(go, db, env, latest)
+        return ok, want, got, newer
     finally:
         remove_tree(work)
+
+
+def _head(path: Path, verifier: Verifier) -> Optional[Tree]:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            return open_tree(f.read(DEFAULT_LIMITS.sumdb_note_bytes), verifier)
+    except (OSError, NoteError, TlogError):
+        return None
+
+
+def _users_newer_head(go: Path, db: sumdb_prefix.PrefixSumdb, env: Dict[str, str],
+                      carried: Path) -> Tuple[str, ...]:
+    """A warning when the user's own GOPATH saved a newer head of the database (the host was
+    online once): go proves every lookup in that tree and has none of its tiles offline, so it
+    refuses any module missing from go.sum until a bundle carries that tree."""
+    verifier = parse_verifier(db.key)
+    ours = _head(carried, verifier)
+    try:
+        out = subprocess.run([str(go), "env", "GOPATH"], env=env, capture_output=True,
+                             text=True, timeout=TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    first = out.stdout.strip().split(os.pathsep)[0]
+    saved = Path(first) / "pkg" / "sumdb" / db.name / "latest" if first else None
+    theirs = _head(saved, verifier) if saved is not None else None
+    if ours is None or theirs is None or theirs.n <= ours.n:
+        return ()
+    return (f"{saved} holds tree#{theirs.n} of {db.name}, newer than the carried "
+            f"tree#{ours.n}: go proves lookups in the newest tree it has seen, so it will "
+            "refuse any module missing from go.sum",
+            f"fix: install a bundle built after that head, or move {saved} aside (go saves "
+            "the carried head again)")

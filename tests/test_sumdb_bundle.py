@@ -450,9 +450,9 @@ def test_installed_goroots_are_rewired_when_a_bundle_brings_the_database(
     assert code == 0 and report["ok"], report
 
 
-def test_checklist_row_fails_when_go_cannot_verify_the_carried_data(
-        go_bin: Path, modules_bundle: Path, signing: bundles.Signing, tmp_path: Path,
-        capsys) -> None:
+def test_checklist_sumdb_row_warns_of_a_newer_saved_head_and_fails_on_damaged_data(
+        go_bin: Path, real: RealGoProject, modules_bundle: Path, signing: bundles.Signing,
+        tmp_path: Path, capsys) -> None:
     from installer import checklist
     from installer.prefix import Layout
 
@@ -467,6 +467,21 @@ def test_checklist_row_fails_when_go_cannot_verify_the_carried_data(
 
     good = row()
     assert good.ok and good.got == "example.com/app@v1.0.0 verified", good  # record #265
+    assert not good.warn and good.detail == ()
+    # The host was online once: its GOPATH saved a newer head than any bundle carries.
+    grown = fixture_sumdb(real.mods)
+    grown.add_fillers(300)
+    saved = tmp_path / "go" / "pkg" / "sumdb" / grown.name / "latest"
+    saved.parent.mkdir(parents=True)
+    saved.write_bytes(grown.signed_tree())
+    warned = row()
+    assert warned.ok and warned.warn, warned
+    assert warned.detail == (
+        f"{saved} holds tree#607 of sumdb.rescue.test, newer than the carried tree#307: go "
+        "proves lookups in the newest tree it has seen, so it will refuse any module missing "
+        "from go.sum",
+        f"fix: install a bundle built after that head, or move {saved} aside (go saves the "
+        "carried head again)")
     edge = prefix / "goproxy" / "sumdb" / "sumdb.rescue.test" / "tile/8/0/001.p/51"
     os.chmod(edge, 0o644)
     edge.write_bytes(tamper.flip_byte(edge.read_bytes(), 0))
