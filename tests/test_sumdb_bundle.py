@@ -246,7 +246,8 @@ def test_install_refuses_a_resigned_bundle_whose_lookup_contradicts_its_manifest
 
 
 def test_install_wires_gosumdb_to_the_carried_database(
-        modules_bundle: Path, signing: bundles.Signing, tmp_path: Path, capsys) -> None:
+        real: RealGoProject, modules_bundle: Path, signing: bundles.Signing, tmp_path: Path,
+        capsys) -> None:
     from installer import wiring
     from installer.prefix import Layout
 
@@ -258,6 +259,11 @@ def test_install_wires_gosumdb_to_the_carried_database(
     assert settings["GOSUMDB"] == db.vkey  # not sum.golang.org: go needs the key
     assert "GONOSUMDB" not in settings
     assert f"GOSUMDB={db.vkey} " in (prefix / "env.sh").read_text()
+    assert installer_cli.main(["inspect", str(modules_bundle), "--trust",
+                               str(signing.signers)]) == 0
+    tree = fixture_sumdb(real.mods).tree
+    assert (f"sumdb      sumdb.rescue.test  tree#307 {base64.b64encode(tree.hash).decode()}"
+            in capsys.readouterr().out)
     assert (prefix / "goproxy" / "sumdb" / db.name / "supported").is_file()
 
 
