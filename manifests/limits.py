@@ -47,6 +47,8 @@ class Limits:
     sumdb_note_bytes: int = 64 * KiB  # a tree note with x/mod's most (100) signature lines
     sumdb_lookup_bytes: int = 128 * KiB  # record id + go.sum lines + the tree note
     sumdb_records: int = 1_000_000  # lookups one bundle may carry
+    sumdb_name_chars: int = 255  # a database name is a host[/path]
+    sumdb_patterns_chars: int = 4 * KiB  # the GONOSUMDB patterns a manifest records
 
 
 DEFAULT_LIMITS = Limits()

@@ -47,7 +47,8 @@ class Sumdb:
 def check_record(db: Sumdb) -> List[str]:
     """What is wrong with a manifest's sumdb record, as manifest problems."""
     problems = []
-    if not valid_name(db.name) or len(db.name) > 255 or not db.name.isprintable():
+    if (not valid_name(db.name) or len(db.name) > DEFAULT_LIMITS.sumdb_name_chars
+            or not db.name.isprintable()):
         problems.append("sumdb: name is not a checksum database name")
     else:
         try:
@@ -61,7 +62,7 @@ def check_record(db: Sumdb) -> List[str]:
     except (ValueError, binascii.Error):
         problems.append("sumdb: size and hash must be a tree head (1 or more records, a "
                         "base64 SHA-256)")
-    if len(db.nosumdb) > 4096 or not db.nosumdb.isprintable():
+    if len(db.nosumdb) > DEFAULT_LIMITS.sumdb_patterns_chars or not db.nosumdb.isprintable():
         problems.append("sumdb: nosumdb must be printable patterns")
     return problems
 
