@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from installer import usersettings
+from installer import sumdb_check, usersettings
 from installer.prefix import Layout
 from installer.wiring import go_settings, source_line
 
@@ -108,12 +108,18 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
     outs = _run_all(go, {
         "goroot": (["env", "GOROOT"], env), "std": (["list", "std"], env),
         **_settings_commands(user_env, env)})
-    checks += _judged(outs, goroot, version, layout, user_env)
+    wired = go_settings(layout)
+    checks += _judged(outs, goroot, version, layout, user_env, wired)
     out = outs["std"]
     count = len(out.stdout.split())
     ok = out.returncode == 0 and count > 100
     checks.append(Check("go list std", ok, "the standard library lists",
                         f"{count} packages" if ok else _tail(out.stderr) or f"{count} packages"))
+    row = sumdb_check.run(go, layout, wired, env)
+    if row is not None:
+        ok, want, got, detail = row
+        checks.append(Check(sumdb_check.NAME, ok, want, got, warn=ok and bool(detail),
+                            detail=detail))
     return checks
 
 
@@ -129,11 +135,11 @@ def user_settings(goroot: Path, version: str, layout: Layout,
                              **_settings_commands(user_env, env)})
     except OSError:
         return []  # no go to ask: the full checklist says so, with the reason
-    return _judged(outs, goroot, version, layout, user_env)
+    return _judged(outs, goroot, version, layout, user_env, go_settings(layout))
 
 
 def _judged(outs: Dict[str, subprocess.CompletedProcess[str]], goroot: Path, version: str,
-            layout: Layout, user_env: Dict[str, str]) -> List[Check]:
+            layout: Layout, user_env: Dict[str, str], wired: Dict[str, str]) -> List[Check]:
     """`go env GOROOT` and the settings, each judged with where it is set and its fix."""
     source_env = source_line(layout.root)
     out = outs["goroot"]
@@ -146,7 +152,6 @@ def _judged(outs: Dict[str, subprocess.CompletedProcess[str]], goroot: Path, ver
     checks = [Check("go env GOROOT", ok, want_root, got, detail=tuple(why or ()))]
     if error:
         return checks + [Check("go env", False, "the Go settings", error)]
-    wired = go_settings(layout)
     for f in usersettings.judge(values, user_env, wired, version,
                                 usersettings.carried_modules(layout.goproxy), source_env):
         checks.append(Check(f"go env {f.key}", f.level != usersettings.FAIL,

@@ -180,6 +180,9 @@ def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[s
             level, why = "ok", ""
         elif key == "GOTOOLCHAIN":
             level, why = _judge_gotoolchain(value, version)
+        elif value == "off":
+            level, why = WARN, ("no network, but a module missing from go.sum is trusted "
+                                "without the checksum database data the bundles carry")
         else:
             level, why = FAIL, (f"go would ask the checksum database {value!r} over the "
                                 "network about any module missing from go.sum")
@@ -191,7 +194,7 @@ def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[s
     own = {k: bool(sources(k, env, goenv)) for k in ("GONOPROXY", "GONOSUMDB")}
     for key in UNWIRED:
         value = effective.get(key, "")
-        if not value:
+        if not value or value == wired.get(key):  # GONOSUMDB: wired for private modules
             continue
         if key in own and not own[key]:
             continue  # derived from GOPRIVATE by go: judged there
@@ -201,8 +204,11 @@ def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[s
             level, why = _judge_noproxy(key, value, carried)
         elif key == "GOINSECURE":
             level, why = WARN, "affects only direct fetches, which the offline wiring never makes"
-        else:  # GONOSUMDB, or GOPRIVATE with its own GONOPROXY
+        elif wired["GOSUMDB"] == "off":  # GONOSUMDB, or GOPRIVATE with its own GONOPROXY
             level, why = WARN, "no effect on the network while GOSUMDB=off"
+        else:
+            level, why = WARN, ("the modules it matches are not checked against the checksum "
+                                "database data the bundles carry")
         add(key, level, why, "", shell_fix=False)
     return findings
 

@@ -24,6 +24,9 @@ from manifests.errors import NotReadyError, RescueError, TrustError
 from manifests.limits import DEFAULT_LIMITS
 from manifests.model import Manifest, Member
 from manifests.modpath import unescape_version
+from manifests.sumdb_bundle import Sumdb, check_lines
+from manifests.sumdb_lookup import lookup_path, parse_lookup
+from manifests.sumdb_note import NoteError, parse_verifier
 from manifests.text import shown
 
 CHUNK = 1 << 20
@@ -71,6 +74,9 @@ class Expect:
     go_env: bool = False  # rewritten by the installer: content recomputed, not hashed
     listing: bool = False  # a merged @v/list: checked by the versions it lists
     versions: Set[str] = field(default_factory=set)  # ... at least these
+    # A checksum database lookup: the merge re-composes it with a newer signed head, so it is
+    # judged by its record (module, version, zip h1, go.mod h1, database), not by its bytes.
+    lookup: Optional[Tuple[str, str, str, str, Sumdb]] = None
 
 
 @dataclass
@@ -237,11 +243,13 @@ def proxy_expectations(bundles: List[Bundle]) -> Dict[str, Expect]:
     """Path under P/goproxy -> what the merged proxy holds: the union of every bundle's."""
     out: Dict[str, Expect] = {"": Expect("dir")}
     for b in bundles:
+        lookups = _lookups_of(b.manifest)
         for mem in b.manifest.members:
             if mem.path != "goproxy" and not mem.path.startswith("goproxy/"):
                 continue
             rel = mem.path[len("goproxy/"):] if mem.path != "goproxy" else ""
             new = _expect(b.manifest, mem, b.label, proxy=True)
+            new.lookup = lookups.get(rel) if mem.type == "file" else None
             have = out.setdefault(rel, new)
             if rel.endswith("/@v/list") and new.type == "file":
                 have.listing = True
@@ -249,6 +257,15 @@ def proxy_expectations(bundles: List[Bundle]) -> Dict[str, Expect]:
             elif have is not new:
                 have.sha256 |= new.sha256  # .info: the first bundle's copy is the one kept
     return out
+
+
+def _lookups_of(m: Manifest) -> Dict[str, Tuple[str, str, str, str, Sumdb]]:
+    """Path under P/goproxy of each lookup the bundle carries -> what it must say."""
+    db = m.sumdb
+    if db is None:
+        return {}
+    return {f"sumdb/{db.name}/{lookup_path(x.path, x.version)}":
+            (x.path, x.version, x.zip_hash, x.mod_hash, db) for x in m.modules}
 
 
 def _list_versions(bundle: Bundle, mem: Member) -> Set[str]:
@@ -430,8 +447,26 @@ class Verifier:
                       if line.split()}
             if e.versions - listed:
                 self.change(shown_path, e.bundle, versions=[sorted(e.versions), sorted(listed)])
+        elif e.lookup is not None and digest not in e.sha256:
+            self._judge_lookup(shown_path, data, e)
         elif digest not in e.sha256:
             self.change(shown_path, e.bundle, sha256=[sorted(e.sha256)[0], digest])
+
+    def _judge_lookup(self, shown_path: str, data: bytes, e: Expect) -> None:
+        """A lookup re-composed with a newer head: the same record, signed by the key, in a
+        tree at least as large as the bundle's."""
+        assert e.lookup is not None
+        module, version, zip_hash, mod_hash, db = e.lookup
+        try:
+            found = parse_lookup(module, version, data, parse_verifier(db.key))
+            check_lines(db.name, module, version, found.lines, zip_hash, mod_hash)
+            if found.tree.n < db.size:
+                raise TrustError(f"tree#{found.tree.n} is older than the bundle's "
+                                 f"tree#{db.size}")
+        except (TrustError, NoteError) as exc:
+            self.change(shown_path, e.bundle,
+                        sumdb=[f"a lookup of {module}@{version} signed by {db.name}",
+                               str(exc).split("\n")[0]])
 
     def _judge_go_env(self, shown_path: str, data: bytes, e: Expect, layout: Layout) -> None:
         try:
@@ -463,10 +498,14 @@ def expected_go_env(have: str, layout: Layout) -> str:
     one is dropped here, so it shows as a change.
     """
     lines = have.splitlines()
-    settings = wiring.go_settings(layout)
     head = wiring.go_env_text(layout, "").splitlines()[:3]
     body = lines[3:] if lines[:3] == head else lines
-    body = body[:len(body) - len(settings) - 1] if len(body) > len(settings) else []
+    # The settings rescue wrote last (their number changes with the wiring: GONOSUMDB comes
+    # and goes), and the blank line before them.
+    while body and "=" in body[-1] and not body[-1].lstrip().startswith("#"):
+        body.pop()
+    if body and not body[-1].strip():
+        body.pop()
     kept = [line for line in body
             if not line.strip() or line.lstrip().startswith("#")]
     return wiring.go_env_text(layout, "\n".join(kept))

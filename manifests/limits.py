@@ -56,6 +56,8 @@ class Limits:
     # A tool's output or an OS error quoted in one of our messages: its first line, this long.
     quoted_output_chars: int = 300
     step_detail_chars: int = 1000  # a drill step's detail: one of our messages, or go's output
+    sumdb_name_chars: int = 255  # a database name is a host[/path]
+    sumdb_patterns_chars: int = 4 * KiB  # the GONOSUMDB patterns a manifest records
 
 
 DEFAULT_LIMITS = Limits()

@@ -47,7 +47,7 @@ TYPOS = {  # case -> (spec text, line, message after "reading spec FILE:LINE: ")
                            "upstream.ca_bundel: unknown key; did you mean 'ca_bundle'?"),
     "modules": (HEAD + '[modules]\nrequire = ["example.com/m@v1.0.0"]\ntransitiv = false\n', 7,
                 "modules.transitiv: unknown key; did you mean 'transitive'? ([modules] keys: "
-                "projects, require, transitive, goproxy, goprivate)"),
+                "projects, require, transitive, goproxy, goprivate, sumdb, sumdb_url)"),
     "table": (HEAD + TOOLCHAINS + "[upstreams]\n", 7,
               "unknown table [upstreams]; did you mean 'upstream'? (known: [bundle], "
               "[toolchains], [upstream], [modules])"),
