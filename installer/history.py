@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from installer.prefix import Layout
 
-HISTORY_FILE = "history.jsonl"
+HISTORY_FILE = "history.jsonl"  # also in Layout.own_paths: never a link
 
 # Variables that say which CI job ran a command (never a token: only ids, commits and refs).
 CI_VARIABLES = {
@@ -83,7 +83,9 @@ def append(layout: Layout, record: Dict[str, Any]) -> None:
     if any(r.get("id") == record["id"] for r in load(layout)):
         return
     layout.state.mkdir(exist_ok=True)
-    fd = os.open(layout.state / HISTORY_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    # Never through a link planted in its place: the history stays inside the prefix.
+    fd = os.open(layout.state / HISTORY_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                 | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
         os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
         os.fsync(fd)
