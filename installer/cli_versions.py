@@ -10,6 +10,7 @@ import click
 
 from installer.options import JSON, LOCK_TIMEOUT, PREFIX
 from installer.output import emit_json, print_checks
+from manifests.text import shown
 
 
 def guard_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,11 +128,15 @@ def list_cmd(prefix: Optional[Path], as_json: bool) -> None:
     """
     from installer import versions
 
-    layout, (rows, previous) = _read(prefix, "listing", lambda layout: (
-        versions.list_installed(layout), versions.previous_id(layout)))
+    layout, (rows, previous, damaged) = _read(prefix, "listing", lambda layout: (
+        versions.list_installed(layout), versions.previous_id(layout),
+        versions.current_problem(layout)))
+    if damaged:
+        click.echo(f"rescue: warning: {layout.current}: {damaged}; no toolchain is current "
+                   "until `use VERSION` makes one", err=True)
     if as_json:
         emit_json({"prefix": str(layout.root), "toolchains": [r.to_dict() for r in rows],
-                   "previous": previous})
+                   "previous": previous, "current_problem": damaged})
         return
     for r in rows:
         flags = ("*" if r.current else " ") + ("P" if r.pinned else " ")
@@ -191,6 +196,7 @@ def rollback_cmd(to: Optional[str], prefix: Optional[Path], lock_timeout: float,
     from manifests.errors import NotReadyError
 
     def work(layout: Any) -> Any:
+        versions.checked_current(layout)
         if to:
             tc = versions.resolve(layout, to)
         else:
@@ -340,10 +346,11 @@ def history_cmd(prefix: Optional[Path], as_json: bool) -> None:
     if as_json:
         emit_json({"history": records})
         return
-    for r in records:
-        ci = f" [{r['ci']['system']}]" if r.get("ci") else ""
-        click.echo(f"{r['time']}  {r['op']:<8} {r.get('from') or '-'} -> {r.get('to') or '-'}"
-                   f"  by {r.get('user')}{ci}  ({r.get('why')})")
+    for r in records:  # text from the file is quoted: it cannot forge lines or escapes
+        ci = f" [{shown(r['ci']['system'], 40)}]" if r.get("ci") else ""
+        click.echo(f"{shown(r['time'], 40)}  {shown(r['op'], 20):<10} {r.get('from') or '-'} "
+                   f"-> {r.get('to') or '-'}  by {shown(r.get('user'), 40)}{ci}  "
+                   f"({shown(r.get('why'))})")
     if not records:
         click.echo("no switches recorded yet", err=not sys.stdout.isatty())
 

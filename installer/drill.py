@@ -169,7 +169,7 @@ def _baseline(ctx: Context, layout: Layout, drill: Drill, proj: Path,
 
 
 def _current(layout: Layout, drill: Drill) -> str:
-    tc_id = versions.current_id(layout)
+    tc_id = versions.checked_current(layout)
     if tc_id is None:
         raise NotReadyError(f"drill {drill.name}: no current toolchain in {layout.root}; "
                             "install a bundle first", operation="drilling",

@@ -3,17 +3,24 @@ command, who, and the CI context. `rollback` reads it to know where to go back t
 
 from __future__ import annotations
 
+import errno
 import getpass
 import json
 import os
+import re
 import socket
+import stat
 import sys
 import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
+from installer import statefile
 from installer.prefix import Layout
+from manifests import files
+from manifests.goversion import split_toolchain_id
+from manifests.limits import DEFAULT_LIMITS
 
 HISTORY_FILE = "history.jsonl"  # also in Layout.own_paths: never a link
 
@@ -60,34 +67,82 @@ def new_record(op: str, previous: Optional[str], current: Optional[str], why: st
 
 
 def _version_of(link: Optional[str]) -> Optional[str]:
-    """`versions/go1.21.13.linux-amd64` -> `go1.21.13.linux-amd64`."""
-    return link.rsplit("/", 1)[-1] if link else None
+    """`versions/go1.21.13.linux-amd64` -> `go1.21.13.linux-amd64`; None for a link that names
+    no toolchain (a `current` planted elsewhere is no place to roll back to)."""
+    tc_id = link.rsplit("/", 1)[-1] if link else None
+    return tc_id if split_toolchain_id(tc_id) else None
+
+
+_FIX = "move it aside (`mv F F.old`); a new one starts with the next switch"
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def record_problem(rec: Any) -> Optional[str]:
+    """What makes a history line something rescue did not write (None when nothing does):
+    `from`/`to` name the toolchains `rollback` goes back to."""
+    if not isinstance(rec, dict):
+        return "not an object"
+    if not isinstance(rec.get("id"), str) or not _HEX_ID.fullmatch(rec["id"]):
+        return "its id is not 32 hex digits"
+    for key in ("from", "to"):
+        if rec.get(key) is not None and split_toolchain_id(rec[key]) is None:
+            return f"its {key} is not a toolchain id"
+    for key in ("op", "time"):
+        if not isinstance(rec.get(key), str):
+            return f"its {key} is missing or not text"
+    for key in ("why", "command", "user", "host"):
+        if not isinstance(rec.get(key, ""), str):
+            return f"its {key} is not text"
+    ci = rec.get("ci")
+    if ci is not None and not (isinstance(ci, dict) and isinstance(ci.get("system"), str)
+                               and all(isinstance(v, str) for v in ci.values())):
+        return "its ci is not an object of texts with a system"
+    for key in ("seconds", "unix"):
+        if not isinstance(rec.get(key, 0), (int, float)) or isinstance(rec.get(key), bool):
+            return f"its {key} is not a number"
+    return None
 
 
 def load(layout: Layout) -> List[Dict[str, Any]]:
-    try:
-        text = (layout.state / HISTORY_FILE).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
+    """The records at the end of the history, oldest first, at most
+    `history_tail_bytes` of them; a line that is cut, binary or not a record is skipped."""
+    path = layout.state / HISTORY_FILE
+    data = statefile.read_tail(path, "history", _FIX.replace("F", str(path)),
+                               DEFAULT_LIMITS.history_tail_bytes)
     out = []
-    for line in text.splitlines():
+    for line in (data or b"").split(b"\n"):
         try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut short by a crash: the rest still counts
+            rec = statefile.parse_json(line.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError too: a line cut by a crash, or not ours
+            continue
+        if record_problem(rec) is None:
+            out.append(rec)
     return out
 
 
 def append(layout: Layout, record: Dict[str, Any]) -> None:
-    """One line, appended and synced; a record already there (same id) is not written twice."""
+    """One line, appended and synced; a record already there (same id) is not written twice.
+    After a line a crash cut short, the record starts a line of its own."""
     if any(r.get("id") == record["id"] for r in load(layout)):
         return
     layout.state.mkdir(exist_ok=True)
-    # Never through a link planted in its place: the history stays inside the prefix.
-    fd = os.open(layout.state / HISTORY_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT
-                 | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    path = layout.state / HISTORY_FILE
     try:
-        os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0), 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise statefile.damaged(path, "history", "it is a symbolic link, which rescue never "
+                                "follows", _FIX.replace("F", str(path))) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise statefile.damaged(path, "history", "it is not a regular file",
+                                    _FIX.replace("F", str(path)))
+        cut = st.st_size > 0 and os.pread(fd, 1, st.st_size - 1) != b"\n"
+        line = json.dumps(record, sort_keys=True) + "\n"
+        files.write_all(fd, (("\n" if cut else "") + line).encode("utf-8"))
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -9,15 +9,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from installer import statefile
 from installer.prefix import Layout
 from manifests.errors import NotReadyError
+from manifests.goversion import split_toolchain_id
 
 POLICY_FILE = "policy.toml"
 _LINE = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*(?:#.*)?$')
@@ -43,28 +44,46 @@ def parse(text: str, where: str) -> Dict[str, Any]:
         try:
             if not found:
                 raise ValueError("not `key = value`")
-            doc[found.group(1)] = json.loads(found.group(2))
+            doc[found.group(1)] = statefile.parse_json(found.group(2))
         except ValueError as exc:
             raise NotReadyError(f"reading policy {where}:{number}: {exc}; write `key = 3`, "
                                 '`key = "text"` or `key = ["a", "b"]`') from None
     return doc
 
 
+# The ranges a sane policy keeps to (a negative keep once meant "remove everything").
+_RANGES = {"keep": (0, 10_000), "keep_days": (0, 36_500), "warn_percent": (0, 100),
+           "stop_percent": (0, 100)}
+
+
 def load(layout: Layout) -> Policy:
     path = layout.state / POLICY_FILE
-    try:
-        doc = parse(path.read_text(encoding="utf-8"), str(path))
-    except FileNotFoundError:
+    fix = "fix or remove that line (README: Retention and the disk watermark)"
+    text = statefile.read_text(path, "policy", fix)
+    if text is None:
         return Policy()
+    doc = parse(text, str(path))
     known = Policy.__dataclass_fields__
     for key, value in doc.items():
         if key not in known:
             raise NotReadyError(f"reading policy {path}: unknown key {key!r}; known: "
                                 f"{', '.join(known)}")
-        kind = {"pinned": list, "warn_percent": (int, float), "stop_percent": (int, float)}.get(
-            key, int)
-        if not isinstance(value, kind) or isinstance(value, bool):  # type: ignore[arg-type]
-            raise NotReadyError(f"reading policy {path}: {key} has the wrong type ({value!r})")
+        if key == "pinned":
+            bad = (value if not isinstance(value, list) else
+                   next((p for p in value if split_toolchain_id(p) is None), None))
+            if bad is not None:
+                raise NotReadyError(f"reading policy {path}: pinned must be a list of toolchain "
+                                    f"ids like \"go1.21.13.linux-amd64\" ({bad!r} is not one)")
+            continue
+        kind = (int, float) if key.endswith("_percent") else int
+        low, high = _RANGES[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            want = "a number" if kind is not int else "a whole number"
+            raise NotReadyError(f"reading policy {path}: {key} must be {want} ({value!r} is "
+                                "not)")
+        if not low <= value <= high:  # NaN fails this too
+            raise NotReadyError(f"reading policy {path}: {key} = {value!r} is outside "
+                                f"{low}..{high}")
     policy = Policy(**doc)
     if not 0 < policy.warn_percent <= policy.stop_percent <= 100:
         raise NotReadyError(f"reading policy {path}: need 0 < warn_percent <= stop_percent "

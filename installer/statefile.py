@@ -27,10 +27,9 @@ def damaged(path: Path, what: str, problem: str, fix: str) -> DamagedState:
                         operation=f"reading {what}", subject=str(path), hint=fix)
 
 
-def read_bytes(path: Path, what: str, fix: str,
-               limit: int = DEFAULT_LIMITS.state_file_bytes) -> Optional[bytes]:
-    """The whole file, or None when there is none. A link, a directory, a FIFO, a file larger
-    than `limit` or one this user may not read is refused with `fix` as the way out."""
+def _open(path: Path, what: str, fix: str) -> Optional[int]:
+    """A descriptor of the regular file `path` (None when there is none); a link, a
+    directory, a FIFO or a file this user may not read is refused with `fix` as the way out."""
     try:
         fd = os.open(path, _READ)
     except FileNotFoundError:
@@ -40,17 +39,18 @@ def read_bytes(path: Path, what: str, fix: str,
             raise damaged(path, what, "it is a symbolic link, which rescue never follows",
                           fix) from None
         if exc.errno == errno.EACCES:
-            raise damaged(path, what, "this user may not read it (ask its owner, or pass a "
-                          "--prefix of your own)", fix) from None
+            raise damaged(path, what, "this user may not read it",
+                          f"run as {owner_of(path)}, or pass a --prefix of your own") from None
         raise damaged(path, what, exc.strerror or str(exc), fix) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise damaged(path, what, "it is not a regular file", fix)
+    return fd
+
+
+def _read(fd: int, path: Path, what: str, fix: str, limit: int) -> bytes:
+    chunks, left = [], limit + 1
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise damaged(path, what, "it is not a regular file", fix)
-        if st.st_size > limit:
-            raise damaged(path, what, f"it holds {st.st_size} bytes, more than the "
-                          f"{limit} a real one can", fix)
-        chunks, left = [], limit + 1
         while left > 0:
             chunk = os.read(fd, min(left, 1 << 20))
             if not chunk:
@@ -59,12 +59,40 @@ def read_bytes(path: Path, what: str, fix: str,
             left -= len(chunk)
     except OSError as exc:
         raise damaged(path, what, exc.strerror or str(exc), fix) from None
+    return b"".join(chunks)
+
+
+def read_bytes(path: Path, what: str, fix: str,
+               limit: int = DEFAULT_LIMITS.state_file_bytes) -> Optional[bytes]:
+    """The whole file, or None when there is none; larger than `limit` is damage."""
+    fd = _open(path, what, fix)
+    if fd is None:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise damaged(path, what, f"it holds {size} bytes, more than the {limit} a real "
+                          "one can", fix)
+        data = _read(fd, path, what, fix, limit)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if len(data) > limit:
         raise damaged(path, what, f"it grew past {limit} bytes while read", fix)
     return data
+
+
+def read_tail(path: Path, what: str, fix: str, limit: int) -> Optional[bytes]:
+    """The last `limit` bytes at most, starting at a line (a log that only grows)."""
+    fd = _open(path, what, fix)
+    if fd is None:
+        return None
+    try:
+        start = max(0, os.fstat(fd).st_size - limit)
+        os.lseek(fd, start, os.SEEK_SET)
+        data = _read(fd, path, what, fix, limit)[:limit]
+    finally:
+        os.close(fd)
+    return data.split(b"\n", 1)[-1] if start else data
 
 
 def read_text(path: Path, what: str, fix: str,
@@ -113,3 +141,19 @@ def no_link(path: Path, what: str) -> None:
         raise damaged(path, what, f"it is a symbolic link (to {os.readlink(path)!r}); rescue "
                       "keeps its files only inside the prefix",
                       f"move the link away (`mv {path} {path}.link`) and run the command again")
+
+
+def owner_of(path: Path) -> str:
+    """`user NAME (uid N)` owning `path` (or the nearest parent this user can stat)."""
+    for p in (path, *path.parents):
+        try:
+            uid = os.lstat(p).st_uid
+        except OSError:
+            continue
+        try:
+            import pwd
+
+            return f"its owner {pwd.getpwuid(uid).pw_name} (uid {uid})"
+        except (ImportError, KeyError):
+            return f"its owner (uid {uid})"
+    return "its owner"

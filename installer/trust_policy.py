@@ -7,10 +7,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
+from installer import statefile
 from installer.prefix import Layout
 from keys.trust_core import Verified
-from manifests.errors import NotReadyError
 from manifests.files import write_atomic
+from manifests.limits import DEFAULT_LIMITS
+from manifests.text import shown
 
 
 def _paths(layout: Layout) -> Tuple[Path, Path]:
@@ -21,21 +23,25 @@ def _paths(layout: Layout) -> Tuple[Path, Path]:
 def adopted(layout: Layout) -> Optional[Tuple[str, str]]:
     """The adopted store's text and a label naming where and when it came from, or None."""
     store, about = _paths(layout)
-    try:
-        text = store.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    text = statefile.read_text(store, "the adopted trust policy", "restore it or pass --trust "
+                               "FILE", DEFAULT_LIMITS.trust_store_bytes)
+    if text is None:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NotReadyError(f"reading the adopted trust policy {store}: {exc}; restore it or "
-                            "pass --trust FILE", operation="reading trust store",
-                            subject=str(store)) from None
-    try:
-        info = json.loads(about.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        info = {}
-    return text, (f"the trust policy version {info.get('version', '?')} adopted on "
-                  f"{info.get('adopted_at', '?')} from bundle {info.get('bundle', '?')} "
+    try:  # only words for the label: a damaged one is shown as '?'
+        info = statefile.read_json(about, "adopted trust policy record", "",
+                                   check=lambda d: None if isinstance(d, dict) else "not an object")
+    except statefile.DamagedState:
+        info = None
+    info = info or {}
+    return text, (f"the trust policy version {_said(info.get('version'))} adopted on "
+                  f"{_said(info.get('adopted_at'))} from bundle {_said(info.get('bundle'))} "
                   f"({store})")
+
+
+def _said(value: Any) -> str:
+    """A field of adopted.json as words: plain when it is short printable text, else quoted."""
+    text = str(value) if isinstance(value, (str, int)) and value is not None else "?"
+    return text if text.isprintable() and len(text) <= 80 else shown(text)
 
 
 def earlier(layout: Layout) -> List[Tuple[str, str]]:
@@ -44,9 +50,12 @@ def earlier(layout: Layout) -> List[Tuple[str, str]]:
     out = []
     for path in sorted(layout.state.glob("trust/before-v*.allowed_signers")):
         try:
-            out.append((path.read_text(encoding="utf-8"), str(path)))
-        except (OSError, UnicodeDecodeError):
+            text = statefile.read_text(path, "an earlier trust store", "",
+                                       DEFAULT_LIMITS.trust_store_bytes)
+        except statefile.DamagedState:
             continue
+        if text is not None:
+            out.append((text, str(path)))
     return out
 
 

@@ -12,13 +12,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-from installer import state, trust_policy, versions, wiring
+from installer import state, statefile, trust_policy, versions, wiring
 from installer.prefix import Layout
 from installer.verify_modules import check_modcache, check_module_hashes
 from keys import allowed_signers
 from keys.allowed_signers import AllowedSigner
 from keys.trust_core import Verified, parse_time, signed_manifest, split_signatures
 from manifests.errors import NotReadyError, RescueError, TrustError
+from manifests.limits import DEFAULT_LIMITS
 from manifests.model import Manifest, Member
 from manifests.modpath import unescape_version
 from manifests.text import shown
@@ -109,20 +110,18 @@ def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
         what = f"bundle {entry.get('name')} #{entry.get('sequence')} (manifest sha256 {sha})"
         json_path = layout.bundles / f"{sha}.json"
         sig_path = layout.bundles / f"{sha}.sig"
-        try:
-            data = json_path.read_bytes()
-            sig = sig_path.read_bytes()
-        except FileNotFoundError as exc:
+        again = "install that same bundle again (an identical bundle is accepted)"
+        data = statefile.read_bytes(json_path, "kept manifest", again,
+                                    DEFAULT_LIMITS.manifest_bytes)
+        sig = statefile.read_bytes(sig_path, "kept signature", again,
+                                   DEFAULT_LIMITS.signature_bytes * 16)
+        if data is None or sig is None:
+            missing = json_path if data is None else sig_path
             raise NotReadyError(
-                f"verifying {what}: {exc.filename} is missing; it was installed by a rescue "
+                f"verifying {what}: {missing} is missing; it was installed by a rescue "
                 "that did not keep the signature, or the file was removed. Install that same "
                 "bundle again (an identical bundle is accepted) to keep both",
-                operation="verifying bundle", subject=str(exc.filename)) from None
-        except OSError as exc:
-            raise NotReadyError(f"verifying {what}: reading {exc.filename}: {exc.strerror}; run "
-                                "as a user who can read the prefix",
-                                operation="verifying bundle",
-                                subject=str(exc.filename)) from None
+                operation="verifying bundle", subject=str(missing))
         got = hashlib.sha256(data).hexdigest()
         if got != sha:
             raise TrustError(f"verifying {what}: the kept manifest {json_path} was changed "

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from installer import checklist, crashpoints, history, prefix, state
+from installer import checklist, crashpoints, history, prefix, state, statefile
 from installer import guard as guard_mod
 from installer import policy as policy_mod
 from installer.checklist import Check
 from installer.host import host_target
 from installer.prefix import Layout
 from manifests.errors import ChecklistError, NotReadyError
-from manifests.goversion import is_toolchain_version, normalize, version_key
+from manifests.goversion import normalize, split_toolchain_id, version_key
 
 PINS_FILE = "pins.json"
 TRASH = ".trash-"
@@ -66,10 +66,7 @@ class Switched:
 
 def _split(tc_id: str) -> Optional[tuple]:
     """`go1.21.13.linux-amd64` -> (`go1.21.13`, `linux-amd64`), or None for any other name."""
-    head, _, plat = tc_id.rpartition(".")
-    if not head or "-" not in plat or not is_toolchain_version(head):
-        return None
-    return head, plat
+    return split_toolchain_id(tc_id)
 
 
 def installed_ids(layout: Layout) -> List[str]:
@@ -139,11 +136,17 @@ def _is_real_dir(path: Path) -> bool:
 
 def pins(layout: Layout) -> List[str]:
     """Pinned by `pin`, or by the policy's `pinned` list."""
-    try:
-        pinned = list(json.loads((layout.state / PINS_FILE).read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        pinned = []
-    return sorted(set(pinned) | set(policy_mod.load(layout).pinned))
+    pinned = statefile.read_json(
+        layout.state / PINS_FILE, "pins", check=_pins_problem,
+        fix=f"remove it (`rm {layout.state / PINS_FILE}`) and pin again with `pin VERSION`")
+    return sorted(set(pinned or []) | set(policy_mod.load(layout).pinned))
+
+
+def _pins_problem(doc: Any) -> Optional[str]:
+    if not isinstance(doc, list):
+        return "not a JSON list of toolchain ids"
+    bad = next((p for p in doc if _split(p) is None), None)
+    return None if bad is None else f"{bad!r} is not a toolchain id"
 
 
 def list_installed(layout: Layout, sizes: bool = True) -> List[Installed]:
@@ -236,7 +239,7 @@ def checks_for(layout: Layout) -> Callable[[Path, str], List[Check]]:
 
 def remove(layout: Layout, tc_id: str) -> int:
     """Delete an installed toolchain (never the current one); the bytes freed."""
-    if tc_id == current_id(layout):
+    if tc_id == checked_current(layout):
         raise NotReadyError(f"removing {tc_id}: it is the current toolchain; make another one "
                             f"current first (`use VERSION` or `rollback`), then remove it")
     if tc_id in pins(layout):
@@ -339,8 +342,9 @@ def set_pinned(layout: Layout, tc_id: str, pinned: bool) -> List[str]:
 
 
 def prunable(layout: Layout) -> List[str]:
-    """Oldest first in Go's order; never the current, the previous or a pinned one."""
-    protected = {current_id(layout), previous_id(layout), *pins(layout)}
+    """Oldest first in Go's order; never the current, the previous or a pinned one. Nothing
+    is prunable while `current` is damaged: what it should protect is unknown."""
+    protected = {checked_current(layout), previous_id(layout), *pins(layout)}
     return [i for i in installed_ids(layout) if i not in protected]
 
 
@@ -403,11 +407,7 @@ def make_room(layout: Layout, needed: int, auto_prune: bool) -> List[str]:
 
 def recover(layout: Layout) -> List[str]:
     """Everything the next command does about an interrupted one, said as notes."""
-    notes = remove_trash(layout) + finish_repairs(layout)
-    note = state.recover(layout)
-    if note:
-        notes.append(note)
-    return notes
+    return remove_trash(layout) + finish_repairs(layout) + state.recover(layout)
 
 
 def guarded(layout: Layout, tc_id: str, op: str, why: str,

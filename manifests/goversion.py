@@ -63,3 +63,15 @@ def check_target(goos: str, goarch: str) -> Optional[str]:
     if goarch not in GOARCH:
         return f"GOARCH {goarch!r} is not one Go knows ({', '.join(sorted(GOARCH))})"
     return None
+
+
+def split_toolchain_id(tc_id: object) -> Optional[Tuple[str, str]]:
+    """`go1.21.13.linux-amd64` -> (`go1.21.13`, `linux-amd64`); None for anything else (an id
+    read from disk becomes a path under P/versions, so nothing else may pass)."""
+    if not isinstance(tc_id, str):
+        return None
+    head, _, plat = tc_id.rpartition(".")
+    goos, _, goarch = plat.partition("-")
+    if not is_toolchain_version(head) or check_target(goos, goarch) is not None:
+        return None
+    return head, plat
