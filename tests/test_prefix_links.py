@@ -106,6 +106,24 @@ def test_remove_of_a_linked_toolchain_never_touches_the_target(
     assert link.is_symlink() and tree_state(outside) == before
 
 
+def test_install_over_a_linked_toolchain_replaces_the_link_and_never_touches_the_target(
+        tmp_path: Path, outside: Path, signing: bundles.Signing,
+        capsys: pytest.CaptureFixture) -> None:
+    before = tree_state(outside)
+    p = tmp_path / "P"
+    (p / "versions").mkdir(parents=True)
+    (p / "versions" / TC).symlink_to(outside)
+    c = craft.Craft()
+    c.toolchain()
+    code, out, err = run(["install", c.write(tmp_path / "b.tar.zst", signing.key), "--prefix",
+                          p, "--trust", signing.signers], capsys)
+    assert code == 0, err
+    assert f"first: 'versions/{TC}'): replaced by this bundle's copy" in out
+    assert not (p / "versions" / TC).is_symlink() and (p / "versions" / TC / "bin/go").is_file()
+    assert os.listdir(p / "versions") == [TC]
+    assert tree_state(outside) == before
+
+
 def test_leftovers_that_are_links_are_unlinked_never_walked_or_chmoded(
         installed: Path, outside: Path, capsys: pytest.CaptureFixture) -> None:
     before = tree_state(outside)

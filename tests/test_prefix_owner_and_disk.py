@@ -55,6 +55,12 @@ def test_another_users_prefix_is_refused_naming_its_owner_and_left_as_it_was(
     done = nobody.run([*rescue, "use", "1.21.13", "--prefix", str(p)], offline=True)
     assert done.stderr.startswith(f"rescue: switching to 1.21.13 in {p}: Permission denied (")
     assert tamper.snapshot(p) == before
+    # A removal root's kill left: `repair` finishes it first, and may not.
+    (p / "versions" / ".trash-go1.21.13.linux-amd64-1" / "bin").mkdir(parents=True)
+    done = nobody.run([*rescue, "repair", "--prefix", str(p)], offline=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"rescue: repairing {p}: Operation not permitted (")
+    assert f"{p} is owned by root (uid 0), not by this user (nobody)" in done.stderr
 
 
 def test_state_files_another_user_keeps_unreadable_are_told_with_their_owner(
