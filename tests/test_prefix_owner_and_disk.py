@@ -76,14 +76,15 @@ def test_state_files_another_user_keeps_unreadable_are_told_with_their_owner(
         (p / "state" / name).chmod(0o644)
 
 
-def _on_a_full_disk(user: User, rescue: List[str], ready: Path,
+def _on_a_full_disk(user: User, rescue: List[str], disk: Path,
                     commands: List[List[str]]) -> Dict[str, Tuple[int, str]]:
-    """Copy the prefix `ready` onto a small tmpfs, fill it, run each command as `user`: its
-    exit code and stderr, by command. The mount lives in a namespace of its own."""
-    disk = user.work / "disk"
-    disk.mkdir()
-    lines = [f"mount -t tmpfs -o size=4m,uid={user.uid},gid={user.uid} tmpfs {disk}",
-             f"cp -a {ready} {disk}/P",
+    """Move the prefix `disk`/P onto a small tmpfs mounted on `disk` (the same path: its
+    go.env names it), fill it, run each command as `user`: its exit code and stderr, by
+    command. The mount lives in a namespace of its own."""
+    kept = user.work / "kept"
+    lines = [f"cp -a {disk}/P {kept}",
+             f"mount -t tmpfs -o size=4m,uid={user.uid},gid={user.uid} tmpfs {disk}",
+             f"cp -a {kept} {disk}/P",
              f"dd if=/dev/zero of={disk}/fill bs=64k 2>/dev/null || true",
              "set +e"]
     out = user.work / "out"
@@ -102,11 +103,12 @@ def _on_a_full_disk(user: User, rescue: List[str], ready: Path,
 
 def test_a_full_disk_is_told_with_what_to_free_for_every_user(
         user: User, rescue: List[str], signing: bundles.Signing) -> None:
-    ready = user.work / "P"
-    install_four(user, rescue, signing, ready)
-    commands = [["use", "1.21.13"], ["pin", "1.21.13"], ["unpin", "1.21.12"], ["rollback"]]
-    results = _on_a_full_disk(user, rescue, ready, commands)
     disk = user.work / "disk"
+    disk.mkdir()
+    os.chown(disk, user.uid, user.uid)
+    install_four(user, rescue, signing, disk / "P")
+    commands = [["use", "1.21.13"], ["pin", "1.21.13"], ["unpin", "1.21.12"], ["rollback"]]
+    results = _on_a_full_disk(user, rescue, disk, commands)
     for argv, (code, err) in results.items():
         assert code == 2, (argv, err)
         assert "No space left on device (" in err, err
