@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import stat
 import subprocess
 from dataclasses import asdict, dataclass, field
@@ -14,7 +15,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from installer import checklist, usersettings
 from installer.prefix import Layout
-from installer.wiring import go_settings
+from installer.wiring import go_settings, source_line
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 EXIT = {ERROR: 4, WARNING: 1}
@@ -114,7 +115,7 @@ def find_path_gos(f: Facts) -> List[Finding]:
     out = []
     gos = [e for e in f.path if e.go]
     mine = os.path.realpath(f.layout.current / "bin" / "go") if f.current else None
-    env_sh = f.layout.root / "env.sh"
+    source_env = source_line(f.layout.root)
     for n, e in enumerate(gos):
         wins = "wins" if n == 0 else "shadowed by the first"
         out.append(Finding("path-go", INFO, f"go on PATH #{n + 1}: {e.go} ({wins})",
@@ -122,18 +123,19 @@ def find_path_gos(f: Facts) -> List[Finding]:
     if not gos:
         out.append(Finding("path-go", ERROR, "no go on PATH: the shell finds no go command",
                            f"PATH={f.env.get('PATH', '')}",
-                           f". {env_sh}" if f.current else "install a bundle: python3 "
+                           source_env if f.current else "install a bundle: python3 "
                            "rescue.pyz install BUNDLE, then . P/env.sh"))
     elif mine is None:
         out.append(Finding("path-go", ERROR, f"no rescue toolchain is current in "
                            f"{f.layout.root}; the shell runs {gos[0].go}",
                            f"{f.layout.current} does not exist",
-                           "python3 rescue.pyz install BUNDLE --prefix " + str(f.layout.root)))
+                           "python3 rescue.pyz install BUNDLE --prefix "
+                           + shlex.quote(str(f.layout.root))))
     elif os.path.realpath(gos[0].go) != mine:
         out.append(Finding("path-go", ERROR, f"the go that wins on PATH is {gos[0].go}, not "
                            f"rescue's {f.layout.current / 'bin' / 'go'}",
                            f"PATH entry {gos[0].index + 1}: {gos[0].text}",
-                           f". {env_sh}  (puts {f.layout.current / 'bin'} first on PATH)"))
+                           f"{source_env}  (puts {f.layout.current / 'bin'} first on PATH)"))
     return out
 
 
@@ -212,7 +214,7 @@ def find_settings(f: Facts) -> List[Finding]:
     version = f.current.rsplit(".", 1)[0]
     out = []
     for j in usersettings.judge(f.settings, f.env, go_settings(f.layout), version, f.carried,
-                                f.layout.root / "env.sh"):
+                                source_line(f.layout.root)):
         if j.level == "ok":
             continue
         where = [x for x in j.lines[1:] if not x.startswith(("fix:", "or, for one shell"))]

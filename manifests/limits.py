@@ -44,6 +44,17 @@ class Limits:
     snapshot_file_bytes: int = 256 * MiB  # a snapshot lists every GOROOT file (~3 MB each)
     # Free space a day-two command (use, pin, rollback) needs for P/state: journal, history.
     state_room_bytes: int = 1 * MiB
+    # Checksum database (sumdb) data: keys, signed tree notes, lookup answers, tiles.
+    sumdb_key_chars: int = 1 * KiB  # a verifier key is ~60 characters
+    sumdb_note_bytes: int = 64 * KiB  # a tree note with x/mod's most (100) signature lines
+    sumdb_lookup_bytes: int = 128 * KiB  # record id + go.sum lines + the tree note
+    sumdb_records: int = 1_000_000  # lookups one bundle may carry
+    # Guarded switches: the output of the operator's commands, and the journal of one switch.
+    guard_log_bytes: int = 16 * MiB  # head of a guard run's output kept in its log
+    guard_log_tail_bytes: int = 64 * KiB  # and the end of each command's, when the head is cut
+    guard_logs_kept: int = 20  # P/state/guard-logs keeps the newest this many
+    guard_environ_bytes: int = 4 * MiB  # a process's environment read back when sweeping
+    guard_pending_bytes: int = 64 * KiB  # P/state/guard-pending.json (a real one is ~200 bytes)
 
 
 DEFAULT_LIMITS = Limits()

@@ -13,6 +13,7 @@ import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Callable
 
 from bundler.throwaway_tls import HTTPSServer
 from manifests.modpath import escape_path, escape_version, max_version, sort_versions
@@ -134,13 +135,17 @@ class ProxyServer:
     `override(path, status, body)` serves a canned answer (a tampered zip, a 500, a 410) for one
     URL path; `auth=(user, password)` demands HTTP basic auth; `requests` logs paths served;
     `tls` (a server context, bundler.throwaway_tls.server_context) makes it HTTPS.
+    `routes` maps a path prefix to a handler that answers the rest of the path with
+    (status, body): a checksum database mounted at `/sumdb/<name>` (tests/support/sumdb_server).
     """
 
     def __init__(self, root: Path, *, auth: tuple[str, str] | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None,
+                 routes: dict[str, Callable[[str], tuple[int, bytes]]] | None = None) -> None:
         self.root = Path(root).resolve()
         self.auth = auth
         self.tls = tls
+        self.routes = dict(routes or {})
         self.overrides: dict[str, list] = {}  # path -> [status, body, remaining uses or None]
         self.requests: list[str] = []
         self._lock = threading.Lock()
@@ -195,6 +200,10 @@ class ProxyServer:
                 if canned is not None:
                     self._send(*canned)
                     return
+                for prefix, route in outer.routes.items():
+                    if path.startswith(prefix + "/"):
+                        self._send(*route(path[len(prefix):]))
+                        return
                 target = (outer.root / path.lstrip("/")).resolve()
                 if outer.root not in target.parents or not target.is_file():
                     self._send(404, b"not found\n")
