@@ -21,6 +21,7 @@ from bundler.pack import ALL_CORES, BundleWriter
 from bundler.part import Part
 from bundler.spec import Spec
 from bundler.spool import Spool
+from bundler.sumdb_part import plan_sumdb
 from bundler.toolchain_part import Tree, read_toolchain, toolchains_part
 from bundler.toolchains import fetch_toolchains
 from keys import sshkey, sshsig
@@ -37,6 +38,7 @@ from manifests.model import (
     Toolchain,
     sums_text,
 )
+from manifests.sumdb_bundle import Sumdb
 
 BUILDER = f"rescue {__version__}"
 BUNDLE_SUFFIX = ".tar.zst"
@@ -66,6 +68,7 @@ class _Content:
     lead: List[Member]  # the top directories, packed before any part
     parts: List[Part]
     upstream_bytes: int
+    sumdb: Optional[Sumdb] = None  # the checksum database whose data goproxy/sumdb/ carries
 
 
 def bundle_path(spec: Spec, out: Path) -> Path:
@@ -183,9 +186,15 @@ def _fetch_and_plan(spec: Spec, store: BlobStore, client: Optional[httpx.Client]
         if trees:
             parts.append(toolchains_part(trees, spool))
         modules, module_part = _modules(spec, store, client)
+        sumdb = None
         if module_part is not None:
             parts.append(module_part)
             upstream_bytes += sum(m.size for m in module_part.members if m.type == "file")
+            assert spec.modules is not None
+            sumdb, sumdb_part = plan_sumdb(client, spec.modules, (
+                (m.path, m.version, m.zip_hash, m.mod_hash) for m in modules))
+            if sumdb_part is not None:
+                parts.append(sumdb_part)
     finally:
         if own_client:
             client.close()
@@ -195,7 +204,7 @@ def _fetch_and_plan(spec: Spec, store: BlobStore, client: Optional[httpx.Client]
         lead += [Member(f"toolchains/{tc.id}", "dir", 0o755) for tc in toolchains]
     if module_part is not None:
         lead.append(Member("goproxy", "dir", 0o755))
-    return _Content(toolchains, modules, lead, parts, upstream_bytes)
+    return _Content(toolchains, modules, lead, parts, upstream_bytes, sumdb)
 
 
 def _modules(spec: Spec, store: BlobStore,
@@ -223,7 +232,8 @@ def _manifest(spec: Spec, created: datetime, content: _Content) -> Manifest:
         name=spec.name, channel=spec.channel, sequence=spec.sequence, created=rfc3339(created),
         expires=rfc3339(spec.expiry(created)), builder=BUILDER,
         targets=tuple(sorted(set(spec.targets))), toolchains=tuple(content.toolchains),
-        modules=content.modules, members=tuple(members), trust_policy=spec.trust_policy)
+        modules=content.modules, members=tuple(members), trust_policy=spec.trust_policy,
+        sumdb=content.sumdb)
 
 
 def _pack(writer: BundleWriter, content: _Content, content_bytes: int) -> None:

@@ -106,11 +106,13 @@ def _unpack(bundle: Path, manifest: Manifest, tc: Toolchain, dest: Path) -> None
                 tar.extract(ti, dest, **kw)  # type: ignore[arg-type]
 
 
-def _env(work: Path, goproxy: Path) -> Dict[str, str]:
+def _env(work: Path, goproxy: Path, manifest: Manifest) -> Dict[str, str]:
     env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
     env.update({
         "HOME": str(work / "home"), "GOENV": "off", "GOTOOLCHAIN": "local",
-        "GOPROXY": goproxy.as_uri(), "GOSUMDB": "off",  # as the installer's go.env wires it
+        # As the installer's go.env wires it: the carried checksum database, if any.
+        "GOPROXY": goproxy.as_uri(), "GOSUMDB": _gosumdb(manifest),
+        "GONOSUMDB": manifest.sumdb.nosumdb if manifest.sumdb else "",
         # -modcacherw only so that the temporary module cache can be removed afterwards.
         "GOFLAGS": "-mod=readonly -modcacherw",
         "GOMODCACHE": str(work / "modcache"), "GOPATH": str(work / "gopath"),
@@ -120,6 +122,13 @@ def _env(work: Path, goproxy: Path) -> Dict[str, str]:
     })
     (work / "home").mkdir(exist_ok=True)
     return env
+
+
+def _gosumdb(manifest: Manifest) -> str:
+    db = manifest.sumdb
+    if db is None:
+        return "off"
+    return db.name if db.name == "sum.golang.org" else db.key
 
 
 _MODULE_AT = re.compile(r"(\S+@v[^\s:]+)")
@@ -173,7 +182,7 @@ def rehearse(bundle: Path, manifest: Manifest, projects: Sequence[Path],
         goproxy = work / "bundle" / "goproxy"
         goproxy.mkdir(exist_ok=True)  # a bundle with no modules: an empty proxy
         go = work / "bundle" / tc.root / "bin" / "go"
-        env = _env(work, goproxy)
+        env = _env(work, goproxy, manifest)
         wrap = [] if why_not else ["unshare", "-rn"]
         for project in projects:
             t0 = time.monotonic()

@@ -17,10 +17,14 @@ from bundler.modules import parse_explicit
 from manifests import goversion
 from manifests.errors import NotReadyError
 from manifests.model import NAME_RE
+from manifests.text import a_kind
 
 SOURCES = ("godl", "pypi")
 _TARGET = re.compile(r"^[a-z0-9]+-[a-z0-9_]+$")
-_MODULE_KEYS = ("projects", "require", "transitive", "goproxy", "goprivate")
+_MODULE_KEYS = ("projects", "require", "transitive", "goproxy", "goprivate", "sumdb",
+                "sumdb_url")
+# Go's own default checksum database (cmd/go/internal/modfetch/key.go).
+DEFAULT_SUMDB = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
 # Every key each table may hold: anything else is a typo, refused rather than silently ignored.
 TABLES: Dict[str, Tuple[str, ...]] = {
     "bundle": ("name", "channel", "sequence", "signing_key", "valid_days", "expires",
@@ -51,6 +55,8 @@ class ModuleSpec:
     transitive: bool = True
     goproxy: str = DEFAULT_GOPROXY
     goprivate: str = ""
+    sumdb: str = DEFAULT_SUMDB  # the database's verifier key, or "off"
+    sumdb_url: str = ""  # "": through goproxy's /sumdb/<name>, else https://<name>
 
     @property
     def gosum_files(self) -> Tuple[Path, ...]:
@@ -147,7 +153,7 @@ class _Source:
             return default
         value = table[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error((name, key), f"{name}.{key} must be a {kind.__name__}, "
+            raise self.error((name, key), f"{name}.{key} must be {a_kind(kind)}, "
                                           f"got {value!r}")
         return value
 
@@ -392,10 +398,38 @@ def _modules(table: Dict[str, Any], path: Path, src: _Source) -> ModuleSpec:
         parse_goproxy(goproxy)
     except NotReadyError as e:
         raise src.error(("modules", "goproxy"), f"modules.goproxy: {e}") from None
+    sumdb, sumdb_url = _sumdb(table, src)
     return ModuleSpec(
         projects=tuple(dirs), require=tuple(require),
         transitive=src.get(table, "modules", "transitive", bool, True),
-        goproxy=goproxy, goprivate=src.get(table, "modules", "goprivate", str, ""))
+        goproxy=goproxy, goprivate=src.get(table, "modules", "goprivate", str, ""),
+        sumdb=sumdb, sumdb_url=sumdb_url)
+
+
+def _sumdb(table: Dict[str, Any], src: _Source) -> Tuple[str, str]:
+    """modules.sumdb: the checksum database's key as GOSUMDB takes it (`sum.golang.org` alone
+    means Go's key), or "off"; modules.sumdb_url: where to ask it, when not through goproxy."""
+    from manifests.sumdb_note import NoteError, parse_verifier
+
+    given = src.get(table, "modules", "sumdb", str, DEFAULT_SUMDB).strip()
+    url = src.get(table, "modules", "sumdb_url", str, "").strip()
+    if given == "off":
+        if url:
+            raise src.error(("modules", "sumdb_url"), "modules.sumdb_url is given but "
+                            "modules.sumdb = \"off\": remove one")
+        return "off", ""
+    if given == DEFAULT_SUMDB.split("+")[0]:
+        given = DEFAULT_SUMDB
+    try:
+        parse_verifier(given)
+    except NoteError as exc:
+        raise src.error(("modules", "sumdb"), f"modules.sumdb {given!r}: {exc}; give the "
+                        "database's key as GOSUMDB takes it (<name>+<hex8>+<base64 key>), "
+                        "\"sum.golang.org\", or \"off\"") from None
+    if url and not url.startswith(("https://", "http://")):
+        raise src.error(("modules", "sumdb_url"), f"modules.sumdb_url {url!r} must be an "
+                        "http(s) URL")
+    return given, url
 
 
 def toolchain_ids(spec: Spec) -> List[Tuple[str, str, str]]:

@@ -169,3 +169,25 @@ def _check_prefix(verifier: Verifier, older: Tree, newer: Tree, tiles: _Tiles) -
     if got != older.hash:
         raise untrusted(subject, f"tree#{older.n} is not a prefix of tree#{newer.n}: "
                                  "server misbehavior (two signed histories)")
+
+
+def database_url(client: httpx.Client, goproxy: str, name: str) -> str:
+    """Where to ask database `name`, as the go command finds it (modfetch/sumdb.go initBase):
+    the first proxy whose `/sumdb/<name>/supported` answers 200; past a 404 or 410 the next
+    one; after the list, the database itself. A file:// proxy cannot be asked from here."""
+    from bundler.goproxy_config import parse_goproxy
+
+    for entry in parse_goproxy(goproxy):
+        if not entry.url.startswith(("http://", "https://")):
+            continue
+        base = f"{entry.url}/sumdb/{name}"
+        try:
+            found = _get(client, f"{base}/supported", f"checksum database {name} support",
+                         DEFAULT_LIMITS.sumdb_lookup_bytes)
+        except NotReadyError:
+            if entry.fall_back_on_error:
+                continue
+            raise
+        if found is not None:
+            return base
+    return f"https://{name}"

@@ -91,6 +91,22 @@ def _read(prefix_opt: Optional[Path], doing: str, read: Callable[[Any], Any]) ->
         return layout, read(layout)
 
 
+def _switching(prefix_opt: Optional[Path], timeout: float, doing: str,
+               work: Callable[[Any], Any], as_json: bool) -> Tuple[Any, List[str], Any]:
+    """`_locked` for use and rollback: a failed checklist is shown as install shows it, each
+    check with its cause and fix, before the one-line error."""
+    from manifests.errors import ChecklistError
+
+    try:
+        return _locked(prefix_opt, timeout, doing, work)
+    except ChecklistError as exc:
+        tried = getattr(exc, "result", None)  # None: a guard failed, said in the message
+        if tried is not None and not as_json:
+            click.echo(f"checklist ({tried.current}):")
+            print_checks(tried.checks)
+        raise
+
+
 def _say_notes(notes: List[str]) -> None:
     for n in notes:
         click.echo(f"note      {n}")
@@ -143,8 +159,8 @@ def list_cmd(prefix: Optional[Path], as_json: bool) -> None:
         return
     for r in rows:
         flags = ("*" if r.current else " ") + ("P" if r.pinned else " ")
-        click.echo(f"{flags} {r.id:<28} {r.bytes / 1e6:7.0f} MB  "
-                   f"{r.bundle or '-'}  {r.installed_at or ''}")
+        click.echo(f"{flags} {r.id:<28} {r.bytes / 1e6:7.0f} MB  {r.bundle or '-'}  "
+                   f"signed by {r.signer or '-'}  {r.installed_at or ''}")
     click.echo("(* current, P pinned)")
 
 
@@ -176,7 +192,7 @@ def use_cmd(version: str, prefix: Optional[Path], guard_projects: Tuple[Path, ..
         tc = versions.resolve(layout, version)
         return versions.guarded(layout, tc, "use", f"use {version}", guard or None)
 
-    _, notes, done = _locked(prefix, lock_timeout, f"switching to {version}", work)
+    _, notes, done = _switching(prefix, lock_timeout, f"switching to {version}", work, as_json)
     _switch_report("use", done, notes, as_json)
 
 
@@ -213,7 +229,7 @@ def rollback_cmd(to: Optional[str], prefix: Optional[Path], lock_timeout: float,
                                f"rollback{' --to ' + to if to else ''}",
                                versions.checks_for(layout))
 
-    _, notes, done = _locked(prefix, lock_timeout, "rolling back", work)
+    _, notes, done = _switching(prefix, lock_timeout, "rolling back", work, as_json)
     _switch_report("rollback", done, notes, as_json)
 
 

@@ -39,6 +39,8 @@ def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str,
                      "mod_hash": x.mod_hash} for x in m.modules],
         "members": len(m.members),
         "content_bytes": m.content_bytes,
+        # The checksum database whose lookups and tiles goproxy/sumdb/<name>/ carries.
+        "sumdb": vars(m.sumdb) if m.sumdb is not None else None,
     }
 
 
@@ -59,4 +61,8 @@ def describe(r: Dict[str, Any]) -> List[str]:
         lines.append(f"warning    {w}")
     for x in r["modules"]:
         lines.append(f"module     {x['path']} {x['version']}")
+    db = r.get("sumdb")
+    if db:
+        lines.append(f"sumdb      {db['name']}  tree#{db['size']} {db['hash']}"
+                     + (f"  (GONOSUMDB {db['nosumdb']})" if db["nosumdb"] else ""))
     return lines

@@ -21,6 +21,7 @@ from installer import (
     modcache,
     prefix,
     state,
+    sumdb_merge,
     trust_policy,
     versions,
     wiring,
@@ -38,7 +39,7 @@ from keys.trust_core import Verified, check_replay
 from manifests.errors import ChecklistError, NotReadyError
 from manifests.goversion import version_key
 from manifests.limits import DEFAULT_LIMITS
-from manifests.model import Toolchain
+from manifests.model import Manifest, Toolchain
 from manifests.text import shown
 
 
@@ -154,6 +155,17 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
     return result
 
 
+def _way_back(layout: Layout, wanted: Optional[Toolchain]) -> str:
+    """An older bundle is refused, but what it carries may still be installed: then `rollback`
+    is what the operator wanted, with no bundle at all."""
+    if wanted is None or wanted.id not in versions.installed_ids(layout):
+        return ""
+    if wanted.id == versions.current_id(layout):
+        return f"{wanted.id}, which this bundle carries, is the current toolchain already."
+    return (f"{wanted.id}, which this bundle carries, is still installed here: `rollback --to "
+            f"{wanted.version[2:]}` makes it current again, no bundle needed.")
+
+
 def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                     current: Optional[Toolchain], result: InstallResult,
                     on_bytes: Callable[[int], None],
@@ -162,17 +174,15 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                     on_module: Callable[[int], None] = lambda n: None) -> None:
     m = verified.manifest
     st = state.load(layout)
-    check_replay(st, m.channel, m.sequence, m.name, verified.manifest_sha256)
+    check_replay(st, m.channel, m.sequence, m.name, verified.manifest_sha256,
+                 _way_back(layout, current))
     staging = Path(tempfile.mkdtemp(dir=layout.root, prefix=f".staging-{os.getpid()}-"))
     made: List[Path] = []  # directories and version trees this install added: undone on failure
     journal: Optional[goproxy_merge.MergeJournal] = None
     try:
         stage(reader, m, Directory(staging, read_only="toolchains/"), on_bytes)
         reader.close()  # its decompression window is the install's largest buffer: free it now
-        for tc in m.toolchains:
-            goroot = staging / tc.root
-            wiring.write_go_env(goroot, layout)
-            prefix.make_read_only(goroot, keep_top=True, files=False)
+        carried_db = _check_sumdb(m, staging, layout)
         crashpoints.reached("install-staged")
         # The staged files reach the disk while the checklist runs; they must be there before
         # the install is recorded and `current` points at them. A power cut in between leaves
@@ -188,9 +198,15 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             journal = goproxy_merge.merge(staging / "goproxy", layout.goproxy)
             result.modules_added, result.modules_kept = journal.added, journal.kept
             result.notes += journal.notes
+            if carried_db is not None and m.sumdb is not None:
+                result.notes += sumdb_merge.merge(carried_db, layout, m.sumdb, journal)
             if modcache_dir is None or not m.modules:  # else --modcache's one sync does
                 prefix.sync_filesystem(layout.goproxy)  # the merged lists, in one flush
         crashpoints.reached("install-merged")
+        for tc in m.toolchains:  # after the merge: the wiring names the database it carries
+            goroot = staging / tc.root
+            wiring.write_go_env(goroot, layout)
+            prefix.make_read_only(goroot, keep_top=True, files=False)
         for tc in m.toolchains:
             dest = layout.version_dir(tc.id)
             if dest.exists():  # already installed: checked, and replaced if it was damaged
@@ -258,6 +274,8 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             raise
         # Committed: from here on nothing is undone.
         made, journal = [], None
+        if carried_db is not None:  # the wiring may have changed for every installed GOROOT
+            result.notes += wiring.rewire_installed(layout, skip=result.installed)
         if current is not None:
             result.current = current.id
         crashpoints.reached("install-switched")
@@ -275,6 +293,22 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
         raise
     finally:
         prefix.remove_tree(staging)
+
+
+def _check_sumdb(m: Manifest, staging: Path, layout: Layout) -> Optional[Path]:
+    """The bundle's checksum database data, verified against the signed manifest and moved
+    out of the staged goproxy/ (it merges on its own terms); None when it carries none."""
+    if m.sumdb is None:
+        return None
+    staged = staging / "goproxy" / "sumdb" / m.sumdb.name
+    sumdb_merge.verify_staged(m, staged)
+    sumdb_merge.check_prefix(layout, m.sumdb)
+    aside = staging / "sumdb"
+    if (staging / "goproxy" / "sumdb").is_dir():
+        os.rename(staging / "goproxy" / "sumdb", aside)
+    else:  # a record and no data: only private modules, nothing for the database to vouch
+        (aside / m.sumdb.name).mkdir(parents=True)
+    return aside / m.sumdb.name
 
 
 def _check_installed(layout: Layout, verified: Verified, tc: Toolchain, staged: Path,

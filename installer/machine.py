@@ -12,6 +12,7 @@ from typing import Iterator, Optional, Tuple, Union
 
 from manifests.errors import NotReadyError
 from manifests.limits import DEFAULT_LIMITS
+from manifests.text import first_line
 
 _HINTS = {
     errno.ENOSPC: "the filesystem is full (no space or no inodes left, see `df -h` and "
@@ -35,7 +36,9 @@ def machine_error(operation: str, exc: OSError,
     """`operation` failed because of this machine: say what happened and what to do."""
     where = path if path is not None else exc.filename
     hint = _HINTS.get(exc.errno or 0, "check the disk and the permissions, then try again")
-    return NotReadyError(f"{operation}: {exc.strerror or exc} ({where}): {hint}.{after}")
+    # strerror is None for errors that gather others (shutil.Error lists every file it met).
+    what = exc.strerror or first_line(exc)
+    return NotReadyError(f"{operation}: {what} ({where}): {hint}.{after}")
 
 
 def _owner(path: Path) -> Optional[Tuple[Path, int]]:

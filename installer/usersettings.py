@@ -139,7 +139,10 @@ def _judge_goflags(value: str) -> Tuple[str, str]:
         return FAIL, ("-mod=mod lets go add modules that go.sum does not pin and rewrite go.mod "
                       "instead of stopping; with GOSUMDB=off nothing checks what it adds")
     if any(f.lstrip("-").split("=")[0] == "insecure" for f in flags):
-        return FAIL, "-insecure asks go to fetch modules without TLS checks"
+        # Checked with go 1.21.13, 1.22.10 and 1.27.3: the other commands ignore the flag.
+        return FAIL, ("-insecure was removed in Go 1.17: every `go get` stops with \"-insecure "
+                      "flag is no longer supported; use GOINSECURE instead\"; it turns no TLS "
+                      "check off")
     return WARN, "go applies these flags to every command; none of them reaches the network"
 
 
@@ -180,6 +183,9 @@ def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[s
             level, why = "ok", ""
         elif key == "GOTOOLCHAIN":
             level, why = _judge_gotoolchain(value, version)
+        elif value == "off":
+            level, why = WARN, ("no network, but a module missing from go.sum is trusted "
+                                "without the checksum database data the bundles carry")
         else:
             level, why = FAIL, (f"go would ask the checksum database {value!r} over the "
                                 "network about any module missing from go.sum")
@@ -191,7 +197,7 @@ def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[s
     own = {k: bool(sources(k, env, goenv)) for k in ("GONOPROXY", "GONOSUMDB")}
     for key in UNWIRED:
         value = effective.get(key, "")
-        if not value:
+        if not value or value == wired.get(key):  # GONOSUMDB: wired for private modules
             continue
         if key in own and not own[key]:
             continue  # derived from GOPRIVATE by go: judged there
@@ -201,8 +207,11 @@ def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[s
             level, why = _judge_noproxy(key, value, carried)
         elif key == "GOINSECURE":
             level, why = WARN, "affects only direct fetches, which the offline wiring never makes"
-        else:  # GONOSUMDB, or GOPRIVATE with its own GONOPROXY
+        elif wired["GOSUMDB"] == "off":  # GONOSUMDB, or GOPRIVATE with its own GONOPROXY
             level, why = WARN, "no effect on the network while GOSUMDB=off"
+        else:
+            level, why = WARN, ("the modules it matches are not checked against the checksum "
+                                "database data the bundles carry")
         add(key, level, why, "", shell_fix=False)
     return findings
 

@@ -15,13 +15,18 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 from installer import state, statefile, trust_policy, versions, wiring
 from installer.prefix import Layout
 from installer.verify_modules import check_modcache, check_module_hashes
-from keys import allowed_signers
-from keys.allowed_signers import AllowedSigner
+from keys import allowed_signers, sshsig
+from keys.allowed_signers import AllowedSigner, store_name
+from keys.sshkey import PublicKey
+from keys.trust import known_keys
 from keys.trust_core import Verified, parse_time, signed_manifest, split_signatures
 from manifests.errors import NotReadyError, RescueError, TrustError
 from manifests.limits import DEFAULT_LIMITS
 from manifests.model import Manifest, Member
 from manifests.modpath import unescape_version
+from manifests.sumdb_bundle import Sumdb, check_lines
+from manifests.sumdb_lookup import lookup_path, parse_lookup
+from manifests.sumdb_note import NoteError, parse_verifier
 from manifests.text import shown
 
 CHUNK = 1 << 20
@@ -69,6 +74,9 @@ class Expect:
     go_env: bool = False  # rewritten by the installer: content recomputed, not hashed
     listing: bool = False  # a merged @v/list: checked by the versions it lists
     versions: Set[str] = field(default_factory=set)  # ... at least these
+    # A checksum database lookup: the merge re-composes it with a newer signed head, so it is
+    # judged by its record (module, version, zip h1, go.mod h1, database), not by its bytes.
+    lookup: Optional[Tuple[str, str, str, str, Sumdb]] = None
 
 
 @dataclass
@@ -95,10 +103,13 @@ class Report:
         return {"verify": {k: v for k, v in self.__dict__.items()}}
 
 
-def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
-                 ) -> List[Bundle]:
-    """Every recorded bundle's kept manifest, its sha256 and its signature checked again."""
+def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str,
+                 toolchain: Optional[str] = None) -> List[Bundle]:
+    """Every recorded bundle's kept manifest, its sha256 and its signature checked again; with
+    `toolchain`, only the ones recorded as carrying it (each manifest costs a parse)."""
     recorded = state.load(layout).get("bundles", [])
+    if toolchain is not None:
+        recorded = [b for b in recorded if toolchain in b.get("toolchains", [])]
     if not recorded:
         raise NotReadyError(f"verifying {layout.root}: no bundle is recorded there; pass the "
                             "--prefix you installed into", operation="verifying",
@@ -134,16 +145,45 @@ def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
             when = parse_time(str(entry.get("installed_at", "")))
         except TrustError:
             when = datetime.now(timezone.utc)
+        sigs = split_signatures(sig)
         try:
             # Was it trusted when installed: a key retired since then still vouches for it.
-            signer, manifest = _kept_signature(stores, split_signatures(sig), data, when)
+            signer, manifest = _kept_signature(stores, sigs, data, when)
         except TrustError as exc:
+            key = _installing_key_not_trusted(sigs, data, str(entry.get("signer", "")), stores)
+            if key is not None:  # a setting, not damage: no SECURITY ERROR paragraph
+                raise TrustError(
+                    f"verifying {what}: its kept manifest {json_path} is signed by key "
+                    f"{key.key_id}, the key that signed it when it was installed, which is not "
+                    f"in {store_name(trust_source)} ({known_keys(signers)}); the trust store "
+                    "in use is not the one it was installed with. Nothing was changed: pass "
+                    "--trust FILE with the store it was installed with, or use the rescue.pyz "
+                    "that installed it; if nobody changed the trust store, install the bundle "
+                    "again from the build host's copy", operation="verifying bundle",
+                    subject=str(json_path)) from None
             raise TrustError(f"verifying {what}: its kept manifest {json_path} fails the "
                              f"signature check: {exc.message}", operation="verifying bundle",
                              subject=str(json_path), tampering=True) from None
         out.append(Bundle(manifest.name, manifest.sequence, sha, signer.public_key.key_id,
                           manifest))
     return out
+
+
+def _installing_key_not_trusted(sigs: List[bytes], data: bytes, recorded: str,
+                                stores: List[Tuple[List[AllowedSigner], str]]
+                                ) -> Optional[PublicKey]:
+    """The key P/state recorded as the bundle's signer, when a kept signature by it holds over
+    these bytes and no store in use lists it: the trust store changed, not the prefix. (A key
+    the install never recorded is someone else's signature: that stays tampering.)"""
+    listed = {s.public_key.key_id for store, _ in stores for s in store}
+    for sig in sigs:
+        try:
+            key = sshsig.verify(sig, data)
+        except TrustError:
+            continue
+        if key.key_id == recorded and key.key_id not in listed:
+            return key
+    return None
 
 
 def _kept_signature(stores: List[Tuple[List[AllowedSigner], str]], sigs: List[bytes],
@@ -203,11 +243,13 @@ def proxy_expectations(bundles: List[Bundle]) -> Dict[str, Expect]:
     """Path under P/goproxy -> what the merged proxy holds: the union of every bundle's."""
     out: Dict[str, Expect] = {"": Expect("dir")}
     for b in bundles:
+        lookups = _lookups_of(b.manifest)
         for mem in b.manifest.members:
             if mem.path != "goproxy" and not mem.path.startswith("goproxy/"):
                 continue
             rel = mem.path[len("goproxy/"):] if mem.path != "goproxy" else ""
             new = _expect(b.manifest, mem, b.label, proxy=True)
+            new.lookup = lookups.get(rel) if mem.type == "file" else None
             have = out.setdefault(rel, new)
             if rel.endswith("/@v/list") and new.type == "file":
                 have.listing = True
@@ -215,6 +257,15 @@ def proxy_expectations(bundles: List[Bundle]) -> Dict[str, Expect]:
             elif have is not new:
                 have.sha256 |= new.sha256  # .info: the first bundle's copy is the one kept
     return out
+
+
+def _lookups_of(m: Manifest) -> Dict[str, Tuple[str, str, str, str, Sumdb]]:
+    """Path under P/goproxy of each lookup the bundle carries -> what it must say."""
+    db = m.sumdb
+    if db is None:
+        return {}
+    return {f"sumdb/{db.name}/{lookup_path(x.path, x.version)}":
+            (x.path, x.version, x.zip_hash, x.mod_hash, db) for x in m.modules}
 
 
 def _list_versions(bundle: Bundle, mem: Member) -> Set[str]:
@@ -246,7 +297,8 @@ class Scan:
     """A tree as it is on disk: walked once (no link followed), every regular file handed to
     the hashing pool at once, so hashing runs while the manifests are still being checked."""
 
-    def __init__(self, top: Path, shown_top: str, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, top: Path, shown_top: str, pool: Optional[ThreadPoolExecutor]) -> None:
+        """Without a pool, nothing is hashed: the tree's shape only (verify_shape)."""
         self.top, self.shown_top = top, shown_top
         self.entries: Dict[str, Entry] = {}
         self.unreadable: List[Dict[str, Any]] = []
@@ -254,12 +306,12 @@ class Scan:
         batch: List[Entry] = []
         for rel, entry in self._walk():
             self.entries[rel] = entry
-            if entry.kind == "file":
+            if entry.kind == "file" and pool is not None:
                 batch.append(entry)
                 if len(batch) >= _BATCH:
                     _submit(pool, batch)
                     batch = []
-        if batch:
+        if batch and pool is not None:
             _submit(pool, batch)
 
     def _walk(self) -> Iterable[Tuple[str, Entry]]:
@@ -397,8 +449,26 @@ class Verifier:
                       if line.split()}
             if e.versions - listed:
                 self.change(shown_path, e.bundle, versions=[sorted(e.versions), sorted(listed)])
+        elif e.lookup is not None and digest not in e.sha256:
+            self._judge_lookup(shown_path, data, e)
         elif digest not in e.sha256:
             self.change(shown_path, e.bundle, sha256=[sorted(e.sha256)[0], digest])
+
+    def _judge_lookup(self, shown_path: str, data: bytes, e: Expect) -> None:
+        """A lookup re-composed with a newer head: the same record, signed by the key, in a
+        tree at least as large as the bundle's."""
+        assert e.lookup is not None
+        module, version, zip_hash, mod_hash, db = e.lookup
+        try:
+            found = parse_lookup(module, version, data, parse_verifier(db.key))
+            check_lines(db.name, module, version, found.lines, zip_hash, mod_hash)
+            if found.tree.n < db.size:
+                raise TrustError(f"tree#{found.tree.n} is older than the bundle's "
+                                 f"tree#{db.size}")
+        except (TrustError, NoteError) as exc:
+            self.change(shown_path, e.bundle,
+                        sumdb=[f"a lookup of {module}@{version} signed by {db.name}",
+                               str(exc).split("\n")[0]])
 
     def _judge_go_env(self, shown_path: str, data: bytes, e: Expect, layout: Layout) -> None:
         try:
@@ -430,10 +500,14 @@ def expected_go_env(have: str, layout: Layout) -> str:
     one is dropped here, so it shows as a change.
     """
     lines = have.splitlines()
-    settings = wiring.go_settings(layout)
     head = wiring.go_env_text(layout, "").splitlines()[:3]
     body = lines[3:] if lines[:3] == head else lines
-    body = body[:len(body) - len(settings) - 1] if len(body) > len(settings) else []
+    # The settings rescue wrote last (their number changes with the wiring: GONOSUMDB comes
+    # and goes), and the blank line before them.
+    while body and "=" in body[-1] and not body[-1].lstrip().startswith("#"):
+        body.pop()
+    if body and not body[-1].strip():
+        body.pop()
     kept = [line for line in body
             if not line.strip() or line.lstrip().startswith("#")]
     return wiring.go_env_text(layout, "\n".join(kept))
@@ -470,6 +544,9 @@ def verify(layout: Layout, signers: List[AllowedSigner], trust_source: str,
     if not layout.root.is_dir():
         raise NotReadyError(f"verifying {layout.root}: no such prefix; pass the --prefix you "
                             "installed into", operation="verifying", subject=str(layout.root))
+    # A `current` planted outside the prefix, dangling or a loop is named first: whatever the
+    # trees hold, `go` on PATH is not one of them.
+    versions.checked_current(layout)
     ids = select(layout, version, every)
     v = Verifier(Report(str(layout.root), modcache=str(modcache_dir) if modcache_dir else None),
                  on_bytes, workers or min(8, 2 * (os.cpu_count() or 1)))

@@ -10,8 +10,9 @@ import stat
 import unicodedata
 import urllib.parse
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
+from installer import sumdb_prefix
 from installer.prefix import Layout, read_only_mode
 from manifests.errors import NotReadyError, TrustError
 from manifests.files import write_atomic
@@ -79,17 +80,48 @@ def source_line(root: Path) -> str:
 
 
 def go_settings(layout: Layout) -> Dict[str, str]:
-    return {
+    db = sumdb_prefix.read(layout)
+    settings = {
         # Every module comes from the signed, hash-checked proxy the bundles filled.
         "GOPROXY": file_url(layout.goproxy),
-        # go.sum pins every hash of a project's modules, and the proxy's content was checked
-        # against go.sum when the bundle was built and is signed. The public checksum database
-        # cannot be reached offline; with "off", a module missing from go.sum is trusted from the
-        # signed proxy instead of failing. README "Design" explains the trade-off.
-        "GOSUMDB": "off",
+        # The checksum database answers from the data the bundles carry under
+        # P/goproxy/sumdb/<name>/ (go asks the proxy's /sumdb/<name>/supported first), so a
+        # module missing from go.sum is verified as online. "off" only for a prefix whose
+        # bundles carry no such data (built with modules.sumdb = "off", or before rescue
+        # carried it): README "Offline wiring".
+        "GOSUMDB": db.gosumdb if db is not None else "off",
         # Never try to download a different toolchain: this one is the one that was carried in.
         "GOTOOLCHAIN": "local",
     }
+    if db is not None and db.nosumdb:
+        settings["GONOSUMDB"] = db.nosumdb  # the bundles' private modules, which it cannot know
+    return settings
+
+
+def rewire_installed(layout: Layout, skip: Sequence[str] = ()) -> List[str]:
+    """Bring every installed GOROOT's go.env to the prefix's wiring (a bundle that brought
+    checksum data turns GOSUMDB on for all of them); what could not be rewritten, as notes."""
+    notes = []
+    for goroot in sorted(layout.versions.iterdir()) if layout.versions.is_dir() else []:
+        path = goroot / "go.env"
+        if goroot.name in skip or goroot.is_symlink() or not path.is_file():
+            continue
+        try:
+            have = read_go_env(path)
+            from installer.verify import expected_go_env  # verify builds on this module
+
+            want = expected_go_env(have, layout)
+            if have == want:
+                continue
+            mode = goroot.stat().st_mode & 0o777
+            os.chmod(goroot, mode | 0o200)
+            try:
+                write_atomic(path, want, mode=read_only_mode(0o644))
+            finally:
+                os.chmod(goroot, mode)
+        except (OSError, TrustError) as exc:
+            notes.append(f"{path}: not rewired ({exc}); run `rescue repair`")
+    return notes
 
 
 def go_env_text(layout: Layout, upstream: str) -> str:

@@ -14,7 +14,8 @@ from manifests.goversion import check_target, is_toolchain_version
 from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.modpath import ModulePathError, parse_proxy_file
 from manifests.paths import check_link_target, check_member_path
-from manifests.text import shown
+from manifests.sumdb_bundle import SUMDB_DIR, Shapes, Sumdb, check_record
+from manifests.text import a_kind, shown
 
 FORMAT_VERSION = 1
 
@@ -102,6 +103,8 @@ class Manifest:
     # A new trust store (allowed_signers text) the installer adopts: key rotation. Signed by
     # the current store's threshold AND the new one's (keys/trust_core). Absent when empty.
     trust_policy: str = ""
+    # The checksum database whose data goproxy/sumdb/<name>/ carries. Absent when None.
+    sumdb: Optional[Sumdb] = None
     _index: Dict[str, Member] = field(default_factory=dict, compare=False, repr=False)
 
     def member(self, path: str) -> Optional[Member]:
@@ -123,6 +126,10 @@ class Manifest:
             doc[key] = [vars(record) for record in doc[key]]
         if not doc["trust_policy"]:
             doc.pop("trust_policy")  # bundles without one stay byte-identical to older ones
+        if doc["sumdb"] is None:
+            doc.pop("sumdb")
+        else:
+            doc["sumdb"] = vars(doc["sumdb"])
         return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
                 + "\n").encode()
 
@@ -132,7 +139,7 @@ def _typed(doc: Dict[str, Any], key: str, kind: type, where: str) -> Any:
     if kind is int and isinstance(value, bool):
         value = None
     if not isinstance(value, kind):
-        raise TrustError(f"reading manifest: {where}: field {key!r} must be {kind.__name__}")
+        raise TrustError(f"reading manifest: {where}: field {key!r} must be {a_kind(kind)}")
     return value
 
 
@@ -210,6 +217,7 @@ def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
         members=members,
         trust_policy=_typed(doc, "trust_policy", str, "manifest") if "trust_policy" in doc
         else "",
+        sumdb=_record(doc["sumdb"], Sumdb, "sumdb") if "sumdb" in doc else None,
     )
     del doc, members_doc  # the records hold what is needed; free the parsed JSON first
     if manifest.to_json() != data:
@@ -260,6 +268,8 @@ def check_fields(manifest: Manifest) -> List[str]:
         goos, _, goarch = t.partition("-")
         if check_target(goos, goarch):
             problems.append(f"target {shown(t)} is not an os-arch Go builds for")
+    if manifest.sumdb is not None:
+        problems += check_record(manifest.sumdb)
     for mod in manifest.modules:
         for text in (mod.path, mod.version, mod.zip_hash, mod.mod_hash):
             if len(text) > 512 or not text.isprintable():
@@ -275,8 +285,10 @@ def _same_name_key(path: str) -> str:
     return unicodedata.normalize("NFD", unicodedata.normalize("NFD", path).casefold())
 
 
-def _tree_problem(m: Member, ids: Dict[str, Toolchain], sizes: Dict[str, int]) -> Optional[str]:
-    """Where a member may live: `toolchains/<listed id>/go/...` or `goproxy/<module file>`."""
+def _tree_problem(m: Member, ids: Dict[str, Toolchain], sizes: Dict[str, int],
+                  sumdb: Shapes) -> Optional[str]:
+    """Where a member may live: `toolchains/<listed id>/go/...`, `goproxy/<module file>` or
+    the checksum database data in `goproxy/sumdb/<name>/`, each in its exact shape."""
     parts = m.path.split("/")
     if parts[0] == "toolchains":
         if len(parts) == 1 or (len(parts) == 2 and parts[1] in ids) or (
@@ -292,6 +304,8 @@ def _tree_problem(m: Member, ids: Dict[str, Toolchain], sizes: Dict[str, int]) -
             return None
         return f"{m.path}: not inside a listed toolchain (toolchains/<id>/go)"
     if parts[0] == "goproxy":
+        if m.path == SUMDB_DIR or m.path.startswith(SUMDB_DIR + "/"):
+            return sumdb.problem(m.path, m.type)
         if len(parts) == 1 or m.type == "dir":
             return None if m.type == "dir" else f"{m.path}: must be a directory"
         if m.type not in ("file", "hardlink"):
@@ -356,13 +370,14 @@ def check_members(manifest: Manifest, limits: Limits = DEFAULT_LIMITS) -> List[s
         return problems  # the checks below rely on every path being well formed
     ids = {tc.id: tc for tc in manifest.toolchains}
     sizes = {m.path: m.size for m in manifest.members if m.type == "file"}
+    sumdb = Shapes(manifest.sumdb, ((mod.path, mod.version) for mod in manifest.modules))
     for m in manifest.members:
         parent = m.path.rpartition("/")[0]
         if parent and parent not in seen:
             problems.append(f"{m.path}: parent directory {parent} is not listed")
         elif parent and seen[parent].type != "dir":
             problems.append(f"{m.path}: parent {parent} is not a directory")
-        problem = _tree_problem(m, ids, sizes)
+        problem = _tree_problem(m, ids, sizes, sumdb)
         if problem:
             problems.append(problem)
         if m.type == "symlink":

@@ -11,6 +11,7 @@ import pytest
 from bundler import build, zipapp
 from tests.support import bundles, gobin, modbundles, upstream, users
 from tests.support.goproxy_server import ProxyServer, RealGoProject, real_go_project
+from tests.support.sumdb_server import SumDB, fixture_sumdb
 
 pytest_plugins = ["tests.support.damaged"]  # its `prefix` fixture, for verify and repair
 
@@ -57,19 +58,29 @@ def graph(tmp_path_factory: pytest.TempPathFactory, go_bin: Path) -> RealGoProje
 
 
 @pytest.fixture(scope="session")
-def server(real: RealGoProject) -> Iterator[ProxyServer]:
-    """`real`'s modules over the GOPROXY protocol on 127.0.0.1."""
-    with ProxyServer(real.proxy_dir) as srv:
+def fixture_db(real: RealGoProject) -> SumDB:
+    """A checksum database holding `real`'s modules among filler records."""
+    return fixture_sumdb(real.mods)
+
+
+@pytest.fixture(scope="session")
+def server(real: RealGoProject, fixture_db: SumDB) -> Iterator[ProxyServer]:
+    """`real`'s modules over the GOPROXY protocol on 127.0.0.1, with `fixture_db` at
+    /sumdb/<name> as proxy.golang.org serves sum.golang.org."""
+    with fixture_db.mount(ProxyServer(real.proxy_dir)) as srv:
         yield srv
 
 
 @pytest.fixture(scope="session")
 def full_bundle(tmp_path_factory: pytest.TempPathFactory, signing: bundles.Signing,
-                godl_url: str, real: RealGoProject, server: ProxyServer) -> build.BuildResult:
-    """Go 1.21.13 linux-amd64 plus every module the fixture project's go.sum pins."""
+                godl_url: str, real: RealGoProject, server: ProxyServer,
+                fixture_db: SumDB) -> build.BuildResult:
+    """Go 1.21.13 linux-amd64 plus every module the fixture project's go.sum pins, and the
+    checksum database data (fixture_db, through the GOPROXY) that vouches for them."""
     work = tmp_path_factory.mktemp("modbundle")
     path = bundles.write_spec(work / "spec.toml", signing.key, godl_url, level=3,
-                              extra=modbundles.modules_table(server.url, [real.project]))
+                              extra=modbundles.modules_table(server.url, [real.project],
+                                                             sumdb=fixture_db.vkey))
     return bundles.build_bundle(path, work / "out", work / "cache")
 
 

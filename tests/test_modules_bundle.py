@@ -167,9 +167,15 @@ def test_build_stops_when_the_proxy_zip_differs_from_gosum(real, signing, tmp_pa
     ('[modules]\nrequire = ["example.com/dep@v1.0.0"]\ngoproxy = "off"\n',
      'modules.goproxy: GOPROXY=off: "off" disallows downloading modules'),
     ('[modules]\nrequire = ["example.com/dep@v1.0.0"]\ntransitive = "yes"\n',
-     "modules.transitive must be a bool"),
+     "modules.transitive must be true or false"),
     ('[modules]\nrequire = ["example.com/dep@v1.0.0"]\ngosum = "x"\n',
-     "modules.gosum: unknown key ([modules] keys: projects, require"),
+     "modules.gosum: unknown key; did you mean 'sumdb'? ([modules] keys: projects, require"),
+    ('[modules]\nrequire = ["example.com/dep@v1.0.0"]\nsumdb = "sum.golang.org+1"\n',
+     "modules.sumdb 'sum.golang.org+1': malformed verifier id; give the database's key as "
+     "GOSUMDB takes it (<name>+<hex8>+<base64 key>), \"sum.golang.org\", or \"off\""),
+    ('[modules]\nrequire = ["example.com/dep@v1.0.0"]\nsumdb = "off"\n'
+     'sumdb_url = "https://sum.example"\n',
+     'modules.sumdb_url is given but modules.sumdb = "off": remove one'),
     ('[modules]\nprojects = "app"\n', "modules.projects must be a list"),
 ])
 def test_spec_errors_in_the_modules_table_say_what_to_fix(signing, tmp_path, table, message):

@@ -47,7 +47,7 @@ TYPOS = {  # case -> (spec text, line, message after "reading spec FILE:LINE: ")
                            "upstream.ca_bundel: unknown key; did you mean 'ca_bundle'?"),
     "modules": (HEAD + '[modules]\nrequire = ["example.com/m@v1.0.0"]\ntransitiv = false\n', 7,
                 "modules.transitiv: unknown key; did you mean 'transitive'? ([modules] keys: "
-                "projects, require, transitive, goproxy, goprivate)"),
+                "projects, require, transitive, goproxy, goprivate, sumdb, sumdb_url)"),
     "table": (HEAD + TOOLCHAINS + "[upstreams]\n", 7,
               "unknown table [upstreams]; did you mean 'upstream'? (known: [bundle], "
               "[toolchains], [upstream], [modules])"),
@@ -281,7 +281,7 @@ def test_spec_ca_bundle_with_a_broken_certificate_is_refused(tmp_path: Path) -> 
 
 def test_spec_ca_bundle_that_is_not_a_string_or_empty_is_refused(tmp_path: Path) -> None:
     path, msg = ca_bundle_spec(tmp_path, "true")
-    assert msg == (f"reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle must be a str, "
+    assert msg == (f"reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle must be a string, "
                    "got True")
     path, msg = ca_bundle_spec(tmp_path, '""')
     assert msg == (f"reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle is empty: give "

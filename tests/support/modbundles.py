@@ -9,9 +9,13 @@ from typing import Dict, List, Optional
 
 
 def modules_table(goproxy: str, projects: Optional[List[Path]] = None,
-                  require: Optional[List[str]] = None, transitive: bool = True) -> str:
-    """A `[modules]` table to append to a spec with bundles.write_spec(extra=...)."""
-    lines = ["[modules]", f'goproxy = "{goproxy}"', f"transitive = {str(transitive).lower()}"]
+                  require: Optional[List[str]] = None, transitive: bool = True,
+                  sumdb: str = "off") -> str:
+    """A `[modules]` table to append to a spec with bundles.write_spec(extra=...); `sumdb`: the
+    checksum database key (tests/support/sumdb_server.SumDB.vkey, mounted on the goproxy) or
+    "off" for tests about other things (no test may reach sum.golang.org)."""
+    lines = ["[modules]", f'goproxy = "{goproxy}"', f"transitive = {str(transitive).lower()}",
+             f'sumdb = "{sumdb}"']
     if projects:
         lines.append("projects = [" + ", ".join(f'"{p}"' for p in projects) + "]")
     if require:
