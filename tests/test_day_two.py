@@ -13,16 +13,9 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from installer import cli
 from tests.support import bundles, craft
+from tests.support.clirun import run
 from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_user_dirs
-
-
-def run(argv: List[Any], capsys: pytest.CaptureFixture) -> Tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

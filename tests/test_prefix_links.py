@@ -9,25 +9,20 @@ import os
 import stat
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 
-from installer import cli, doctor, prefix, versions
+from installer import doctor, prefix, versions
 from installer.prefix import Layout
 from manifests.errors import NotReadyError
 from tests.support import bundles, craft
+from tests.support.clirun import run
 from tests.support.users import User, chown_tree
 
 TC = "go1.21.13.linux-amd64"
 BIG = 3_000_000  # the outside tree's bytes: a claim of them shows as "3 MB freed"
 
-
-def run(argv: List[Any], capsys: pytest.CaptureFixture) -> Tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def fake_goroot(at: Path) -> Path:
