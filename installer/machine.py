@@ -41,7 +41,7 @@ def machine_error(operation: str, exc: OSError,
     return NotReadyError(f"{operation}: {what} ({where}): {hint}.{after}")
 
 
-def _owner(path: Path) -> Optional[Tuple[Path, int]]:
+def owner(path: Path) -> Optional[Tuple[Path, int]]:
     """The nearest existing `path` or parent, and its owner."""
     for p in (path, *path.parents):
         try:
@@ -51,7 +51,7 @@ def _owner(path: Path) -> Optional[Tuple[Path, int]]:
     return None
 
 
-def _user_name(uid: int) -> str:
+def user_name(uid: int) -> str:
     try:
         import pwd
 
@@ -67,13 +67,13 @@ def prefix_error(operation: str, root: Path, exc: OSError) -> NotReadyError:
     where = Path(exc.filename) if exc.filename else root
     if code in (errno.EACCES, errno.EPERM):
         me = os.geteuid()
-        found = next((o for o in (_owner(root), _owner(where)) if o and o[1] != me), None)
+        found = next((o for o in (owner(root), owner(where)) if o and o[1] != me), None)
         if found is not None:
             path, uid = found
-            name = _user_name(uid)
+            name = user_name(uid)
             return NotReadyError(
                 f"{operation}: {exc.strerror} ({where}): {path} is owned by {name} (uid {uid}),"
-                f" not by this user ({_user_name(me)}); run the command as {name}, or pass "
+                f" not by this user ({user_name(me)}); run the command as {name}, or pass "
                 "--prefix with a prefix of your own", operation=operation, subject=str(root),
                 hint=f"run as {name}, or pass --prefix with a prefix of your own")
     if code in (errno.ENOSPC, errno.EDQUOT):
