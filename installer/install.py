@@ -183,6 +183,8 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
         stage(reader, m, Directory(staging, read_only="toolchains/"), on_bytes)
         reader.close()  # its decompression window is the install's largest buffer: free it now
         carried_db = _check_sumdb(m, staging, layout)
+        for tc in m.toolchains:  # its top stays writable: go.env is written after the merge
+            prefix.make_read_only(staging / tc.root, keep_top=True, files=False)
         crashpoints.reached("install-staged")
         # The staged files reach the disk while the checklist runs; they must be there before
         # the install is recorded and `current` points at them. A power cut in between leaves
@@ -204,9 +206,7 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                 prefix.sync_filesystem(layout.goproxy)  # the merged lists, in one flush
         crashpoints.reached("install-merged")
         for tc in m.toolchains:  # after the merge: the wiring names the database it carries
-            goroot = staging / tc.root
-            wiring.write_go_env(goroot, layout)
-            prefix.make_read_only(goroot, keep_top=True, files=False)
+            wiring.write_go_env(staging / tc.root, layout)
         for tc in m.toolchains:
             dest = layout.version_dir(tc.id)
             if dest.exists():  # already installed: checked, and replaced if it was damaged

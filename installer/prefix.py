@@ -46,7 +46,7 @@ class Layout:
                 (self.state, "the state directory"),
                 (self.bundles, "the signed manifests directory"),
                 (self.state / "trust", "the adopted trust store directory"),
-                (self.state / "snapshots", "the snapshots directory"),
+                (self.state / "snapshots", "the snapshot store"),
                 (self.state / "guard-logs", "the guard logs directory"),
                 (self.state / "history.jsonl", "the history")]
 
