@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import tomli_w
 from bundler import build, fetch, spec, zipapp
 from bundler.blobstore import BlobStore
 from installer.host import host_target
+from installer.wiring import source_line
 from keys import allowed_signers, sshkey
 
 DEMO_GO = "1.21.13"
@@ -68,8 +70,8 @@ def run_demo(work: Path, pyz_out: Path, go_version: str, source: str,
     python = Path(sys.base_prefix) / "bin" / "python3"
     cmd = [*wrap, str(python if python.exists() else sys.executable), "-I", str(pyz_out),
            "install", str(result.path), "--prefix", str(prefix)]
-    click.echo("    $ " + " ".join(cmd), err=True)
+    click.echo("    $ " + shlex.join(cmd), err=True)
     code = subprocess.run(cmd).returncode
-    click.echo(f"4/4 {'done' if code == 0 else 'FAILED'}: `. {prefix / 'env.sh'}` puts this Go "
+    click.echo(f"4/4 {'done' if code == 0 else 'FAILED'}: `{source_line(prefix)}` puts this Go "
                "first on PATH", err=True)
     return code

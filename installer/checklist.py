@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 
 from installer import sumdb_check, usersettings
 from installer.prefix import Layout
-from installer.wiring import go_settings
+from installer.wiring import go_settings, source_line
 
 TIMEOUT = 300
 
@@ -97,7 +97,7 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
     # The checklist itself never downloads a toolchain: GOTOOLCHAIN is read alone (above) and
     # judged; every other go command here runs this go.
     env = {**user_env, "GOTOOLCHAIN": "local"}
-    env_sh = layout.root / "env.sh"
+    source_env = source_line(layout.root)
     checks: List[Check] = []
     want = f"go version {version} {goos}/{goarch}"
     try:
@@ -114,14 +114,15 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
     want_root = os.path.realpath(goroot)
     ok = out.returncode == 0 and got == want_root
     values, error = _settings_from(outs["toolchain"], outs["settings"])
-    why = None if ok else usersettings.goroot_sources(user_env, values.get("GOENV", ""), env_sh)
+    why = None if ok else usersettings.goroot_sources(user_env, values.get("GOENV", ""),
+                                                      source_env)
     checks.append(Check("go env GOROOT", ok, want_root, got, detail=tuple(why or ())))
     wired = go_settings(layout)
     if error:
         checks.append(Check("go env", False, "the Go settings", error))
     else:
         for f in usersettings.judge(values, user_env, wired, version,
-                                    usersettings.carried_modules(layout.goproxy), env_sh):
+                                    usersettings.carried_modules(layout.goproxy), source_env):
             checks.append(Check(f"go env {f.key}", f.level != usersettings.FAIL,
                                 f.expected or "(not set)", f.got,
                                 warn=f.level == usersettings.WARN, detail=f.lines))

@@ -154,9 +154,11 @@ def install(bundle: Path, prefix: Optional[Path], trust: Optional[str], use: Opt
         click.echo(f"checklist ({result.current}):")
         print_checks(result.checks)
     from installer.cli_versions import say_guard
+    from installer.wiring import source_line
 
     say_guard(result.guard)
-    click.echo(f"done in {result.seconds:.1f}s; use it with:  . {Path(result.prefix) / 'env.sh'}")
+    click.echo(f"done in {result.seconds:.1f}s; use it with:  "
+               f"{source_line(Path(result.prefix))}")
 
 
 def _modcache_dir(flag: bool, directory: Optional[Path]) -> Optional[Path]:

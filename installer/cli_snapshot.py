@@ -8,8 +8,10 @@ from typing import Any, Callable, Dict, List, Optional
 import click
 
 from installer import snapshot as snap
+from installer import snapshot_store
 from installer.options import JSON, PREFIX
 from installer.prefix import Layout
+from manifests.text import plain
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,7 +62,7 @@ def create(tag: Optional[str], output: Optional[Path], prefix: Optional[Path],
     """
     layout = _layout(prefix)
     doc = snap.take(layout, tag)
-    stored, notes = snap.save(layout, doc, output)
+    stored, notes = snapshot_store.save(layout, doc, output)
     if as_json:
         _emit({"snapshot": {k: v for k, v in doc.items() if k != "goroot"},
                "id": doc["id"], "root_hash": doc["goroot"]["root_hash"],
@@ -76,37 +78,47 @@ def create(tag: Optional[str], output: Optional[Path], prefix: Optional[Path],
 
 
 def _describe(doc: Dict[str, Any]) -> List[str]:
+    """A checked snapshot (snapshot_check) for people: every text from the file through
+    `plain`, so an escape sequence in it never reaches the terminal."""
     b, ci = doc.get("bundle") or {}, doc.get("ci") or {}
     lines = [
-        f"created   {doc['created']} by {doc['user']['name']}@{doc['host']}",
-        f"toolchain {doc['toolchain']}: {doc['go']['version'] or doc['go']['error']}",
-        f"goroot    {doc['goroot']['path']} ({doc['goroot']['file_count']} files, "
+        f"created   {doc['created']} by {plain(doc['user']['name'])}@{plain(doc['host'])}",
+        f"toolchain {plain(doc['toolchain'])}: "
+        f"{plain(doc['go']['version'] or doc['go']['error'])}",
+        f"goroot    {plain(doc['goroot']['path'])} ({doc['goroot']['file_count']} files, "
         f"{doc['goroot']['root_hash']})",
-        f"modules   {len(doc['modules'])} in {doc['prefix']}/goproxy",
+        f"modules   {len(doc['modules'])} in {plain(doc['prefix'] + '/goproxy')}",
     ]
     if doc.get("tag"):
-        lines.insert(0, f"tag       {doc['tag']} ({doc['tag_kind']})")
+        lines.insert(0, f"tag       {plain(doc['tag'])} ({doc['tag_kind']})")
     if b:
-        lines.append(f"bundle    {b['name']} (channel {b['channel']}, #{b['sequence']}) signed "
-                     f"by {b['signer']}, manifest sha256 {b['manifest_sha256']}")
+        lines.append(f"bundle    {plain(b['name'])} (channel {plain(b['channel'])}, "
+                     f"#{b['sequence']}) signed by {plain(b['signer'])}, manifest sha256 "
+                     f"{plain(b['manifest_sha256'])}")
     if ci:
-        lines.append("ci        " + " ".join(f"{k}={v}" for k, v in ci.items() if k != "slug"))
+        lines.append("ci        " + " ".join(f"{plain(k)}={plain(v)}" for k, v in ci.items()
+                                             if k != "slug"))
     return lines
 
 
 @snapshot.command("list")
 @_common
 def list_(prefix: Optional[Path], as_json: bool) -> None:
-    """The stored snapshots, oldest first."""
+    """The stored snapshots, oldest first; damaged files are named after them, with the way out.
+    """
     layout = _layout(prefix)
-    snaps = snap.listing(layout)
+    snaps, damaged = snapshot_store.survey(layout)
     if as_json:
-        _emit({"snapshots": snaps, "store": str(snap.store(layout))})
+        _emit({"snapshots": snaps, "damaged": damaged, "store": str(snapshot_store.store(layout))})
         return
-    if not snaps:
-        click.echo(f"no snapshots in {snap.store(layout)}; take one with `snapshot create`")
+    if not snaps and not damaged:
+        click.echo(f"no snapshots in {snapshot_store.store(layout)}; take one with "
+                   "`snapshot create`")
     for s in snaps:
-        click.echo(f"{s['id']:<48} {s['created']}  {s['toolchain']}  {s['root_hash'][:19]}")
+        click.echo(f"{s['id']:<48} {s['created']}  {plain(s['toolchain'])}  "
+                   f"{s['root_hash'][:19]}")
+    for d in damaged:
+        click.echo(f"damaged {d['message']}")
 
 
 @snapshot.command()
@@ -114,7 +126,7 @@ def list_(prefix: Optional[Path], as_json: bool) -> None:
 @_common
 def show(snapshot_id: str, prefix: Optional[Path], as_json: bool) -> None:
     """One snapshot: ID from `snapshot list`, or the path of a snapshot file."""
-    doc = snap.load(_layout(prefix), snapshot_id)
+    doc = snapshot_store.load(_layout(prefix), snapshot_id)
     if as_json:
         _emit({"snapshot": doc})
         return
@@ -122,7 +134,7 @@ def show(snapshot_id: str, prefix: Optional[Path], as_json: bool) -> None:
     for line in _describe(doc):
         click.echo(line)
     for m in doc["modules"]:
-        click.echo(f"  {m['module']} {m['zip_hash'] or m['mod_hash']}")
+        click.echo(f"  {plain(m['module'])} {plain(m['zip_hash'] or m['mod_hash'])}")
 
 
 @snapshot.command("diff")
@@ -145,8 +157,8 @@ def diff_(a: str, b: Optional[str], live: bool, prefix: Optional[Path], as_json:
                             "and --live (diff A --live)", operation="reading the command line",
                             subject="snapshot diff")
     layout = _layout(prefix)
-    old = snap.load(layout, a)
-    new = snap.take(layout) if live else snap.load(layout, b)  # type: ignore[arg-type]
+    old = snapshot_store.load(layout, a)
+    new = snap.take(layout) if live else snapshot_store.load(layout, b)  # type: ignore[arg-type]
     if live:
         new["id"] = "live"
     report = snap.diff(old, new)
@@ -157,28 +169,28 @@ def diff_(a: str, b: Optional[str], live: bool, prefix: Optional[Path], as_json:
                + ("no changes" if report["same"] else "changed"))
     for label, pair in (("toolchain", report["toolchain"]), ("go", report["go_version"])):
         if pair[0] != pair[1]:
-            click.echo(f"  {label:<9} {pair[0]} -> {pair[1]}")
+            click.echo(f"  {label:<9} {plain(pair[0])} -> {plain(pair[1])}")
     f = report["files"]
     for path in f["added"]:
-        click.echo(f"  + {path}")
+        click.echo(f"  + {plain(path)}")
     for path in f["removed"]:
-        click.echo(f"  - {path}")
+        click.echo(f"  - {plain(path)}")
     for c in f["changed"]:
-        click.echo(f"  ~ {c['path']} ({', '.join(k for k in c if k != 'path')})")
+        click.echo(f"  ~ {plain(c['path'])} ({', '.join(k for k in c if k != 'path')})")
     e = report["env"]
     for k, v in e["added"].items():
-        click.echo(f"  env + {k}={v}")
+        click.echo(f"  env + {plain(k)}={plain(v)}")
     for k, v in e["removed"].items():
-        click.echo(f"  env - {k}={v}")
+        click.echo(f"  env - {plain(k)}={plain(v)}")
     for k, (x, y) in e["changed"].items():
-        click.echo(f"  env ~ {k}: {x} -> {y}")
+        click.echo(f"  env ~ {plain(k)}: {plain(x)} -> {plain(y)}")
     m = report["modules"]
     for mod in m["added"]:
-        click.echo(f"  module + {mod}")
+        click.echo(f"  module + {plain(mod)}")
     for mod in m["removed"]:
-        click.echo(f"  module - {mod}")
+        click.echo(f"  module - {plain(mod)}")
     for c in m["changed"]:
-        click.echo(f"  module ~ {c['module']}")
+        click.echo(f"  module ~ {plain(c['module'])}")
 
 
 @snapshot.command()
@@ -193,7 +205,7 @@ def verify(snapshot_id: str, prefix: Optional[Path], as_json: bool) -> None:
       python3 rescue.pyz snapshot verify audit/snap.json --json
     """
     layout = _layout(prefix)
-    report = snap.verify(snap.load(layout, snapshot_id), layout)
+    report = snap.verify(snapshot_store.load(layout, snapshot_id), layout)
     if as_json:
         _emit({"verify": report})
         return
@@ -206,11 +218,16 @@ def verify(snapshot_id: str, prefix: Optional[Path], as_json: bool) -> None:
               help="Keep the newest N snapshots.")
 @click.option("--older-than", type=click.FloatRange(min=0), default=None, metavar="DAYS",
               help="Remove snapshots older than DAYS (those --keep keeps stay).")
+@click.option("--include-tagged", is_flag=True,
+              help="Prune tagged snapshots too (kept by default: a release's record).")
 @click.option("--dry-run", is_flag=True, help="Say what would go; remove nothing.")
 @_common
-def prune(keep: Optional[int], older_than: Optional[float], dry_run: bool,
-          prefix: Optional[Path], as_json: bool) -> None:
+def prune(keep: Optional[int], older_than: Optional[float], include_tagged: bool,
+          dry_run: bool, prefix: Optional[Path], as_json: bool) -> None:
     """Remove old snapshots: all but the newest N, and/or those older than DAYS.
+
+    Tagged snapshots stay (and take none of the N places) unless --include-tagged; damaged
+    files stay for a person to look at (`snapshot list` names them).
 
     \b
     Examples:
@@ -225,15 +242,21 @@ def prune(keep: Optional[int], older_than: Optional[float], dry_run: bool,
                             subject="")
     layout = _layout(prefix)
     try:
-        result = snap.prune(layout, keep, older_than, dry_run=dry_run)
+        result = snapshot_store.prune(layout, keep, older_than, dry_run=dry_run,
+                            include_tagged=include_tagged)
     except OSError as exc:
-        raise NotReadyError(f"pruning snapshots {snap.store(layout)}: {exc.strerror}; run as "
-                            "the user who owns the prefix", operation="pruning snapshots",
-                            subject=str(snap.store(layout))) from None
+        raise NotReadyError(f"pruning snapshots {snapshot_store.store(layout)}: "
+                            f"{exc.strerror}; run as the user who owns the prefix",
+                            operation="pruning snapshots",
+                            subject=str(snapshot_store.store(layout))) from None
     if as_json:
         _emit({**result, "dry_run": dry_run})
         return
     for sid in result["removed"]:
         click.echo(f"{'would remove' if dry_run else 'removed'} {sid}")
+    tagged = (f" ({len(result['tagged'])} tagged, kept; --include-tagged prunes them too)"
+              if result["tagged"] else "")
+    damaged = (f"; {len(result['damaged'])} damaged file(s) left alone, see `snapshot list`"
+               if result["damaged"] else "")
     click.echo(f"{len(result['removed'])} {'to remove' if dry_run else 'removed'}, "
-               f"{len(result['kept'])} kept")
+               f"{len(result['kept'])} kept{tagged}{damaged}")

@@ -54,6 +54,9 @@ def verify(version: Optional[str], every: bool, modcache: Optional[Path],
         raise machine_error(f"verifying {layout.root}", exc) from None
     if not as_json:
         _describe(report)
+        for tc_id in report.removed_while_verifying:
+            click.echo(f"note: {tc_id} was removed while being verified (by another rescue "
+                       "command); not checked")
     if not report.ok or report.unreadable:
         err: Any = check.failure(report)
         err.details = report.to_dict()

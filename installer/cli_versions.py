@@ -38,6 +38,9 @@ def make_guard(projects: Tuple[Path, ...], cmds: Tuple[str, ...], timeout: float
     from installer.guard import Guard
     from manifests.errors import NotReadyError
 
+    if not 0 < timeout < float("inf"):  # also NaN
+        raise NotReadyError(f"reading the command line: --guard-timeout must be a number of "
+                            f"seconds above 0, not {timeout:g}")
     if cmds and not projects:
         raise NotReadyError("reading the command line: --guard-cmd needs --guard-project DIR "
                             "(the directory to run it in)")

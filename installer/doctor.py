@@ -6,15 +6,17 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import stat
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from installer import checklist, usersettings
+from installer import checklist, doctor_go, usersettings
 from installer.prefix import Layout
-from installer.wiring import go_settings
+from installer.versions import installed_ids
+from installer.wiring import go_settings, source_line
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 EXIT = {ERROR: 4, WARNING: 1}
@@ -94,6 +96,7 @@ class Facts:
     profiles: Dict[str, str] = field(default_factory=dict)  # start-up file -> its text
     has_go: Dict[str, bool] = field(default_factory=dict)  # dir named in a profile -> holds go
     carried: List[str] = field(default_factory=list)
+    go_checks: Optional[doctor_go.GoFacts] = None  # the project's go lines, go.env, P/versions
 
     @property
     def values(self) -> Dict[str, str]:
@@ -113,7 +116,7 @@ def find_path_gos(f: Facts) -> List[Finding]:
     out = []
     gos = [e for e in f.path if e.go]
     mine = os.path.realpath(f.layout.current / "bin" / "go") if f.current else None
-    env_sh = f.layout.root / "env.sh"
+    source_env = source_line(f.layout.root)
     for n, e in enumerate(gos):
         wins = "wins" if n == 0 else "shadowed by the first"
         out.append(Finding("path-go", INFO, f"go on PATH #{n + 1}: {e.go} ({wins})",
@@ -121,18 +124,19 @@ def find_path_gos(f: Facts) -> List[Finding]:
     if not gos:
         out.append(Finding("path-go", ERROR, "no go on PATH: the shell finds no go command",
                            f"PATH={f.env.get('PATH', '')}",
-                           f". {env_sh}" if f.current else "install a bundle: python3 "
+                           source_env if f.current else "install a bundle: python3 "
                            "rescue.pyz install BUNDLE, then . P/env.sh"))
     elif mine is None:
         out.append(Finding("path-go", ERROR, f"no rescue toolchain is current in "
                            f"{f.layout.root}; the shell runs {gos[0].go}",
                            f"{f.layout.current} does not exist",
-                           "python3 rescue.pyz install BUNDLE --prefix " + str(f.layout.root)))
+                           "python3 rescue.pyz install BUNDLE --prefix "
+                           + shlex.quote(str(f.layout.root))))
     elif os.path.realpath(gos[0].go) != mine:
         out.append(Finding("path-go", ERROR, f"the go that wins on PATH is {gos[0].go}, not "
                            f"rescue's {f.layout.current / 'bin' / 'go'}",
                            f"PATH entry {gos[0].index + 1}: {gos[0].text}",
-                           f". {env_sh}  (puts {f.layout.current / 'bin'} first on PATH)"))
+                           f"{source_env}  (puts {f.layout.current / 'bin'} first on PATH)"))
     return out
 
 
@@ -211,7 +215,7 @@ def find_settings(f: Facts) -> List[Finding]:
     version = f.current.rsplit(".", 1)[0]
     out = []
     for j in usersettings.judge(f.settings, f.env, go_settings(f.layout), version, f.carried,
-                                f.layout.root / "env.sh"):
+                                source_line(f.layout.root)):
         if j.level == "ok":
             continue
         where = [x for x in j.lines[1:] if not x.startswith(("fix:", "or, for one shell"))]
@@ -359,17 +363,32 @@ def find_trio(f: Facts) -> List[Finding]:
         elif "lookup disabled" in words or "missing go.sum entry" in words or \
                 "dial tcp" in words or "connect" in words:
             cause = "a module is neither in the bundles' proxy nor in your module cache"
+        elif "requires go >=" in words:  # doctor runs go with GOTOOLCHAIN=local
+            cause = "the project asks for another go than this one"
         else:
             cause = "see go's words"
+        fix = ("see the go-version-needed finding" if cause.startswith("the project asks") else
+               "cd to the module root (go mod init if there is none); a module missing offline "
+               "needs a bundle that carries it")
         out.append(Finding("go list -m all", ERROR, f"`go list -m all` failed in "
-                           f"{f.project}: {words}; {cause}", f.project,
-                           "cd to the module root (go mod init if there is none); a module "
-                           "missing offline needs a bundle that carries it"))
+                           f"{f.project}: {words}; {cause}", f.project, fix))
+    return out
+
+
+def find_go_checks(f: Facts) -> List[Finding]:
+    """The go version the project asks for, and settings that turn Go's own checks off."""
+    g = f.go_checks
+    if g is None:
+        return []
+    out = [Finding("go-version-needed", sev, msg, ev, fix) for sev, msg, ev, fix in
+           doctor_go.find_requires(g, f.settings.get("GOTOOLCHAIN", ""), str(f.layout.root))]
+    if f.settings:
+        out += [Finding(*x) for x in doctor_go.find_check_settings(g, f.settings, f.env)]
     return out
 
 
 FINDERS = (find_path_gos, find_path_entries, find_versions, find_goroot_setting, find_gopath,
-           find_gomod, find_settings, find_profiles, find_tree_modes, find_trio)
+           find_gomod, find_settings, find_profiles, find_tree_modes, find_trio, find_go_checks)
 
 
 def findings(f: Facts) -> List[Finding]:
@@ -491,6 +510,11 @@ def gather(layout: Layout, project: Optional[Path] = None,
         facts.version_file[root] = _read_first_line(os.path.join(root, "VERSION"))
         facts.sdk[root] = (os.path.isdir(os.path.join(root, "src", "runtime"))
                            and os.path.isdir(os.path.join(root, "pkg", "tool")))
+    if facts.version.ok:
+        facts.go_checks = doctor_go.gather(
+            facts.project, env, {**facts.values, **facts.settings}, current,
+            installed_ids(layout), _version_word(facts.version.stdout),
+            facts.values.get("GOROOT") or facts.go_root_of_binary or "")
     if facts.project and facts.version.ok:
         facts.listed = _run(go, ["list", "-m", "all"], run_env, cwd)
     return facts

@@ -16,6 +16,7 @@ from installer import (
     checklist,
     crashpoints,
     goproxy_merge,
+    guard_pending,
     history,
     modcache,
     prefix,
@@ -104,6 +105,7 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
             on_module: Callable[[int], None] = lambda n: None) -> InstallResult:
     started = time.monotonic()
     layout = Layout(root.absolute())
+    wiring.check_prefix(layout.root)  # a usage error: before the bundle is even opened
     with BundleReader(bundle) as reader:
         verified = reader.header(signers, trust_source, now or datetime.now(timezone.utc))
         m = verified.manifest
@@ -126,15 +128,27 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
                 result.notes += versions.make_room(
                     layout, m.content_bytes + DEFAULT_LIMITS.free_space_margin, auto_prune)
                 before = guard_mod.baseline(guard, layout) if guard else {}
-                _install_locked(reader, verified, layout, current, result, on_bytes,
-                                modcache_dir, signers, on_module)
+                run_id = ""
+                if guard and current:  # journaled first: a kill from here on is undone next
+                    run_id = guard_pending.write(layout, "install", current.id,
+                                                 versions.current_id(layout))
+                try:
+                    _install_locked(reader, verified, layout, current, result, on_bytes,
+                                    modcache_dir, signers, on_module)
+                except Exception:
+                    if guard and current and versions.current_id(layout) != current.id:
+                        guard_pending.clear(layout)  # nothing switched: nothing to verify
+                    raise
                 if guard and result.current:
                     done = versions.Switched(
                         result.previous.rsplit("/", 1)[-1] if result.previous else None,
                         result.current, result.checks)
-                    done.guard = guard_mod.run(guard, layout, before, "install")
-                    result.guard = done.guard.to_dict()
-                    versions.check_guard(layout, done, "install")
+                    try:
+                        versions.run_guard(layout, done, guard, before, "install", run_id)
+                    finally:
+                        result.guard = done.guard.to_dict() if done.guard else None
+                elif guard:
+                    guard_pending.clear(layout)
         except OSError as exc:
             raise machine_error(f"installing into {layout.root}", exc) from None
     result.seconds = round(time.monotonic() - started, 2)

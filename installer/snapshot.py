@@ -1,36 +1,35 @@
-"""Snapshots of the environment that builds the software: record, store, compare, verify, prune."""
+"""Snapshots of the environment that builds the software: record, compare, verify (the store:
+snapshot_store; what a file must hold: snapshot_check)."""
 
 from __future__ import annotations
 
-import errno
 import getpass
-import hashlib
 import json
 import os
 import re
 import socket
 import stat
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from installer import checklist, state
-from installer.prefix import Layout, current_target
+from installer import checklist, state, versions
+from installer.prefix import Layout
+from installer.snapshot_check import CREATED, FORMAT, root_hash
 from manifests.errors import NotReadyError, TrustError
-from manifests.files import sha256_file, write_atomic
+from manifests.files import sha256_file
 from manifests.model import parse_manifest
 from manifests.modpath import ModulePathError, is_valid_semver, parse_proxy_file
-from manifests.text import shown
+from manifests.text import plain, shown
 
-FORMAT = 1
 GO_TIMEOUT = 60
-# An id becomes a file name: letters, digits and `._+-`, starting with a letter or digit.
-ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._+-]{0,159}\Z")
 TAG_MAX = 64
 # A variable whose name says it holds a credential is never read, let alone recorded.
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY")
 STAMP = "%Y%m%dT%H%M%SZ"
+UNSTABLE_ENV = ("GOGCCFLAGS",)
+TEMP_BUILD_DIR = re.compile(r"go-build[0-9]+")
 
 # (provider, slug, the variable telling it is present, {field: variable}); the first match wins.
 CI_PROVIDERS: Tuple[Tuple[str, str, str, Dict[str, str]], ...] = (
@@ -105,15 +104,6 @@ def make_id(tag: str, when: datetime, ci: Optional[Dict[str, str]]) -> str:
     return "-".join(p for p in parts if p)
 
 
-def check_id(snapshot_id: str) -> str:
-    if not ID_RE.match(snapshot_id) or ".." in snapshot_id:
-        raise NotReadyError(
-            f"reading snapshot {shown(snapshot_id)}: not a snapshot id (letters, digits and "
-            "`._+-`); see `rescue.pyz snapshot list` for the ids, or pass the path of a "
-            "snapshot file", operation="reading snapshot", subject=shown(snapshot_id))
-    return snapshot_id
-
-
 def redact(value: str) -> str:
     """A URL's `user:password@` never reaches a snapshot (GOPROXY, GOPRIVATE may carry one)."""
     return re.sub(r"(?<=://)[^/@\s]+@", "***@", value)
@@ -152,17 +142,6 @@ def read_goroot(goroot: Path) -> List[Dict[str, Any]]:
             f"reading GOROOT {goroot}: {exc.strerror or exc} ({exc.filename}); run as a user "
             "who can read the whole toolchain", operation="reading GOROOT",
             subject=str(goroot)) from None
-
-
-def root_hash(files: List[Dict[str, Any]]) -> str:
-    """One sha256 over every entry: equal trees, equal hashes (paths JSON-quoted, so no name
-    can forge a line)."""
-    h = hashlib.sha256()
-    for e in sorted(files, key=lambda e: e["path"]):
-        h.update(" ".join([e["type"], e.get("mode", ""), str(e.get("size", "")),
-                           e.get("sha256", ""), json.dumps(e.get("target", "")),
-                           json.dumps(e["path"])]).encode("utf-8", "surrogateescape") + b"\n")
-    return "sha256:" + h.hexdigest()
 
 
 def go_env_for(layout: Layout, environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
@@ -244,25 +223,30 @@ def installed_bundles(layout: Layout) -> List[Tuple[Dict[str, Any], Any]]:
 
 def installing_bundle(bundles: List[Tuple[Dict[str, Any], Any]], toolchain: str
                       ) -> Optional[Dict[str, Any]]:
+    """The newest recorded bundle that carried `toolchain`, with the types a snapshot file must
+    have (snapshot_check): a field of another type in installed.json is recorded as null."""
     for entry, _ in reversed(bundles):
-        if toolchain in entry.get("toolchains", []):
-            return {k: entry.get(k) for k in ("name", "channel", "sequence", "manifest_sha256",
-                                              "signer", "installed_at")}
+        carried = entry.get("toolchains")
+        if isinstance(carried, list) and toolchain in carried:
+            out = {k: entry.get(k) if isinstance(entry.get(k), str) else None
+                   for k in ("name", "channel", "manifest_sha256", "signer", "installed_at")}
+            seq = entry.get("sequence")
+            out["sequence"] = seq if isinstance(seq, int) and not isinstance(seq, bool) \
+                and seq >= 0 else None
+            return out
     return None
 
 
 def current_goroot(layout: Layout, operation: str) -> Tuple[str, Path]:
-    """(toolchain id, GOROOT) that `P/current` names, or the error a user can act on."""
-    target = current_target(layout)
-    goroot = layout.root / target if target else None
-    if target is None or goroot is None or not goroot.is_dir():
+    """(toolchain id, GOROOT) that `P/current` names, or the error a user can act on. A
+    `current` that leads anywhere but an installed toolchain is refused before its go runs."""
+    toolchain = versions.checked_current(layout)
+    if toolchain is None:
         raise NotReadyError(
-            f"{operation} {layout.root}: no current toolchain (`{layout.current}` "
-            + ("is missing" if target is None else f"points at {target}, which is missing")
-            + "); install one first with `rescue.pyz install BUNDLE --prefix "
-            f"{layout.root}`, or pass the --prefix that has it",
-            operation=operation, subject=str(layout.root))
-    return Path(target).name, goroot
+            f"{operation} {layout.root}: no current toolchain (`{layout.current}` is missing); "
+            f"install one first with `rescue.pyz install BUNDLE --prefix {layout.root}`, or "
+            "pass the --prefix that has it", operation=operation, subject=str(layout.root))
+    return toolchain, layout.versions / toolchain
 
 
 def take(layout: Layout, tag: Optional[str] = None, now: Optional[datetime] = None,
@@ -282,7 +266,7 @@ def take(layout: Layout, tag: Optional[str] = None, now: Optional[datetime] = No
         "id": make_id(tag_text, when, ci),
         "tag": tag_text or None,
         "tag_kind": tag_kind or None,
-        "created": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": when.strftime(CREATED),
         "host": socket.gethostname(),
         "user": {"name": _user_name(), "uid": os.getuid() if hasattr(os, "getuid") else None},
         "ci": ci,
@@ -306,116 +290,6 @@ def _user_name() -> str:
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
 
 
-# --- the store: P/state/snapshots/<id>.json --------------------------------------------------
-
-def store(layout: Layout) -> Path:
-    return layout.state / "snapshots"
-
-
-def save(layout: Layout, snap: Dict[str, Any], copy_to: Optional[Path] = None
-         ) -> Tuple[Optional[Path], List[str]]:
-    """Write the snapshot into the store (a free id: `-2`, `-3` after a taken one) and to
-    `copy_to`. Returns (stored path or None, notes). A store this user may not write is an
-    error, unless the copy could be written."""
-    text = json.dumps(snap, indent=2, sort_keys=True) + "\n"
-    notes: List[str] = []
-    stored: Optional[Path] = None
-    try:
-        store(layout).mkdir(parents=True, exist_ok=True)
-        base, n = snap["id"], 1
-        while (store(layout) / f"{snap['id']}.json").exists():
-            n += 1
-            snap["id"] = f"{base}-{n}"
-            text = json.dumps(snap, indent=2, sort_keys=True) + "\n"
-        stored = store(layout) / f"{check_id(snap['id'])}.json"
-        write_atomic(stored, text)
-    except OSError as exc:
-        if copy_to is None or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise NotReadyError(
-                f"writing snapshot {store(layout)}: {exc.strerror or exc}; pass -o FILE to "
-                "write it elsewhere, or run as the user who owns the prefix",
-                operation="writing snapshot", subject=str(store(layout))) from None
-        stored = None
-        notes.append(f"not kept in {store(layout)} ({exc.strerror}): only {copy_to} has it")
-    if copy_to is not None:
-        try:
-            write_atomic(copy_to.absolute(), text)
-        except OSError as exc:
-            raise NotReadyError(
-                f"writing snapshot {copy_to}: {exc.strerror or exc}; pass -o with a file in a "
-                "directory you can write", operation="writing snapshot",
-                subject=str(copy_to)) from None
-    return stored, notes
-
-
-def load(layout: Layout, ref: str) -> Dict[str, Any]:
-    """A stored snapshot by id, or a snapshot file by path (one with a `/`)."""
-    by_path = "/" in ref or os.sep in ref
-    path = Path(ref) if by_path else store(layout) / f"{check_id(ref)}.json"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        known = [s["id"] for s in listing(layout)][-5:]
-        raise NotReadyError(
-            f"reading snapshot {shown(ref)}: no such snapshot in {store(layout)}; "
-            + (f"the newest are {', '.join(known)}; " if known else "there are none yet; ")
-            + "see `rescue.pyz snapshot list`", operation="reading snapshot",
-            subject=shown(ref)) from None
-    except OSError as exc:
-        raise NotReadyError(f"reading snapshot {path}: {exc.strerror}; check its permissions",
-                            operation="reading snapshot", subject=str(path)) from None
-    except (UnicodeDecodeError, ValueError):
-        doc = None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "goroot" not in doc:
-        raise NotReadyError(
-            f"reading snapshot {path}: not a rescue snapshot (format {FORMAT}); pass a file "
-            "written by `rescue.pyz snapshot create`", operation="reading snapshot",
-            subject=str(path))
-    return doc
-
-
-def listing(layout: Layout) -> List[Dict[str, Any]]:
-    """A summary of every stored snapshot, oldest first (unreadable files are skipped)."""
-    out = []
-    try:
-        names = sorted(os.listdir(store(layout)))
-    except FileNotFoundError:
-        return []
-    for name in names:
-        if not name.endswith(".json") or name.startswith("."):
-            continue
-        try:
-            doc = json.loads((store(layout) / name).read_text(encoding="utf-8"))
-            out.append({"id": doc["id"], "created": doc["created"], "tag": doc.get("tag"),
-                        "toolchain": doc.get("toolchain"),
-                        "root_hash": doc["goroot"]["root_hash"],
-                        "ci": (doc.get("ci") or {}).get("provider"),
-                        "file": str(store(layout) / name)})
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return sorted(out, key=lambda s: (s["created"], s["id"]))
-
-
-def prune(layout: Layout, keep: Optional[int], older_than_days: Optional[float],
-          now: Optional[datetime] = None, dry_run: bool = False) -> Dict[str, List[str]]:
-    """Remove stored snapshots. Kept: the newest `keep`, and those younger than the given days;
-    with both options a snapshot goes only when neither keeps it."""
-    now = now or datetime.now(timezone.utc)
-    snaps = list(reversed(listing(layout)))  # newest first
-    cutoff = now - timedelta(days=older_than_days) if older_than_days is not None else None
-    removed, kept = [], []
-    for i, s in enumerate(snaps):
-        created = datetime.strptime(s["created"], "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=timezone.utc)
-        keep_it = ((keep is not None and i < keep)
-                   or (cutoff is not None and created >= cutoff)
-                   or (keep is None and cutoff is None))
-        (kept if keep_it else removed).append(s["id"])
-        if not keep_it and not dry_run:
-            os.unlink(s["file"])
-    return {"removed": removed, "kept": kept}
-
-
 # --- comparing (pure) ------------------------------------------------------------------------
 
 def diff_files(a: List[Dict[str, Any]], b: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -431,10 +305,22 @@ def diff_files(a: List[Dict[str, Any]], b: List[Dict[str, Any]]) -> Dict[str, An
             "changed": changed}
 
 
+def unstable(name: str, value: str) -> bool:
+    """A `go env` setting that differs on every run of the same go: GOGCCFLAGS (go derives it
+    from CC and CGO_*, which are compared, and it names a fresh temp build dir each time) and
+    any value holding such a dir (`go-build` and digits)."""
+    return name in UNSTABLE_ENV or bool(TEMP_BUILD_DIR.search(value))
+
+
 def diff_env(a: Mapping[str, str], b: Mapping[str, str]) -> Dict[str, Any]:
+    """Stable settings only; `ignored` names the others (recorded, never compared)."""
+    ignored = sorted({k for k, v in [*a.items(), *b.items()] if unstable(k, v)})
+    a = {k: v for k, v in a.items() if k not in ignored}
+    b = {k: v for k, v in b.items() if k not in ignored}
     return {"added": {k: b[k] for k in sorted(b.keys() - a.keys())},
             "removed": {k: a[k] for k in sorted(a.keys() - b.keys())},
-            "changed": {k: [a[k], b[k]] for k in sorted(a.keys() & b.keys()) if a[k] != b[k]}}
+            "changed": {k: [a[k], b[k]] for k in sorted(a.keys() & b.keys()) if a[k] != b[k]},
+            "ignored": ignored}
 
 
 def diff_modules(a: List[Dict[str, Any]], b: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -453,7 +339,8 @@ def diff(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
     env = diff_env(a["go"]["env"], b["go"]["env"])
     modules = diff_modules(a["modules"], b["modules"])
     same = (a["goroot"]["root_hash"] == b["goroot"]["root_hash"]
-            and not any(env.values()) and not any(modules.values())
+            and not any(v for k, v in env.items() if k != "ignored")
+            and not any(modules.values())
             and a["go"]["version"] == b["go"]["version"])
     return {"from": a["id"], "to": b["id"], "same": same,
             "toolchain": [a["toolchain"], b["toolchain"]],
@@ -476,13 +363,15 @@ def verify(snap: Dict[str, Any], layout: Layout) -> Dict[str, Any]:
     named = {"changed": [c["path"] for c in f["changed"]], "added": f["added"],
              "removed": f["removed"]}
     count = sum(len(v) for v in named.values())
-    what = "; ".join(f"{kind} {', '.join(paths[:10])}" + (" ..." if len(paths) > 10 else "")
+    what = "; ".join(f"{kind} {', '.join(plain(p) for p in paths[:10])}"
+                     + (" ..." if len(paths) > 10 else "")
                      for kind, paths in named.items() if paths)
     if toolchain != snap["toolchain"]:
-        why = (f" (the snapshot was of {snap['toolchain']}, `current` is now {toolchain})")
-        todo = (f"the build environment changed since the snapshot; switch back to "
-                f"{snap['toolchain']} if that is the one to build with, or record the new one "
-                "with `rescue.pyz snapshot create`")
+        was = plain(snap["toolchain"])
+        why = f" (the snapshot was of {was}, `current` is now {toolchain})"
+        todo = (f"the build environment changed since the snapshot; switch back to {was} if "
+                "that is the one to build with, or record the new one with `rescue.pyz "
+                "snapshot create`")
     else:
         why = ""
         todo = ("if nobody changed it on purpose, treat the toolchain as tampered with: move "

@@ -83,16 +83,43 @@ def carried_modules(goproxy: Path) -> List[str]:
     return sorted(found)
 
 
-def _judge_goproxy(value: str) -> Tuple[str, str]:
-    entries = [e for e in re.split(r"[,|]", value) if e]
-    network = [e for e in entries if e == "direct" or (e != "off" and not e.startswith("file:"))]
+def goproxy_list(value: str) -> List[str]:
+    """The entries go reads from a GOPROXY value (cmd/go/internal/modfetch proxyList): split at
+    every `,` and `|`, trimmed, empty ones dropped, nothing after `off` or `direct`, and a bare
+    host (a dot, colon or slash but no `:/`) taken as https://."""
+    entries: List[str] = []
+    for entry in re.split(r"[,|]", value):
+        entry = entry.strip()
+        if not entry:
+            continue
+        if re.search(r"[.:/]", entry) and ":/" not in entry and not entry.startswith("/"):
+            entry = "https://" + entry
+        entries.append(entry)
+        if entry in ("off", "direct"):
+            break
+    return entries
+
+
+def _judge_goproxy(value: str, wired: str) -> Tuple[str, str]:
+    """Judged on the list go parses, never on the string: every entry must be the bundles'
+    proxy (an `off` after it changes nothing), else go would read modules from elsewhere."""
+    entries = goproxy_list(value)
+    others = [e for e in entries if e.rstrip("/") != wired.rstrip("/")]
+    if entries and len(others) < len(entries) and all(e == "off" for e in others):
+        return "ok", ""
+    network = [e for e in others if e == "direct" or (e != "off" and not e.startswith("file:"))]
     if network:
         return FAIL, (f"go would fetch modules over the network ({', '.join(network)}) "
                       "instead of from the bundles' proxy")
     if entries == ["off"]:
         return WARN, ("no network, but modules come only from your module cache, not from the "
                       "bundles' proxy (install with --modcache to fill it)")
-    return WARN, "no network, but modules come from another file proxy than the bundles' one"
+    if not entries:
+        return FAIL, "the list names no proxy at all: go refuses to fetch any module"
+    files = [e for e in others if e != "off"]
+    return FAIL, (f"the GOPROXY list holds {', '.join(files)}"
+                  + (" besides the bundles' proxy" if len(others) < len(entries) else "")
+                  + ": go would read modules from there, which no signed bundle checked")
 
 
 def _judge_gotoolchain(value: str, version: str) -> Tuple[str, str]:
@@ -109,7 +136,10 @@ def _judge_goflags(value: str) -> Tuple[str, str]:
         return FAIL, ("-mod=mod lets go add modules that go.sum does not pin and rewrite go.mod "
                       "instead of stopping; with GOSUMDB=off nothing checks what it adds")
     if any(f.lstrip("-").split("=")[0] == "insecure" for f in flags):
-        return FAIL, "-insecure asks go to fetch modules without TLS checks"
+        # Checked with go 1.21.13, 1.22.10 and 1.27.3: the other commands ignore the flag.
+        return FAIL, ("-insecure was removed in Go 1.17: every `go get` stops with \"-insecure "
+                      "flag is no longer supported; use GOINSECURE instead\"; it turns no TLS "
+                      "check off")
     return WARN, "go applies these flags to every command; none of them reaches the network"
 
 
@@ -124,7 +154,7 @@ def _judge_noproxy(key: str, value: str, carried: Sequence[str]) -> Tuple[str, s
 
 
 def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[str, str],
-          version: str, carried: Sequence[str], env_sh: Path) -> List[Finding]:
+          version: str, carried: Sequence[str], source_env: str) -> List[Finding]:
     """One finding per wired setting (always) and per unwired one the user set; a FAIL means
     `go` would reach the network or trust what nothing pins."""
     goenv = effective.get("GOENV", "")
@@ -139,16 +169,15 @@ def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[s
         for s in srcs:
             lines += [s.where, f"fix: {s.fix}"]
         if shell_fix:
-            lines.append(f"or, for one shell: . {env_sh}  (exports {key}={wired[key]})")
+            lines.append(f"or, for one shell: {source_env}  (exports {key}={wired[key]})")
         findings.append(Finding(key, level, effective.get(key, ""), expected, tuple(lines)))
 
     for key in WIRED:
         value = effective.get(key, "")
-        if value == wired[key]:
-            findings.append(Finding(key, "ok", value, wired[key], ()))
-            continue
         if key == "GOPROXY":
-            level, why = _judge_goproxy(value)
+            level, why = _judge_goproxy(value, wired[key])
+        elif value == wired[key]:
+            level, why = "ok", ""
         elif key == "GOTOOLCHAIN":
             level, why = _judge_gotoolchain(value, version)
         elif value == "off":
@@ -157,6 +186,9 @@ def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[s
         else:
             level, why = FAIL, (f"go would ask the checksum database {value!r} over the "
                                 "network about any module missing from go.sum")
+        if level == "ok":
+            findings.append(Finding(key, "ok", value, wired[key], ()))
+            continue
         add(key, level, why, wired[key], shell_fix=True)
 
     own = {k: bool(sources(k, env, goenv)) for k in ("GONOPROXY", "GONOSUMDB")}
@@ -181,7 +213,8 @@ def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[s
     return findings
 
 
-def goroot_sources(env: Mapping[str, str], goenv: str, env_sh: Path) -> Optional[List[str]]:
+def goroot_sources(env: Mapping[str, str], goenv: str, source_env: str
+                   ) -> Optional[List[str]]:
     """Why `go env GOROOT` names another tree, if the user's settings say so."""
     srcs = sources("GOROOT", env, goenv)
     if not srcs:
@@ -189,5 +222,5 @@ def goroot_sources(env: Mapping[str, str], goenv: str, env_sh: Path) -> Optional
     lines = ["a GOROOT setting points this go at another tree"]
     for s in srcs:
         lines += [s.where, f"fix: {s.fix}"]
-    lines.append(f"or, for one shell: . {env_sh}  (unsets GOROOT)")
+    lines.append(f"or, for one shell: {source_env}  (unsets GOROOT)")
     return lines

@@ -89,6 +89,8 @@ class Report:
     missing: List[Dict[str, Any]] = field(default_factory=list)
     added: List[Dict[str, Any]] = field(default_factory=list)
     unreadable: List[Dict[str, Any]] = field(default_factory=list)
+    # Removed (or swapped by `repair`) by another command while being verified: not judged.
+    removed_while_verifying: List[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -348,6 +350,13 @@ class Verifier:
                 return
         self.report.changed.append({"path": shown_path, "bundle": bundle, **what})
 
+    def merge(self, part: Report) -> None:
+        """What another Verifier found, added to this report."""
+        for name in ("changed", "missing", "added", "unreadable"):
+            getattr(self.report, name).extend(getattr(part, name))
+        self.report.files += part.files
+        self.report.bytes += part.bytes
+
     def _unreadable(self, shown_path: str, exc: OSError) -> None:
         self.report.unreadable.append({"path": shown_path, "error": exc.strerror or str(exc)})
 
@@ -503,28 +512,55 @@ def verify(layout: Layout, signers: List[AllowedSigner], trust_source: str,
                  on_bytes, workers or min(8, 2 * (os.cpu_count() or 1)))
     with ThreadPoolExecutor(max_workers=v.workers) as pool:
         # Walk and start hashing first: the pool hashes while the manifests are checked.
-        scans = [Scan(layout.versions / tc_id, f"versions/{tc_id}", pool) for tc_id in ids]
+        scans = [(_dir_identity(layout.versions / tc_id),
+                  Scan(layout.versions / tc_id, f"versions/{tc_id}", pool)) for tc_id in ids]
         proxy = Scan(layout.goproxy, "goproxy", pool)
-        on_total(sum(e.size for s in scans + [proxy] for e in s.entries.values()
-                     if e.kind == "file"))
+        on_total(sum(e.size for s in [s for _, s in scans] + [proxy]
+                     for e in s.entries.values() if e.kind == "file"))
         bundles = load_bundles(layout, signers, trust_source)
         v.report.bundles = [b.to_dict() for b in bundles]
-        for tc_id, scan in zip(ids, scans):
-            v.report.toolchains.append(tc_id)
+        for tc_id, (before, scan) in zip(ids, scans):
+            part = Verifier(Report(v.report.prefix), on_bytes, v.workers)
             carrier = next((b for b in reversed(bundles)
                             if any(t.id == tc_id for t in b.manifest.toolchains)), None)
             if carrier is None:
-                v.report.added.append({"path": scan.shown_top, "type": "dir",
-                                       "note": "no recorded bundle carries this toolchain"})
+                part.report.added.append({"path": scan.shown_top, "type": "dir",
+                                          "note": "no recorded bundle carries this toolchain"})
+            else:
+                part.compare(scan, goroot_expectations(carrier, tc_id), layout)
+            # Judged only after every hash is in: a tree `remove` renamed away meanwhile is
+            # gone, not tampered with (its paths vanished under the walk).
+            if before is None or not _same_dir(layout.versions / tc_id, before):
+                v.report.removed_while_verifying.append(tc_id)
                 continue
-            v.compare(scan, goroot_expectations(carrier, tc_id), layout)
+            v.report.toolchains.append(tc_id)
+            v.merge(part.report)
         if proxy.exists or any(b.manifest.modules for b in bundles):
             v.compare(proxy, proxy_expectations(bundles))
+    gone = v.report.removed_while_verifying
+    if gone and not every:
+        raise NotReadyError(
+            f"verifying {', '.join(gone)}: another rescue command (remove, prune, repair) "
+            "removed or replaced it while it was being verified; run verify again",
+            operation="verifying", subject=", ".join(gone))
     check_module_hashes(v, layout.goproxy, bundles)
     if modcache_dir is not None:
         check_modcache(v, modcache_dir, layout.goproxy, bundles)
     v.report.seconds = round(time.monotonic() - started, 2)
     return v.report
+
+
+def _dir_identity(path: Path) -> Optional[Tuple[int, int]]:
+    """(device, inode) of a directory itself, None when it is not there (or not a directory)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+def _same_dir(path: Path, before: Tuple[int, int]) -> bool:
+    return _dir_identity(path) == before
 
 
 def check_toolchain(layout: Layout, bundle: Bundle, tc_id: str,

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from installer import checklist, crashpoints, history, prefix, state, statefile
+from installer import checklist, crashpoints, guard_pending, history, prefix, state, statefile
 from installer import guard as guard_mod
 from installer import policy as policy_mod
 from installer.checklist import Check
 from installer.host import host_target
 from installer.prefix import Layout
-from manifests.errors import ChecklistError, NotReadyError
+from installer.statefile import DamagedState, damaged
+from manifests.errors import ChecklistError, Interrupted, NotReadyError
 from manifests.goversion import normalize, split_toolchain_id, version_key
 
 PINS_FILE = "pins.json"
@@ -363,18 +364,103 @@ def make_room(layout: Layout, needed: int, auto_prune: bool) -> List[str]:
 
 def recover(layout: Layout) -> List[str]:
     """Everything the next command does about an interrupted one, said as notes."""
-    return remove_trash(layout) + finish_repairs(layout) + state.recover(layout)
+    return (remove_trash(layout) + finish_repairs(layout) + state.recover(layout)
+            + recover_guard(layout))
+
+
+def recover_guard(layout: Layout) -> List[str]:
+    """A guarded switch whose guard never gave its verdict: its toolchain was never verified,
+    so the one before it is made current again (its checklist re-run)."""
+    try:
+        doc = guard_pending.read(layout, lambda i: _split(i) is not None,
+                                 lambda i: _split(i) is not None
+                                 and _is_real_dir(layout.versions / i))
+    except DamagedState as exc:
+        path = layout.state / guard_pending.PENDING_FILE
+        if _is_real_dir(path):  # not a file rescue can drop for the operator
+            raise damaged(path, "the guarded-switch journal", "it is a directory",
+                          f"move it away (`mv {path} {path}.bad`) and run the command again; "
+                          "then check with `list` that the current toolchain is the one you "
+                          "want") from None
+        guard_pending.clear(layout)
+        return [str(exc)]
+    if doc is None:
+        return []
+    tc_id, prev, op = doc["guarded"], doc["previous"], doc["op"]
+    ended = guard_mod.kill_leftovers(doc["run"])
+    cur = current_id(layout)
+    if prev == tc_id:
+        note = f"a guard of {tc_id} was cut short; it was current before and stays current"
+    elif cur != tc_id:
+        note = (f"a guard of {tc_id} was cut short before {tc_id} became current; "
+                f"{cur or 'nothing'} stays current")
+    elif prev is None:
+        note = (f"a guard of {tc_id} was cut short and no toolchain was current before it; "
+                f"{tc_id} stays current, unverified: check it with `use {tc_id} "
+                "--guard-project DIR`")
+    else:
+        note = (f"a guard of {tc_id} was cut short; "
+                + _switch_back(layout, prev, f"the guard of {tc_id} after {op} was cut short "
+                               "(killed or interrupted)", tc_id))
+    guard_pending.clear(layout)
+    if ended:
+        note += f" (ended {ended} process{'es' if ended > 1 else ''} its guard left running)"
+    return [note]
+
+
+def _switch_back(layout: Layout, prev: str, why: str, unverified: str) -> str:
+    """Make `prev` current again after a guard of `unverified` did not pass; says what is
+    current now."""
+    try:
+        back = switch(layout, prev, "guard-rollback", why, checks_for(layout))
+    except ChecklistError as exc:
+        return (f"putting {prev} back failed ({exc}); {unverified} stays current, "
+                "unverified: run `doctor`")
+    return (f"{back.current} is current again (checklist "
+            f"{'ok' if all(c.ok for c in back.checks) else 'FAILED'}, {back.seconds:.1f}s)")
 
 
 def guarded(layout: Layout, tc_id: str, op: str, why: str,
             guard: Optional[guard_mod.Guard]) -> Switched:
     """`switch`, then the guard; a failing guard makes the previous toolchain current again."""
-    before = guard_mod.baseline(guard, layout) if guard else {}
-    done = switch(layout, tc_id, op, why, checks_for(layout))
-    if guard:
-        done.guard = guard_mod.run(guard, layout, before, op)
-        check_guard(layout, done, op)
+    if not guard:
+        return switch(layout, tc_id, op, why, checks_for(layout))
+    before = guard_mod.baseline(guard, layout)
+    run_id = guard_pending.write(layout, op, tc_id, current_id(layout))
+    try:
+        done = switch(layout, tc_id, op, why, checks_for(layout))
+    except Exception:
+        if current_id(layout) != tc_id:  # refused before the switch: nothing to verify
+            guard_pending.clear(layout)
+        raise
+    run_guard(layout, done, guard, before, op, run_id)
     return done
+
+
+def run_guard(layout: Layout, done: Switched, guard: guard_mod.Guard,
+              before: Dict[Path, Optional[List[str]]], op: str, run_id: str) -> None:
+    """The guard after a journaled switch to `done.current`, and its verdict acted on: pass,
+    nothing; failure, the previous toolchain again and exit 4; Ctrl-C, the previous toolchain
+    again and exit 130. The journal goes once that is done (a kill before leaves it for
+    `recover_guard`)."""
+    try:
+        done.guard = guard_mod.run(guard, layout, before, op, run_id)
+    except KeyboardInterrupt:
+        where = (_switch_back(layout, done.previous, f"the guard of {done.current} after {op} "
+                              "was interrupted (Ctrl-C)", done.current or "")
+                 if done.previous else f"{done.current} stays current, unverified (nothing "
+                 "was current before it)")
+        guard_pending.clear(layout)
+        err = Interrupted(f"guarded {op} of {done.current}: interrupted while its guard ran; "
+                          f"{where}")
+        err.details = done.to_dict()  # type: ignore[attr-defined]
+        raise err from None
+    try:
+        check_guard(layout, done, op)
+    except Exception:
+        guard_pending.clear(layout)
+        raise
+    guard_pending.clear(layout)
 
 
 def check_guard(layout: Layout, done: Switched, op: str) -> None:
@@ -384,13 +470,10 @@ def check_guard(layout: Layout, done: Switched, op: str) -> None:
         return
     f = report.failure
     code = "timed out" if f.exit_code is None else f"exit {f.exit_code}"
-    if done.previous and (layout.versions / done.previous).is_dir():
-        back = switch(layout, done.previous, "guard-rollback",
-                      f"guard failed after {op} of {done.current}: {f.stage}",
-                      checks_for(layout))
-        where = (f"{back.current} is current again (checklist "
-                 f"{'ok' if all(c.ok for c in back.checks) else 'FAILED'}, "
-                 f"{back.seconds:.1f}s)")
+    if done.previous and _is_real_dir(layout.versions / done.previous):
+        where = _switch_back(layout, done.previous,
+                             f"guard failed after {op} of {done.current}: {f.stage}",
+                             done.current or "")
     else:
         where = f"there is no earlier toolchain to go back to; {done.current} stays current"
     err = ChecklistError(f"guarded {op} of {done.current}: {f.stage} failed ({code}): "

@@ -7,20 +7,76 @@ import errno
 import os
 import shlex
 import stat
+import unicodedata
+import urllib.parse
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from installer import sumdb_prefix
 from installer.prefix import Layout, read_only_mode
-from manifests.errors import TrustError
+from manifests.errors import NotReadyError, TrustError
 from manifests.files import write_atomic
 from manifests.limits import DEFAULT_LIMITS
+from manifests.text import shown
+
+# What each character a prefix path cannot hold would break. Percent-encoding covers `%`, `#`,
+# `?` and spaces in the URL; these break something no encoding reaches.
+_GOPROXY_LIST = ("which go reads as a GOPROXY list separator: the offline proxy's file:// URL "
+                 "would split into a network proxy")
+_REFUSED = {
+    ",": ("a comma", _GOPROXY_LIST),
+    "|": ("a vertical bar", _GOPROXY_LIST),
+    # P/current/bin goes on PATH, which cannot hold its own separator.
+    os.pathsep: ("a " + ("colon" if os.pathsep == ":" else "semicolon"),
+                 "which splits PATH, so `. env.sh` could not put P/current/bin on it"),
+}
+if os.sep == "/":  # on Windows it is the separator itself
+    # cmd/go quotes * ? [ ] in a package directory before globbing //go:embed patterns, but
+    # not the backslash: the standard library's embedded files go missing (`go list std`).
+    _REFUSED["\\"] = ("a backslash", "which go reads as a glob escape in the GOROOT, so it "
+                                     "cannot build its own standard library")
+
+
+def prefix_problem(root: Path) -> Optional[str]:
+    """Why go or the shell snippets cannot work from a prefix at this path, or None."""
+    for char in str(root):
+        if char in _REFUSED:
+            name, why = _REFUSED[char]
+            return f"the path holds {name} ({char!r}), {why}"
+        category = unicodedata.category(char)
+        if category == "Cs":  # a byte os.fsdecode could not decode
+            return (f"the path holds a byte that is not UTF-8 ({char!r}), which go.env, a "
+                    "UTF-8 text file, cannot hold")
+        if category in ("Cc", "Zl", "Zp"):
+            return (f"the path holds a control character or line break ({char!r}), which the "
+                    "line-based places the path goes (go.env, `go env` output, messages) "
+                    "cannot carry")
+    return None
+
+
+def check_prefix(root: Path) -> None:
+    """Refuse, before anything is written, a prefix whose path the wiring cannot carry."""
+    problem = prefix_problem(root)
+    if problem:
+        raise NotReadyError(f"installing into {shown(root, 4096)}: {problem}; choose another "
+                            "--prefix without it")
 
 
 def file_url(path: Path) -> str:
-    """A file:// URL the go command accepts (Windows: file:///C:/..., forward slashes)."""
+    """A file:// URL the go command accepts (Windows: file:///C:/..., forward slashes).
+
+    cmd/go url.Parse-s each GOPROXY entry and reads the file at its decoded path: `%`, `#`,
+    `?`, spaces and anything else outside RFC 3986's path characters are percent-encoded.
+    `,` and `|` are never left bare (go splits the list there) and are refused anyway."""
     posix = path.absolute().as_posix()
-    return "file://" + (posix if posix.startswith("/") else "/" + posix)
+    posix = posix if posix.startswith("/") else "/" + posix
+    return "file://" + urllib.parse.quote(posix, safe="/:@!$&'()*+;=")
+
+
+def source_line(root: Path) -> str:
+    """`. P/env.sh` as a line to paste: quoted, so a path with `$(...)` or a backtick runs
+    nothing but the `.`; every message that tells the user to source env.sh prints this."""
+    return ". " + shlex.quote(str(root / "env.sh"))
 
 
 def go_settings(layout: Layout) -> Dict[str, str]:
@@ -154,7 +210,9 @@ def shell_snippets(layout: Layout) -> Dict[str, str]:
             "end\n"
             f"set -gx PATH {_fish_quote(bin_dir)} $PATH\n"
             + "".join(f"set -gx {k} {_fish_quote(v)}\n" for k, v in settings.items())
-            + "set -e GOROOT\n"),
+            # `set -e` of an unset variable returns 4, which would make `source env.fish; and
+            # go build` skip the build: the last status must be 0 either way.
+            + "if set -q GOROOT\n    set -e GOROOT\nend\n"),
         "env.ps1": (
             "# rescue: `. env.ps1` puts the emergency Go toolchain first on PATH (once) and\n"
             "# exports its offline settings.\n"

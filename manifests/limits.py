@@ -49,6 +49,12 @@ class Limits:
     sumdb_records: int = 1_000_000  # lookups one bundle may carry
     sumdb_name_chars: int = 255  # a database name is a host[/path]
     sumdb_patterns_chars: int = 4 * KiB  # the GONOSUMDB patterns a manifest records
+    # Guarded switches: the output of the operator's commands, and the journal of one switch.
+    guard_log_bytes: int = 16 * MiB  # head of a guard run's output kept in its log
+    guard_log_tail_bytes: int = 64 * KiB  # and the end of each command's, when the head is cut
+    guard_logs_kept: int = 20  # P/state/guard-logs keeps the newest this many
+    guard_environ_bytes: int = 4 * MiB  # a process's environment read back when sweeping
+    guard_pending_bytes: int = 64 * KiB  # P/state/guard-pending.json (a real one is ~200 bytes)
 
 
 DEFAULT_LIMITS = Limits()

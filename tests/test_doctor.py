@@ -25,7 +25,7 @@ def fake_goroot(where: Path, version: str = "go1.21.13", *, sdk: bool = True,
     """A GOROOT whose bin/go answers like craft's fake go (settings from env, then go.env)."""
     (where / "bin").mkdir(parents=True)
     go = where / "bin" / "go"
-    go.write_text(craft.FAKE_GO.format(version=version, goos="linux", goarch="amd64"))
+    go.write_text(craft.FAKE_GO.format(version=version, goos="linux", goarch="amd64", builds=""))
     go.chmod(0o755)
     (where / "go.env").write_text(go_env)
     (where / "VERSION").write_text(f"{version}\ntime 2024-08-06T00:00:00Z\n")

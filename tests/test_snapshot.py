@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from installer import cli, snapshot
+from installer import cli, snapshot, snapshot_store
 from installer.prefix import Layout
 from manifests.dirhash import hash_gomod
 from tests.support import bundles, craft
@@ -258,13 +258,13 @@ def test_prune_keeps_the_newest_and_drops_the_old(
     now = datetime.now(timezone.utc)
     ids = []
     for days in (40, 20, 10, 1):
-        doc = snapshot.take(layout, f"d{days}", now=now - timedelta(days=days))
-        snapshot.save(layout, doc)
+        doc = snapshot.take(layout, now=now - timedelta(days=days))  # untagged: prunable
+        snapshot_store.save(layout, doc)
         ids.append(doc["id"])
     code, dry = run_json(capsys, "snapshot", "prune", "--keep", "1", "--dry-run",
                          "--prefix", prefix)
     assert code == 0 and dry["removed"] == ids[-2::-1]
-    assert len(os.listdir(snapshot.store(layout))) == 4
+    assert len(os.listdir(snapshot_store.store(layout))) == 4
     # --keep and --older-than together: a snapshot goes when neither keeps it
     code, out = run_json(capsys, "snapshot", "prune", "--keep", "1", "--older-than", "15",
                          "--prefix", prefix)
@@ -273,7 +273,7 @@ def test_prune_keeps_the_newest_and_drops_the_old(
     assert out["removed"] == [ids[2]]
     code, out = run_json(capsys, "snapshot", "prune", "--keep", "0", "--prefix", prefix)
     assert out["removed"] == [ids[3]]
-    assert snapshot.listing(layout) == []
+    assert snapshot_store.listing(layout) == []
 
 
 def test_every_error_a_user_can_meet(
@@ -321,14 +321,14 @@ def test_a_user_who_cannot_write_the_store_still_gets_the_copy(
         capsys: pytest.CaptureFixture[str], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     install(old_and_new[0], prefix, signing)
-    real_write = snapshot.write_atomic
+    real_write = snapshot_store.write_atomic
 
     def store_is_root_s(path: Path, data: Any) -> None:  # a CI user on root's prefix
-        if snapshot.store(Layout(prefix)) in path.parents:
+        if snapshot_store.store(Layout(prefix)) in path.parents:
             raise PermissionError(13, "Permission denied", str(path))
         real_write(path, data)
 
-    monkeypatch.setattr(snapshot, "write_atomic", store_is_root_s)
+    monkeypatch.setattr(snapshot_store, "write_atomic", store_is_root_s)
     code, out = run_json(capsys, "snapshot", "create", "-o", tmp_path / "mine.json",
                          "--prefix", prefix)
     assert code == 0 and out["file"] is None, out

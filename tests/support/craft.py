@@ -30,10 +30,13 @@ case "$1 $2" in
   "env -json") shift 2; sep="{{"; for k in "$@"; do
       printf '%s\\n  "%s": "%s"' "$sep" "$k" "$(setting "$k")"; sep=","; done; printf '\\n}}\\n' ;;
   "env "*) setting "$2"; echo ;;
-  "list std") i=0; while [ $i -lt 150 ]; do echo "pkg$i"; i=$((i+1)); done ;;
+  "list std") i=0; while [ $i -lt 150 ]; do echo "pkg$i"; i=$((i+1)); done ;;{builds}
   *) echo "fake go: $*" >&2; exit 2 ;;
 esac
 """
+BUILDS = """
+  "build "*|"mod verify") ;;
+  "list -m") echo "example.com/app" ;;"""
 UPSTREAM_GO_ENV = b"GOPROXY=https://proxy.golang.org,direct\nGOSUMDB=sum.golang.org\n"
 
 
@@ -73,8 +76,9 @@ class Craft:
         return self
 
     def toolchain(self, version: str = "go1.21.13", goos: str = "linux",
-                  goarch: str = "amd64", tree: bool = True) -> str:
-        """List a fake toolchain (and, with `tree`, its GOROOT); returns the GOROOT path."""
+                  goarch: str = "amd64", tree: bool = True, builds: bool = False) -> str:
+        """List a fake toolchain (and, with `tree`, its GOROOT); returns the GOROOT path.
+        With `builds`, its go also passes a guard's build, `mod verify` and `list -m all`."""
         tc_id = f"{version}.{goos}-{goarch}"
         self.toolchains.append({"version": version, "os": goos, "arch": goarch,
                                 "source": "godl", "url": f"https://go.dev/dl/{tc_id}.tar.gz",
@@ -83,7 +87,8 @@ class Craft:
         if tree:
             self.dir("toolchains").dir(f"toolchains/{tc_id}").dir(root).dir(f"{root}/bin")
             self.file(f"{root}/bin/go",
-                      FAKE_GO.format(version=version, goos=goos, goarch=goarch).encode(), 0o755)
+                      FAKE_GO.format(version=version, goos=goos, goarch=goarch,
+                                     builds=BUILDS if builds else "").encode(), 0o755)
             self.file(f"{root}/go.env", UPSTREAM_GO_ENV)
             self.file(f"{root}/VERSION", f"{version}\n".encode())
         return root
