@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from installer import sumdb_check, usersettings
+from installer import go_commands, sumdb_check, usersettings
 from installer.prefix import Layout
 from installer.wiring import go_settings, source_line
 
@@ -122,7 +122,8 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
         checks.append(Check("go env", False, "the Go settings", error))
     else:
         for f in usersettings.judge(values, user_env, wired, version,
-                                    usersettings.carried_modules(layout.goproxy), source_env):
+                                    usersettings.carried_modules(layout.goproxy), source_env,
+                                    installed=list(go_commands.wanted(layout))):
             checks.append(Check(f"go env {f.key}", f.level != usersettings.FAIL,
                                 f.expected or "(not set)", f.got,
                                 warn=f.level == usersettings.WARN, detail=f.lines))
