@@ -10,13 +10,14 @@ import click
 
 from installer.cli import cli as installer_cli
 from installer.cli import main as run_main
+from installer.cli_group import Commands
 from installer.output import emit_json
 from manifests import __version__
 from manifests.errors import ChecklistError, NotReadyError
 from manifests.volumes import parse_size
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rescue")
 def cli() -> None:
     """Build signed bundles of Go toolchains and modules; install them offline.
@@ -91,9 +92,21 @@ def keys_trust(pubkey: Path, store: Path, principal: Optional[str], as_json: boo
                             f"file ({pubkey}.pub), and keep the private key on the build host")
     pub = sshkey.parse_public_line(line)
     name = principal or pub.comment or pub.key_id
+    have = allowed_signers.entry_for(store, pub)
+    if have is not None:  # trusting a trusted key again is a no-op, not an error
+        if as_json:
+            emit_json({"store": str(store), "key_id": pub.key_id, "added": False,
+                       "principals": list(have.principals), "line": have.line})
+            return
+        rename = (f"; to name it {principal}, `rescue keys untrust {pub.key_id} --store "
+                  f"{store}` first" if principal and principal not in have.principals else "")
+        click.echo(f"already trusted: {pub.key_id} is in {store} (line {have.line}, as "
+                   f"{','.join(have.principals)}); nothing changed{rename}")
+        return
     allowed_signers.add_signer(store, name, line)
     if as_json:
-        emit_json({"store": str(store), "key_id": pub.key_id, "principals": [name]})
+        emit_json({"store": str(store), "key_id": pub.key_id, "added": True,
+                   "principals": [name]})
         return
     click.echo(f"trusted {pub.key_id} ({name}) in {store}")
 

@@ -17,6 +17,7 @@ from bundler.modules import parse_explicit
 from manifests import goversion
 from manifests.errors import NotReadyError
 from manifests.model import NAME_RE
+from manifests.text import a_kind
 
 SOURCES = ("godl", "pypi")
 _TARGET = re.compile(r"^[a-z0-9]+-[a-z0-9_]+$")
@@ -152,7 +153,7 @@ class _Source:
             return default
         value = table[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error((name, key), f"{name}.{key} must be a {kind.__name__}, "
+            raise self.error((name, key), f"{name}.{key} must be {a_kind(kind)}, "
                                           f"got {value!r}")
         return value
 

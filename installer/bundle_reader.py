@@ -61,6 +61,9 @@ class _BoundedTarInfo(tarfile.TarInfo):
         return super()._proc_member(tarfile_)  # type: ignore[misc,no-any-return]
 
 
+SUMS_SUFFIX = ".sha256"  # BUNDLE.sha256, what `rescue build` writes beside BUNDLE
+
+
 def truncated(path: Path, exc: BaseException) -> TrustError:
     return TrustError(f"reading bundle {path}: the file is truncated or damaged "
                       f"({shown(exc)}); copy "
@@ -73,6 +76,11 @@ class BundleReader:
     def __init__(self, path: Path, limits: Limits = DEFAULT_LIMITS) -> None:
         self.path = path
         self.limits = limits
+        if path.name.endswith(SUMS_SUFFIX):  # the file beside the bundle, an easy pick in a list
+            bundle = path.with_name(path.name[:-len(SUMS_SUFFIX)])
+            raise NotReadyError(f"opening bundle {path}: it is the bundle's checksum file "
+                                f"(`sha256sum -c` reads it); pass the bundle {bundle}",
+                                operation="opening bundle", subject=str(path))
         # A bundle cut into parts (a part, or their directory): opened once the index's
         # signature can be checked, in header().
         self._index = volumes.locate(path) if path.exists() else None

@@ -97,7 +97,6 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
     # The checklist itself never downloads a toolchain: GOTOOLCHAIN is read alone (above) and
     # judged; every other go command here runs this go.
     env = {**user_env, "GOTOOLCHAIN": "local"}
-    source_env = source_line(layout.root)
     checks: List[Check] = []
     want = f"go version {version} {goos}/{goarch}"
     try:
@@ -109,6 +108,39 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
     outs = _run_all(go, {
         "goroot": (["env", "GOROOT"], env), "std": (["list", "std"], env),
         **_settings_commands(user_env, env)})
+    checks += _judged(outs, goroot, version, layout, user_env)
+    out = outs["std"]
+    count = len(out.stdout.split())
+    ok = out.returncode == 0 and count > 100
+    checks.append(Check("go list std", ok, "the standard library lists",
+                        f"{count} packages" if ok else _tail(out.stderr) or f"{count} packages"))
+    row = sumdb_check.run(go, layout, go_settings(layout), env)
+    if row is not None:
+        ok, want, got, detail = row
+        checks.append(Check(sumdb_check.NAME, ok, want, got, warn=ok and bool(detail),
+                            detail=detail))
+    return checks
+
+
+def user_settings(goroot: Path, version: str, layout: Layout,
+                  env: Optional[Dict[str, str]] = None) -> List[Check]:
+    """Only the checks of the user's Go settings (GOROOT, the wired and unwired variables):
+    three quick `go env`, for a command that must know before it starts long work."""
+    go = goroot / "bin" / "go"
+    user_env = env if env is not None else check_env(layout)
+    env = {**user_env, "GOTOOLCHAIN": "local"}
+    try:
+        outs = _run_all(go, {"goroot": (["env", "GOROOT"], env),
+                             **_settings_commands(user_env, env)})
+    except OSError:
+        return []  # no go to ask: the full checklist says so, with the reason
+    return _judged(outs, goroot, version, layout, user_env)
+
+
+def _judged(outs: Dict[str, subprocess.CompletedProcess[str]], goroot: Path, version: str,
+            layout: Layout, user_env: Dict[str, str]) -> List[Check]:
+    """`go env GOROOT` and the settings, each judged with where it is set and its fix."""
+    source_env = source_line(layout.root)
     out = outs["goroot"]
     got = out.stdout.strip() or _tail(out.stderr)
     want_root = os.path.realpath(goroot)
@@ -116,25 +148,14 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
     values, error = _settings_from(outs["toolchain"], outs["settings"])
     why = None if ok else usersettings.goroot_sources(user_env, values.get("GOENV", ""),
                                                       source_env)
-    checks.append(Check("go env GOROOT", ok, want_root, got, detail=tuple(why or ())))
-    wired = go_settings(layout)
+    checks = [Check("go env GOROOT", ok, want_root, got, detail=tuple(why or ()))]
     if error:
-        checks.append(Check("go env", False, "the Go settings", error))
-    else:
-        for f in usersettings.judge(values, user_env, wired, version,
-                                    usersettings.carried_modules(layout.goproxy), source_env,
-                                    installed=list(go_commands.wanted(layout))):
-            checks.append(Check(f"go env {f.key}", f.level != usersettings.FAIL,
-                                f.expected or "(not set)", f.got,
-                                warn=f.level == usersettings.WARN, detail=f.lines))
-    out = outs["std"]
-    count = len(out.stdout.split())
-    ok = out.returncode == 0 and count > 100
-    checks.append(Check("go list std", ok, "the standard library lists",
-                        f"{count} packages" if ok else _tail(out.stderr) or f"{count} packages"))
-    row = sumdb_check.run(go, layout, wired, env)
-    if row is not None:
-        ok, want, got, detail = row
-        checks.append(Check(sumdb_check.NAME, ok, want, got, warn=ok and bool(detail),
-                            detail=detail))
+        return checks + [Check("go env", False, "the Go settings", error)]
+    wired = go_settings(layout)
+    for f in usersettings.judge(values, user_env, wired, version,
+                                usersettings.carried_modules(layout.goproxy), source_env,
+                                installed=list(go_commands.wanted(layout))):
+        checks.append(Check(f"go env {f.key}", f.level != usersettings.FAIL,
+                            f.expected or "(not set)", f.got,
+                            warn=f.level == usersettings.WARN, detail=f.lines))
     return checks

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
 
+from installer.cli_group import Commands
 from installer.output import emit_json, print_checks, progress
 from manifests import __version__
 from manifests.errors import Interrupted, NotReadyError, RescueError
@@ -51,7 +52,7 @@ def load_signers(trust: Optional[str], prefix: Optional[Path] = None) -> Tuple[L
     return allowed_signers.parse(text, source), source
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(VERSION, prog_name="rescue")
 def cli() -> None:
     """Rebuild a working Go environment from a signed rescue bundle, offline.

@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from installer.options import JSON, PREFIX
+from installer.options import JSON, PREFIX, TRUST
 from installer.output import emit_json
 
 _MARK = {"error": "ERROR", "warning": "WARN ", "info": "info "}
@@ -17,11 +17,15 @@ _MARK = {"error": "ERROR", "warning": "WARN ", "info": "info "}
 @PREFIX
 @click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=None,
               metavar="DIR", help="Also check this Go project: GOMOD and `go list -m all`.")
+@TRUST
 @JSON
-def doctor(prefix: Optional[Path], project: Optional[Path], as_json: bool) -> None:
+def doctor(prefix: Optional[Path], project: Optional[Path], trust: Optional[str],
+           as_json: bool) -> None:
     """Diagnose the go your shell runs: PATH, GOROOT, settings, start-up files, permissions.
 
-    Exit 0 when clean, 1 with warnings only, 4 when a finding breaks builds.
+    Also checks P/current and the current GOROOT against its signed manifest by path, type,
+    mode and size (`verify` hashes every file; `repair` puts them back). Exit 0 when clean,
+    1 with warnings only, 4 when a finding breaks builds.
 
     \b
     Examples:
@@ -29,10 +33,17 @@ def doctor(prefix: Optional[Path], project: Optional[Path], as_json: bool) -> No
       python3 rescue.pyz doctor --project ~/src/service --json
     """
     from installer import doctor as doc
+    from installer.cli import load_signers
     from installer.prefix import Layout, default_prefix
+    from manifests.errors import NotReadyError
 
     layout = Layout((prefix or default_prefix()).absolute())
-    facts = doc.gather(layout, project)
+    signers, source, why = None, "", ""
+    try:
+        signers, source = load_signers(trust, layout.root)
+    except NotReadyError as exc:  # doctor still diagnoses the shell; the finding says why
+        why = exc.message
+    facts = doc.gather(layout, project, signers=signers, trust_source=source, trust_error=why)
     found = doc.findings(facts)
     code = doc.exit_code(found)
     if as_json:

@@ -9,9 +9,31 @@ from typing import Any, List, Optional
 import click
 
 from installer.options import JSON, PREFIX, TRUST
-from installer.output import emit_json
+from installer.output import emit_json, print_checks
 
 CHOICES = ("goroot-corruption", "modcache-poisoning", "truncated-bundle", "proxy-cert", "all")
+
+
+def _settings_first(layout: Any, names: List[str], as_json: bool) -> None:
+    """Exit 2 at once, with the checklist's causes and fixes, when the user's Go settings
+    would fail the drills' install or rollback minutes from now."""
+    from installer import drill as drills
+    from manifests.errors import NotReadyError
+
+    checks = drills.settings_first(layout, names)
+    failed = [c.name for c in checks if not c.ok]
+    if not failed:
+        return
+    if not as_json:
+        click.echo("your Go settings:")
+        print_checks(checks)
+    err: Any = NotReadyError(
+        f"drilling {layout.root}: your Go settings fail the emergency checklist "
+        f"({', '.join(failed)}); the drills' recovery (install, rollback) runs that checklist, "
+        "so they would fail after minutes of work. Fix the settings above, then run the drill "
+        "again", operation="drilling", subject=str(layout.root))
+    err.details = {"checks": [c.to_dict() for c in checks]}
+    raise err
 
 
 @click.command("drill")
@@ -66,7 +88,8 @@ def drill(name: str, bundle: Optional[Path], prefix: Optional[Path], work: Optio
     signers, source = load_signers(trust, layout.root)
     names: List[str] = list(drills.DRILLS) + [drills.CONNECTED_SIDE] if name == "all" \
         else [name]
-    work_dir = drills.work_dir(work.absolute() if work else None)
+    _settings_first(layout, names, as_json)
+    work_dir = drills.work_dir(layout, work.absolute() if work else None)
     say = (lambda msg: None) if as_json else (lambda msg: click.echo(msg, err=True))
     ctx = drills.Context(layout, signers, source, bundle.absolute() if bundle else None,
                          work_dir, in_place=live, say=say)

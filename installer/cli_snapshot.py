@@ -9,6 +9,7 @@ import click
 
 from installer import snapshot as snap
 from installer import snapshot_store
+from installer.cli_group import Commands
 from installer.options import JSON, PREFIX
 from installer.prefix import Layout
 from manifests.text import plain
@@ -30,7 +31,7 @@ def _emit(doc: Dict[str, Any]) -> None:
     emit_json(doc)
 
 
-@click.group("snapshot")
+@click.group("snapshot", cls=Commands)
 def snapshot() -> None:
     """Record the environment that builds your software, and check it later.
 

@@ -76,6 +76,22 @@ def _locked(prefix_opt: Optional[Path], timeout: float,
         return layout, notes, work(layout)
 
 
+def _switching(prefix_opt: Optional[Path], timeout: float, work: Callable[[Any], Any],
+               as_json: bool) -> Tuple[Any, List[str], Any]:
+    """`_locked` for use and rollback: a failed checklist is shown as install shows it, each
+    check with its cause and fix, before the one-line error."""
+    from manifests.errors import ChecklistError
+
+    try:
+        return _locked(prefix_opt, timeout, work)
+    except ChecklistError as exc:
+        tried = getattr(exc, "result", None)  # None: a guard failed, said in the message
+        if tried is not None and not as_json:
+            click.echo(f"checklist ({tried.current}):")
+            print_checks(tried.checks)
+        raise
+
+
 def _say_notes(notes: List[str]) -> None:
     for n in notes:
         click.echo(f"note      {n}")
@@ -128,8 +144,8 @@ def list_cmd(prefix: Optional[Path], as_json: bool) -> None:
         return
     for r in rows:
         flags = ("*" if r.current else " ") + ("P" if r.pinned else " ")
-        click.echo(f"{flags} {r.id:<28} {r.bytes / 1e6:7.0f} MB  "
-                   f"{r.bundle or '-'}  {r.installed_at or ''}")
+        click.echo(f"{flags} {r.id:<28} {r.bytes / 1e6:7.0f} MB  {r.bundle or '-'}  "
+                   f"signed by {r.signer or '-'}  {r.installed_at or ''}")
     click.echo("(* current, P pinned)")
 
 
@@ -161,7 +177,7 @@ def use_cmd(version: str, prefix: Optional[Path], guard_projects: Tuple[Path, ..
         tc = versions.resolve(layout, version)
         return versions.guarded(layout, tc, "use", f"use {version}", guard or None)
 
-    _, notes, done = _locked(prefix, lock_timeout, work)
+    _, notes, done = _switching(prefix, lock_timeout, work, as_json)
     _switch_report("use", done, notes, as_json)
 
 
@@ -198,7 +214,7 @@ def rollback_cmd(to: Optional[str], prefix: Optional[Path], lock_timeout: float,
                                f"rollback{' --to ' + to if to else ''}",
                                versions.checks_for(layout))
 
-    _, notes, done = _locked(prefix, lock_timeout, work)
+    _, notes, done = _switching(prefix, lock_timeout, work, as_json)
     _switch_report("rollback", done, notes, as_json)
 
 

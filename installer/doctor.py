@@ -13,10 +13,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from installer import checklist, doctor_go, go_commands, usersettings
+from installer import checklist, doctor_go, go_commands, usersettings, verify_shape, versions
 from installer.prefix import Layout
+from installer.verify import Report
 from installer.versions import installed_ids
 from installer.wiring import go_settings, source_line
+from keys.allowed_signers import AllowedSigner
+from manifests.errors import RescueError, TrustError
+from manifests.text import shown
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 EXIT = {ERROR: 4, WARNING: 1}
@@ -97,6 +101,12 @@ class Facts:
     has_go: Dict[str, bool] = field(default_factory=dict)  # dir named in a profile -> holds go
     carried: List[str] = field(default_factory=list)
     go_checks: Optional[doctor_go.GoFacts] = None  # the project's go lines, go.env, P/versions
+    current_problem: str = ""  # what is wrong with P/current (versions.current_problem)
+    installed: List[str] = field(default_factory=list)
+    shape: Optional[Report] = None  # the current GOROOT against its signed manifest
+    shape_error: str = ""  # why it could not be checked
+    shape_untrusted: bool = False  # ... because a kept manifest failed its check
+    shape_checked: bool = False  # a trust store was there to check it with
 
     @property
     def values(self) -> Dict[str, str]:
@@ -126,6 +136,8 @@ def find_path_gos(f: Facts) -> List[Finding]:
                            f"PATH={f.env.get('PATH', '')}",
                            source_env if f.current else "install a bundle: python3 "
                            "rescue.pyz install BUNDLE, then . P/env.sh"))
+    elif mine is None and f.current_problem:
+        pass  # find_current_link names the link and its fix
     elif mine is None:
         out.append(Finding("path-go", ERROR, f"no rescue toolchain is current in "
                            f"{f.layout.root}; the shell runs {gos[0].go}",
@@ -388,8 +400,64 @@ def find_go_checks(f: Facts) -> List[Finding]:
     return out
 
 
-FINDERS = (find_path_gos, find_path_entries, find_versions, find_goroot_setting, find_gopath,
-           find_gomod, find_settings, find_profiles, find_tree_modes, find_trio, find_go_checks)
+def find_current_link(f: Facts) -> List[Finding]:
+    if not f.current_problem:
+        return []
+    return [Finding("current-link", ERROR, f"{f.layout.current}: {f.current_problem}; the go "
+                    "it leads to is not a toolchain rescue installed", str(f.layout.current),
+                    f"python3 rescue.pyz use VERSION --prefix {f.layout.root} (installed: "
+                    f"{', '.join(f.installed) or 'none'})")]
+
+
+def find_integrity(f: Facts) -> List[Finding]:
+    """The current GOROOT's paths, types, modes and sizes against its signed manifest."""
+    if f.current is None:
+        return []
+    where = f"{f.layout.versions / f.current}"
+    verify_cmd = f"python3 rescue.pyz verify --prefix {f.layout.root}"
+    if f.shape is None and not f.shape_checked:
+        return [Finding("integrity", INFO, "the current GOROOT was not checked against its "
+                        f"signed manifest: {f.shape_error}", where,
+                        f"python3 rescue.pyz doctor --trust FILE --prefix {f.layout.root}")]
+    if f.shape is None:
+        return [Finding("integrity", ERROR if f.shape_untrusted else WARNING,
+                        f"the current GOROOT cannot be checked: {f.shape_error}", where,
+                        verify_cmd)]
+    r = f.shape
+    if r.ok and r.unreadable:
+        first = r.unreadable[0]
+        return [Finding("integrity", WARNING, f"{len(r.unreadable)} path(s) of the current "
+                        f"GOROOT could not be read (first: {shown(first['path'])}: "
+                        f"{first['error']})", where, "run doctor as the prefix's owner or root")]
+    if r.ok:
+        return [Finding("integrity", INFO, f"versions/{f.current} matches its signed manifest "
+                        f"by path, type, mode and size ({r.files} files; `verify` also hashes "
+                        "their content)", where)]
+    counts = ", ".join(f"{len(items)} {label}" for label, items in (
+        ("missing", r.missing), ("changed", r.changed), ("added", r.added)) if items)
+    paths = [x["path"] for x in r.missing + r.changed + r.added]
+    execs = [a["path"] for a in r.added if a.get("executable")]
+    message = (f"versions/{f.current} differs from its signed manifest: {counts} (first: "
+               f"{shown(paths[0])})")
+    if r.missing or r.changed:
+        message += "; a missing or changed file breaks builds"
+    if execs:
+        message += (f"; {len(execs)} executable(s) that no bundle installed, e.g. "
+                    f"{shown(execs[0])}: treat this machine as compromised until you know who "
+                    "put it there")
+    bundles = sorted({str(x["bundle"]) for x in r.missing + r.changed if x.get("bundle")})
+    repair = (f"python3 rescue.pyz repair BUNDLE --prefix {f.layout.root} (BUNDLE: "
+              f"{'; '.join(bundles)})" if bundles else
+              f"python3 rescue.pyz repair --prefix {f.layout.root} (removes what no bundle "
+              "installed)")
+    return [Finding("integrity", ERROR, message, "; ".join(shown(p) for p in paths[:3])
+                    + (f" and {len(paths) - 3} more" if len(paths) > 3 else ""),
+                    f"{verify_cmd} (every file hashed), then {repair}")]
+
+
+FINDERS = (find_current_link, find_path_gos, find_path_entries, find_versions,
+           find_goroot_setting, find_gopath, find_gomod, find_settings, find_profiles,
+           find_tree_modes, find_trio, find_go_checks, find_integrity)
 
 
 def findings(f: Facts) -> List[Finding]:
@@ -461,23 +529,42 @@ def _mode(path: str) -> Optional[Tuple[int, int]]:
     return st.st_mode, st.st_uid
 
 
+def _check_shape(facts: Facts, current: str, signers: Optional[List[AllowedSigner]],
+                 trust_source: str, trust_error: str) -> None:
+    if signers is None:
+        facts.shape_error = trust_error or "no trust store given"
+        return
+    facts.shape_checked = True
+    try:
+        facts.shape = verify_shape.check_shape(facts.layout, signers, trust_source, current)
+    except TrustError as exc:
+        facts.shape_error, facts.shape_untrusted = exc.message, True
+    except RescueError as exc:
+        facts.shape_error = exc.message
+    except OSError as exc:
+        facts.shape_error = f"{exc.filename}: {exc.strerror}"
+
+
 def gather(layout: Layout, project: Optional[Path] = None,
-           env: Optional[Dict[str, str]] = None, etc: Optional[str] = None) -> Facts:
+           env: Optional[Dict[str, str]] = None, etc: Optional[str] = None,
+           signers: Optional[List[AllowedSigner]] = None, trust_source: str = "",
+           trust_error: str = "") -> Facts:
+    """Without `signers` the GOROOT's integrity is not checked (`trust_error` says why)."""
     env = dict(env if env is not None else checklist.check_env(layout))
     etc = etc or env.get(ETC_ENV) or "/etc"
-    try:
-        current: Optional[str] = os.path.basename(os.readlink(layout.current))
-        current_goroot: Optional[str] = os.path.realpath(layout.current)
-        if not os.path.isdir(current_goroot):
-            current, current_goroot = None, None
-    except OSError:
-        current, current_goroot = None, None
+    problem = versions.current_problem(layout) or ""
+    # Only a link to an installed toolchain counts as rescue's: one planted elsewhere is not.
+    current = None if problem else versions.current_id(layout)
+    current_goroot = os.path.realpath(layout.current) if current else None
     entries = [_entry(i, t) for i, t in enumerate(env.get("PATH", "").split(os.pathsep))]
     winner = next((e.go for e in entries if e.go), None)
     go = winner or (str(layout.current / "bin" / "go") if current else None)
     facts = Facts(env, os.getuid(), layout, current, current_goroot, entries, go,
                   os.path.dirname(os.path.dirname(os.path.realpath(go))) if go else None,
-                  project=str(project.absolute()) if project is not None else None)
+                  project=str(project.absolute()) if project is not None else None,
+                  current_problem=problem, installed=versions.installed_ids(layout))
+    if current:
+        _check_shape(facts, current, signers, trust_source, trust_error)
     home = env.get("HOME", "")
     for path in profile_files(home, etc):
         text = _read_text(path)

@@ -3,13 +3,14 @@ takes to detect it and to recover, and prove recovery with a real `go build`."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
 import tempfile
 import time
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
@@ -24,9 +25,13 @@ from manifests.errors import NotReadyError, RescueError
 from manifests.files import write_atomic
 from manifests.model import Module
 from manifests.modpath import escape_path, escape_version
+from manifests.text import first_line
 
 DRILLS = ("goroot-corruption", "modcache-poisoning", "truncated-bundle")
 CONNECTED_SIDE = "proxy-cert"  # `rescue drill proxy-cert` on the build host
+# Drills whose steps run the emergency checklist with the user's own Go settings: a rollback
+# or an install to recover, the checklist to detect.
+USE_CHECKLIST = ("goroot-corruption", "truncated-bundle")
 
 
 @dataclass
@@ -38,6 +43,15 @@ class Context:
     work: Path  # throw-away: the copies, GOCACHE, the drill's projects
     in_place: bool = False  # --live: the drill works on the live prefix itself
     say: Callable[[str], None] = lambda msg: None
+
+
+def settings_first(layout: Layout, names: List[str]) -> List[checklist.Check]:
+    """The user's Go settings, judged before any drill when one of them will run the checklist
+    with them: settings that fail it would fail that drill only after minutes of work."""
+    tc_id = versions.current_id(layout)
+    if tc_id is None or not set(names) & set(USE_CHECKLIST):
+        return []  # no current toolchain: each drill says so
+    return checklist.user_settings(layout.versions / tc_id, tc_id.rsplit(".", 1)[0], layout)
 
 
 def run(names: List[str], ctx: Context) -> List[Drill]:
@@ -52,6 +66,12 @@ def run(names: List[str], ctx: Context) -> List[Drill]:
         try:
             {"goroot-corruption": goroot_corruption, "modcache-poisoning": modcache_poisoning,
              "truncated-bundle": truncated_bundle}[name](ctx, drill)
+        except WorkDirError:
+            raise  # every other drill needs the same room: stop, and say where to find it
+        except OSError as exc:
+            if not _in_work(ctx, exc):
+                raise
+            raise work_dir_error(ctx, exc) from None
         except RescueError as exc:  # a step the drill could not take: said, not a traceback
             drill.step("check", "drill", False, 0.0, exc.message)
             drill.ok = False
@@ -69,10 +89,22 @@ def _target(ctx: Context, name: str) -> Iterator[Layout]:
         return
     copy = ctx.work / name / "prefix"
     copy.parent.mkdir(parents=True, exist_ok=True)
+    failed: List[OSError] = []
+
+    def copy_file(src: str, dst: str) -> None:
+        try:
+            shutil.copy2(src, dst)
+        except OSError as exc:
+            failed.append(exc)  # copytree keeps only the text, for every file: keep the error
+            raise
+
     # Under the live prefix's lock: nothing else changes it while it is copied.
     with prefix.locked(ctx.live, 60.0):
-        shutil.copytree(ctx.live.root, copy, symlinks=True,
-                        ignore=shutil.ignore_patterns(".staging-*", ".trash-*", ".repair-*"))
+        try:
+            shutil.copytree(ctx.live.root, copy, symlinks=True, copy_function=copy_file,
+                            ignore=shutil.ignore_patterns(".staging-*", ".trash-*", ".repair-*"))
+        except shutil.Error as exc:
+            raise work_dir_error(ctx, failed[0] if failed else exc) from None
     layout = Layout(copy)
     for tc_id in versions.installed_ids(layout):
         goroot = layout.versions / tc_id
@@ -164,7 +196,7 @@ def _baseline(ctx: Context, layout: Layout, drill: Drill, proj: Path,
                     proj)
     if not ok:
         raise NotReadyError(f"drill {drill.name}: the drill's project does not build before "
-                            f"any fault was injected: {words}; run `doctor`",
+                            f"any fault was injected: {first_line(words)}; run `doctor`",
                             operation="drilling", subject=str(proj))
 
 
@@ -223,7 +255,7 @@ def goroot_corruption(ctx: Context, drill: Drill) -> None:
                        f"the executable {planted.relative_to(goroot)}")
         drill.step("inject", drill.fault, True, time.monotonic() - started)
         _verify_step(ctx, layout, drill, "detect")
-        _doctor_step(layout, drill, _go_env(ctx, layout, drill.name))
+        _doctor_step(ctx, layout, drill, _go_env(ctx, layout, drill.name))
         _checklist_step(layout, drill, tc_id)
         _build(ctx, layout, drill.name, proj, drill, "detect")
         _detected(drill)
@@ -267,9 +299,10 @@ def _rollback(layout: Layout, drill: Drill, tc_id: str, started: float) -> None:
                    exc.message)
 
 
-def _doctor_step(layout: Layout, drill: Drill, env: Dict[str, str]) -> None:
+def _doctor_step(ctx: Context, layout: Layout, drill: Drill, env: Dict[str, str]) -> None:
     started = time.monotonic()
-    facts = doctor.gather(layout, env=env, etc=str(Path(env["HOME"]) / "etc"))
+    facts = doctor.gather(layout, env=env, etc=str(Path(env["HOME"]) / "etc"),
+                          signers=ctx.signers, trust_source=ctx.trust_source)
     errors = [f for f in doctor.findings(facts) if f.severity == doctor.ERROR]
     drill.step("detect", "doctor", bool(errors), time.monotonic() - started,
                errors[0].message if errors else "")
@@ -418,7 +451,51 @@ def truncated_bundle(ctx: Context, drill: Drill) -> None:
             s.ok for s in drill.steps if s.phase in ("recover", "check"))
 
 
-def work_dir(given: Optional[Path]) -> Path:
+class WorkDirError(NotReadyError):
+    """The work dir cannot take what a drill writes there: every drill would fail the same way."""
+
+
+def _in_work(ctx: Context, exc: OSError) -> bool:
+    """The failed write was into the work dir (not the live prefix, which --live writes)."""
+    written = exc.filename2 if exc.filename2 is not None else exc.filename  # a copy's dst
+    if written is None:
+        return False
+    path = os.path.abspath(os.fsdecode(written))
+    return path == str(ctx.work) or path.startswith(f"{ctx.work}{os.sep}")
+
+
+def _megabytes(tree: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(tree):
+        for name in files:
+            with suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return round(total / 1e6)
+
+
+def work_dir_error(ctx: Context, exc: OSError) -> WorkDirError:
+    """One line naming the way out (--work), however many files failed to copy."""
+    base = ctx.work.parent  # what --work named, or the temp dir
+    try:
+        free = f"{shutil.disk_usage(base).free / 1e6:.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    what = exc.strerror or first_line(exc, 120)
+    room = "with room for it" if full else "you can write to"
+    return WorkDirError(
+        f"drilling {ctx.live.root}: the work dir {base} cannot take a copy of the prefix "
+        f"({what}; the prefix holds {_megabytes(ctx.live.root)} MB, {free} there): pass "
+        f"--work DIR on a file system {room}", operation="drilling", subject=str(base))
+
+
+def work_dir(live: Layout, given: Optional[Path]) -> Path:
     base = given or Path(tempfile.gettempdir())
-    base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="rescue-drill-", dir=base))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="rescue-drill-", dir=base))
+    except OSError as exc:
+        raise WorkDirError(f"drilling {live.root}: cannot make a work dir in {base} "
+                           f"({exc.strerror or first_line(exc, 120)}): pass --work DIR on a "
+                           "file system you can write to, with room for a copy of the prefix",
+                           operation="drilling", subject=str(base)) from None

@@ -159,6 +159,17 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
     return result
 
 
+def _way_back(layout: Layout, wanted: Optional[Toolchain]) -> str:
+    """An older bundle is refused, but what it carries may still be installed: then `rollback`
+    is what the operator wanted, with no bundle at all."""
+    if wanted is None or wanted.id not in versions.installed_ids(layout):
+        return ""
+    if wanted.id == versions.current_id(layout):
+        return f"{wanted.id}, which this bundle carries, is the current toolchain already."
+    return (f"{wanted.id}, which this bundle carries, is still installed here: `rollback --to "
+            f"{wanted.version[2:]}` makes it current again, no bundle needed.")
+
+
 def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                     current: Optional[Toolchain], result: InstallResult,
                     on_bytes: Callable[[int], None],
@@ -167,7 +178,8 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
                     on_module: Callable[[int], None] = lambda n: None) -> None:
     m = verified.manifest
     st = state.load(layout)
-    check_replay(st, m.channel, m.sequence, m.name, verified.manifest_sha256)
+    check_replay(st, m.channel, m.sequence, m.name, verified.manifest_sha256,
+                 _way_back(layout, current))
     staging = Path(tempfile.mkdtemp(dir=layout.root, prefix=f".staging-{os.getpid()}-"))
     made: List[Path] = []  # directories and version trees this install added: undone on failure
     journal: Optional[goproxy_merge.MergeJournal] = None

@@ -7,6 +7,7 @@ import os
 from typing import Optional, Union
 
 from manifests.errors import NotReadyError
+from manifests.text import first_line
 
 _HINTS = {
     errno.ENOSPC: "the filesystem is full (no space or no inodes left, see `df -h` and "
@@ -28,5 +29,7 @@ def machine_error(operation: str, exc: OSError,
     """`operation` failed because of this machine: say what happened and what to do."""
     where = path if path is not None else exc.filename
     hint = _HINTS.get(exc.errno or 0, "check the disk and the permissions, then try again")
-    return NotReadyError(f"{operation}: {exc.strerror or exc} ({where}): {hint}. Nothing was "
-                         "installed; the previous state stays active.")
+    # strerror is None for errors that gather others (shutil.Error lists every file it met).
+    what = exc.strerror or first_line(exc)
+    return NotReadyError(f"{operation}: {what} ({where}): {hint}. Nothing was installed; the "
+                         "previous state stays active.")

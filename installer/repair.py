@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -117,6 +118,7 @@ def repair(layout: Layout, signers: List[AllowedSigner], trust_source: str,
     result = RepairResult(str(layout.root))
     with prefix.locked(layout, lock_timeout, on_wait) as lock:
         result.notes += lock.notes + versions.recover(layout)
+        versions.checked_current(layout)  # repair restores trees, not a link someone replaced
         ids = versions.installed_ids(layout)
         before = verify(layout, signers, trust_source, every=True, modcache_dir=modcache_dir)
         result.found = {"changed": len(before.changed), "missing": len(before.missing),
@@ -184,7 +186,13 @@ def _repair(layout: Layout, bundles: List[Bundle], damage: _Damage, result: Repa
                          and proxy_expect[r].type == "file")
     if (need_files or proxy_files) and bundle_path is None:
         for tc_id in need_files:
-            _needs(result, trees[tc_id].carrier, f"versions/{tc_id}")
+            tree = trees[tc_id]
+            # What no bundle installed goes now: it must not wait for the bundle, since a
+            # planted tool runs as go's own (the rest of the tree stays as it is until then).
+            _remove_from_goroot(layout, tc_id, tree.added, result)
+            left = sorted(tree.damaged | tree.mode_only)
+            for path in ([""] if "" in tree.damaged else left):
+                _needs(result, tree.carrier, f"versions/{tc_id}/{path}".rstrip("/"))
         for rel in proxy_files:
             _needs(result, _proxy_carrier(bundles, proxy_expect[rel]), f"goproxy/{rel}")
         trees = {i: t for i, t in trees.items() if i not in need_files}
@@ -234,17 +242,34 @@ def _needs(result: RepairResult, b: Bundle, path: str) -> None:
 
 def _remove_added(layout: Layout, damage: _Damage, result: RepairResult) -> None:
     """What no bundle installed, in P/goproxy (a GOROOT is rebuilt without it)."""
+    _remove(layout, layout.goproxy, "goproxy", damage.proxy_added, result)
+
+
+def _remove_from_goroot(layout: Layout, tc_id: str, added: List[str],
+                        result: RepairResult) -> None:
+    """What no bundle installed, taken out of a GOROOT that is not rebuilt (no bundle given);
+    its read-only directories are opened for the unlink and closed again."""
+    _remove(layout, layout.version_dir(tc_id), f"versions/{tc_id}", added, result)
+
+
+def _remove(layout: Layout, top: Path, shown_top: str, added: Iterable[str],
+            result: RepairResult) -> None:
     done: List[str] = []
-    for rel in sorted(damage.proxy_added):
+    for rel in sorted(added):
         if any(rel.startswith(d + "/") for d in done):
             continue
-        path = prefix.inside(layout, layout.goproxy / rel)
-        if path.is_dir() and not path.is_symlink():
-            prefix.remove_tree(path)
-        else:
-            path.unlink()
+        path = prefix.inside(layout, top / rel)
+        parent_mode = stat.S_IMODE(os.lstat(path.parent).st_mode)
+        os.chmod(path.parent, parent_mode | 0o700)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                prefix.remove_tree(path)
+            else:
+                path.unlink()
+        finally:
+            os.chmod(path.parent, parent_mode)
         done.append(rel)
-        result.removed.append(f"goproxy/{rel}")
+        result.removed.append(f"{shown_top}/{rel}")
 
 
 def _fix_lists(layout: Layout, damage: _Damage, expect: Dict[str, Expect],
@@ -458,10 +483,16 @@ def failure(result: RepairResult) -> RescueError:
                           + (f" and {len(b['paths']) - 3} more" if len(b['paths']) > 3 else "")
                           for b in result.needs_bundle)
         done = f"{len(result.restored) + len(result.removed)} path(s) repaired from local " \
-               "copies; " if result.restored or result.removed else ""
+               "copies" if result.restored or result.removed else ""
+        if result.removed:
+            done += (f" (removed what no bundle installed: {result.removed[0]}"
+                     + (f" and {len(result.removed) - 1} more" if len(result.removed) > 1
+                        else "") + ")")
+        done += "; " if done else ""
         return NotReadyError(
-            f"repairing {result.prefix}: {done}the rest needs the bundle it came from: {wants}. "
-            "Bring that bundle file and run `repair BUNDLE`", operation="repairing",
+            f"repairing {result.prefix}: {done}still missing or changed, and only the bundle "
+            f"it came from restores it: {wants}. Bring that bundle file and run `repair "
+            "BUNDLE`", operation="repairing",
             subject=result.prefix, expected="the bundle that installed the damaged files",
             got="no bundle given")
     return TrustError(

@@ -15,8 +15,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 from installer import state, statefile, toolchain_proxy, trust_policy, versions, wiring
 from installer.prefix import Layout
 from installer.verify_modules import check_modcache, check_module_hashes
-from keys import allowed_signers
-from keys.allowed_signers import AllowedSigner
+from keys import allowed_signers, sshsig
+from keys.allowed_signers import AllowedSigner, store_name
+from keys.sshkey import PublicKey
+from keys.trust import known_keys
 from keys.trust_core import Verified, parse_time, signed_manifest, split_signatures
 from manifests import toolchainzip
 from manifests.errors import NotReadyError, RescueError, TrustError
@@ -102,10 +104,13 @@ class Report:
         return {"verify": {k: v for k, v in self.__dict__.items()}}
 
 
-def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
-                 ) -> List[Bundle]:
-    """Every recorded bundle's kept manifest, its sha256 and its signature checked again."""
+def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str,
+                 toolchain: Optional[str] = None) -> List[Bundle]:
+    """Every recorded bundle's kept manifest, its sha256 and its signature checked again; with
+    `toolchain`, only the ones recorded as carrying it (each manifest costs a parse)."""
     recorded = state.load(layout).get("bundles", [])
+    if toolchain is not None:
+        recorded = [b for b in recorded if toolchain in b.get("toolchains", [])]
     if not recorded:
         raise NotReadyError(f"verifying {layout.root}: no bundle is recorded there; pass the "
                             "--prefix you installed into", operation="verifying",
@@ -141,16 +146,45 @@ def load_bundles(layout: Layout, signers: List[AllowedSigner], trust_source: str
             when = parse_time(str(entry.get("installed_at", "")))
         except TrustError:
             when = datetime.now(timezone.utc)
+        sigs = split_signatures(sig)
         try:
             # Was it trusted when installed: a key retired since then still vouches for it.
-            signer, manifest = _kept_signature(stores, split_signatures(sig), data, when)
+            signer, manifest = _kept_signature(stores, sigs, data, when)
         except TrustError as exc:
+            key = _installing_key_not_trusted(sigs, data, str(entry.get("signer", "")), stores)
+            if key is not None:  # a setting, not damage: no SECURITY ERROR paragraph
+                raise TrustError(
+                    f"verifying {what}: its kept manifest {json_path} is signed by key "
+                    f"{key.key_id}, the key that signed it when it was installed, which is not "
+                    f"in {store_name(trust_source)} ({known_keys(signers)}); the trust store "
+                    "in use is not the one it was installed with. Nothing was changed: pass "
+                    "--trust FILE with the store it was installed with, or use the rescue.pyz "
+                    "that installed it; if nobody changed the trust store, install the bundle "
+                    "again from the build host's copy", operation="verifying bundle",
+                    subject=str(json_path)) from None
             raise TrustError(f"verifying {what}: its kept manifest {json_path} fails the "
                              f"signature check: {exc.message}", operation="verifying bundle",
                              subject=str(json_path), tampering=True) from None
         out.append(Bundle(manifest.name, manifest.sequence, sha, signer.public_key.key_id,
                           manifest))
     return out
+
+
+def _installing_key_not_trusted(sigs: List[bytes], data: bytes, recorded: str,
+                                stores: List[Tuple[List[AllowedSigner], str]]
+                                ) -> Optional[PublicKey]:
+    """The key P/state recorded as the bundle's signer, when a kept signature by it holds over
+    these bytes and no store in use lists it: the trust store changed, not the prefix. (A key
+    the install never recorded is someone else's signature: that stays tampering.)"""
+    listed = {s.public_key.key_id for store, _ in stores for s in store}
+    for sig in sigs:
+        try:
+            key = sshsig.verify(sig, data)
+        except TrustError:
+            continue
+        if key.key_id == recorded and key.key_id not in listed:
+            return key
+    return None
 
 
 def _kept_signature(stores: List[Tuple[List[AllowedSigner], str]], sigs: List[bytes],
@@ -279,7 +313,8 @@ class Scan:
     """A tree as it is on disk: walked once (no link followed), every regular file handed to
     the hashing pool at once, so hashing runs while the manifests are still being checked."""
 
-    def __init__(self, top: Path, shown_top: str, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, top: Path, shown_top: str, pool: Optional[ThreadPoolExecutor]) -> None:
+        """Without a pool, nothing is hashed: the tree's shape only (verify_shape)."""
         self.top, self.shown_top = top, shown_top
         self.entries: Dict[str, Entry] = {}
         self.unreadable: List[Dict[str, Any]] = []
@@ -287,12 +322,12 @@ class Scan:
         batch: List[Entry] = []
         for rel, entry in self._walk():
             self.entries[rel] = entry
-            if entry.kind == "file":
+            if entry.kind == "file" and pool is not None:
                 batch.append(entry)
                 if len(batch) >= _BATCH:
                     _submit(pool, batch)
                     batch = []
-        if batch:
+        if batch and pool is not None:
             _submit(pool, batch)
 
     def _walk(self) -> Iterable[Tuple[str, Entry]]:
@@ -523,6 +558,9 @@ def verify(layout: Layout, signers: List[AllowedSigner], trust_source: str,
     if not layout.root.is_dir():
         raise NotReadyError(f"verifying {layout.root}: no such prefix; pass the --prefix you "
                             "installed into", operation="verifying", subject=str(layout.root))
+    # A `current` planted outside the prefix, dangling or a loop is named first: whatever the
+    # trees hold, `go` on PATH is not one of them.
+    versions.checked_current(layout)
     ids = select(layout, version, every)
     v = Verifier(Report(str(layout.root), modcache=str(modcache_dir) if modcache_dir else None),
                  on_bytes, workers or min(8, 2 * (os.cpu_count() or 1)))

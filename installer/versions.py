@@ -218,6 +218,7 @@ def switch(layout: Layout, tc_id: str, op: str, why: str,
         err = ChecklistError(f"switching to {tc_id}: the emergency checklist failed ({failed});"
                              f" {result.previous or 'nothing'} stays current")
         err.details = result.to_dict()  # type: ignore[attr-defined]
+        err.result = result  # type: ignore[attr-defined]  # as install's: the CLI shows it
         raise err
     link = f"versions/{tc_id}"
     record = history.new_record(op, prev, link, why)

@@ -232,6 +232,29 @@ class TrustStore(List[AllowedSigner]):
         return self.thresholds.get(channel, self.thresholds.get("", 1))
 
 
+def _says_what(source: str) -> bool:
+    """A source that names itself ("the trust store built into rescue.pyz", "the trust policy
+    version 2 adopted ..."), not a file path."""
+    return source.startswith("the ")
+
+
+def store_name(source: str) -> str:
+    """A trust store as a message names it, once: "the trust store PATH" for a file."""
+    return source if _says_what(source) else f"the trust store {source}"
+
+
+def store_line(source: str, number: int) -> str:
+    """Line `number` of a trust store: "PATH:3" for a file, "SOURCE, line 3" otherwise."""
+    return f"{source}, line {number}" if _says_what(source) else f"{source}:{number}"
+
+
+def _unreadable(source: str, number: Optional[int], why: str) -> NotReadyError:
+    where = store_line(source, number) if number else source
+    label = where if _says_what(source) else f"trust store {where}"
+    return NotReadyError(f"reading {label}: {why}", operation="reading trust store",
+                         subject=where)
+
+
 _THRESHOLD_RE = re.compile(r"#\s*rescue-threshold\b(.*)\Z")
 _POLICY_RE = re.compile(r"#\s*rescue-policy\b(.*)\Z")
 _REVOKED_RE = re.compile(r"#\s*rescue-revoked\b(.*)\Z")
@@ -244,8 +267,8 @@ def _version(line: str, number: int, source: str) -> Optional[int]:
         return None
     words = found.group(1).split()
     if len(words) != 1 or not words[0].isdigit():
-        raise NotReadyError(f"reading trust store {source}:{number}: {line!r}: write "
-                            "`# rescue-policy N`, N the policy's version (a whole number)")
+        raise _unreadable(source, number, f"{line!r}: write `# rescue-policy N`, N the "
+                          "policy's version (a whole number)")
     return int(words[0])
 
 
@@ -255,8 +278,8 @@ def _revoked(line: str, number: int, source: str) -> Optional[Revoked]:
         return None
     words = found.group(1).split()
     if len(words) < 2 or not words[0].startswith("SHA256:") or not _DATE_RE.match(words[1]):
-        raise NotReadyError(f"reading trust store {source}:{number}: {line!r}: write "
-                            "`# rescue-revoked SHA256:KEYID YYYY-MM-DD [reason]`")
+        raise _unreadable(source, number, f"{line!r}: write "
+                          "`# rescue-revoked SHA256:KEYID YYYY-MM-DD [reason]`")
     return Revoked(words[0], words[1], " ".join(words[2:]))
 
 
@@ -268,9 +291,8 @@ def _threshold(line: str, number: int, source: str) -> Optional[Tuple[str, int]]
     count = words[-1] if words else ""
     channel = words[0] if len(words) == 2 else ""
     if len(words) not in (1, 2) or not count.isdigit() or int(count) < 1 or int(count) > 16:
-        raise NotReadyError(f"reading trust store {source}:{number}: {line!r}: write "
-                            "`# rescue-threshold K` or `# rescue-threshold CHANNEL K` with K "
-                            "from 1 to 16")
+        raise _unreadable(source, number, f"{line!r}: write `# rescue-threshold K` or "
+                          "`# rescue-threshold CHANNEL K` with K from 1 to 16")
     return channel, int(count)
 
 
@@ -303,7 +325,7 @@ def parse(
         try:
             result = _parse_line(line, number)
         except WireError as e:
-            raise NotReadyError(f"reading trust store {source}:{number}: {e}") from None
+            raise _unreadable(source, number, str(e)) from None
         if isinstance(result, SkippedLine):
             if skipped is not None:
                 skipped.append(result)
@@ -312,8 +334,8 @@ def parse(
     keys = len({s.public_key.key_id for s in signers} - {r.key_id for r in revoked})
     for channel, count in thresholds.items():
         if count > keys:
-            raise NotReadyError(
-                f"reading trust store {source}: the threshold "
+            raise _unreadable(
+                source, None, "the threshold "
                 f"{'for channel ' + channel + ' ' if channel else ''}is {count} signatures, but "
                 f"the store has {keys} distinct key(s); no bundle could ever be installed")
     return TrustStore(signers, thresholds, version, revoked, text)
@@ -376,6 +398,14 @@ def _write_atomic(path: Path, text: str) -> None:
     except FileNotFoundError:
         mode = 0o644
     write_atomic(path, text, mode)
+
+
+def entry_for(path: Path, key: PublicKey) -> Optional[AllowedSigner]:
+    """The store's first line for `key`, or None (also when there is no store yet)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    return next((s for s in parse(_read(path), str(path)) if s.public_key == key), None)
 
 
 def add_signer(

@@ -6,18 +6,22 @@ from datetime import datetime
 from typing import List, Sequence
 
 from keys import sshsig
-from keys.allowed_signers import AllowedSigner
+from keys.allowed_signers import AllowedSigner, store_line, store_name
 from keys.sshsig import NAMESPACE
 from manifests.errors import TrustError
 
 _DOING = "verifying bundle signature"
+# Said where the signature is checked, which is most often the isolated host: its rescue.pyz
+# has no `keys` command, so the way out is a store passed in, or a pyz built with the key.
 _ADD_KEY_HINT = (
-    "ask the bundle's builder for their public key and add it with `rescue keys trust`, "
-    "or pass --trust FILE"
+    "ask the bundle's builder for their public key and pass an allowed_signers file that "
+    "lists it with --trust FILE, or use a rescue.pyz built with it (`rescue zipapp --trust "
+    "FILE` on the connected host)"
 )
 
 
-def _known_keys(signers: Sequence[AllowedSigner]) -> str:
+def known_keys(signers: Sequence[AllowedSigner]) -> str:
+    """What a store trusts, for a message: "it trusts KEY (principals, comment); ..." """
     if not signers:
         return "it is empty"
     shown = [s.describe() for s in signers[:5]]
@@ -53,8 +57,8 @@ def verify_manifest_signature(
     candidates: List[AllowedSigner] = [s for s in signers if s.public_key == key]
     if not candidates:
         raise TrustError(
-            f"{_DOING}: signed by key {key.key_id}, which is not in the trust store "
-            f"{trust_source} ({_known_keys(signers)}); {_ADD_KEY_HINT}"
+            f"{_DOING}: signed by key {key.key_id}, which is not in "
+            f"{store_name(trust_source)} ({known_keys(signers)}); {_ADD_KEY_HINT}"
         )
     if not sshsig.check(signature, manifest):
         raise TrustError(
@@ -65,7 +69,7 @@ def verify_manifest_signature(
     # that allows this namespace now is enough; otherwise report the first line's problem.
     problems: List[str] = []
     for signer in candidates:
-        where = f"{trust_source}:{signer.line}"
+        where = store_line(trust_source, signer.line)
         if not signer.permits_namespace(namespace):
             allowed = ",".join(signer.namespaces or ())
             problems.append(

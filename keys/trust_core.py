@@ -192,9 +192,11 @@ def new_policy(manifest: Manifest, signatures: Sequence[bytes],
 
 
 def check_replay(installed: Mapping[str, Any], channel: str, sequence: int, name: str,
-                 manifest_sha256: str) -> None:
+                 manifest_sha256: str, way_back: str = "") -> None:
     """Refuse a bundle older than one already installed on its channel (a replay), and another
     bundle under the sequence number already installed (only the identical one may come again).
+    `way_back`: what the operator can do instead of an older bundle, when the caller knows (its
+    toolchain is still installed); else the advice is to build a newer bundle of it.
     """
     channels = installed.get("channels", {})
     newest = channels.get(channel, 0)
@@ -211,5 +213,6 @@ def check_replay(installed: Mapping[str, Any], channel: str, sequence: int, name
         raise TrustError(
             f"checking bundle {name} #{sequence}: channel {channel!r} already installed "
             f"sequence {newest} here; installing an older bundle over a newer one is refused "
-            "(it could replay a known-bad release). To go back to an older toolchain, build "
-            f"a bundle of it on channel {channel!r} with a sequence above {newest}.")
+            "(it could replay a known-bad release). " + (way_back or "To go back to an older "
+            f"toolchain, build a bundle of it on channel {channel!r} with a sequence above "
+            f"{newest}."))

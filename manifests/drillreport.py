@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
+from manifests.limits import DEFAULT_LIMITS
+from manifests.text import first_line
+
 
 @dataclass
 class Step:
@@ -14,7 +17,7 @@ class Step:
     action: str  # what ran, as a user would type it where possible
     ok: bool
     seconds: float
-    detail: str = ""  # the message the user saw, first line
+    detail: str = ""  # the message the user saw: its first line, cut short
 
 
 @dataclass
@@ -30,8 +33,8 @@ class Drill:
     steps: List[Step] = field(default_factory=list)
 
     def step(self, phase: str, action: str, ok: bool, seconds: float, detail: str = "") -> Step:
-        s = Step(phase, action, ok, round(seconds, 2), detail.strip().splitlines()[0]
-                 if detail.strip() else "")
+        s = Step(phase, action, ok, round(seconds, 2),
+                 first_line(detail, DEFAULT_LIMITS.step_detail_chars))
         self.steps.append(s)
         return s
 

@@ -55,6 +55,9 @@ class Limits:
     guard_logs_kept: int = 20  # P/state/guard-logs keeps the newest this many
     guard_environ_bytes: int = 4 * MiB  # a process's environment read back when sweeping
     guard_pending_bytes: int = 64 * KiB  # P/state/guard-pending.json (a real one is ~200 bytes)
+    # A tool's output or an OS error quoted in one of our messages: its first line, this long.
+    quoted_output_chars: int = 300
+    step_detail_chars: int = 1000  # a drill step's detail: one of our messages, or go's output
 
 
 DEFAULT_LIMITS = Limits()

@@ -15,7 +15,7 @@ from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.modpath import ModulePathError, parse_proxy_file
 from manifests.paths import check_link_target, check_member_path
 from manifests.sumdb_bundle import SUMDB_DIR, Shapes, Sumdb, check_record
-from manifests.text import shown
+from manifests.text import a_kind, shown
 from manifests.toolchainzip import MODULE as TOOLCHAIN_MODULE
 from manifests.toolchainzip import module_version
 
@@ -163,7 +163,7 @@ def _typed(doc: Dict[str, Any], key: str, kind: type, where: str) -> Any:
     if kind is int and isinstance(value, bool):
         value = None
     if not isinstance(value, kind):
-        raise TrustError(f"reading manifest: {where}: field {key!r} must be {kind.__name__}")
+        raise TrustError(f"reading manifest: {where}: field {key!r} must be {a_kind(kind)}")
     return value
 
 

@@ -815,7 +815,7 @@ MANIFESTS = [
     Attack("manifest_not_json", _manifest_text(lambda t: b"#!/bin/sh\nid\n"),
            "reading manifest: not valid JSON"),
     Attack("sequence_as_a_string", _doc_change(lambda d: d.update(sequence="2")),
-           "field 'sequence' must be int"),
+           "field 'sequence' must be an integer"),
     Attack("sha256sums_not_matching_the_manifest", _sums_differ,
            "SHA256SUMS does not match the signed manifest"),
 ]

@@ -144,7 +144,7 @@ def test_inspect_names_an_untrusted_signer(toolchain_bundle: Path, signing: bund
     assert code == 3
     assert f"signed by key {signing.key_id}, which is not in the trust store {other.signers}" \
         in err
-    assert "rescue keys trust" in err
+    assert "--trust FILE" in err and "rescue keys trust" not in err  # what works offline
 
 
 def upstream_sha() -> str:

@@ -413,3 +413,126 @@ def test_real_go_doctor_as_every_user_clean_then_polluted(
     assert "GOROOT/bin/go was overwritten" in v["message"]
     assert of(doc, "path-go", "error")[0]["evidence"] == f"PATH entry 1: {copy}/bin"
     assert os.path.getsize(P / "current" / "bin" / "go") != os.path.getsize(copy / "bin" / "go")
+
+
+# --- the current GOROOT against its signed manifest, and P/current itself ------------------
+
+
+@pytest.fixture
+def signed(tmp_path: Path, signing: bundles.Signing, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An SDK-shaped fake toolchain with src/fmt/print.go and a tool, installed, on PATH."""
+    c = craft.Craft(name="dc")
+    root = c.toolchain()
+    for d in ("src", "src/runtime", "src/fmt", "pkg", "pkg/tool", "pkg/tool/linux_amd64"):
+        c.dir(f"{root}/{d}")
+    c.file(f"{root}/src/fmt/print.go", b"package fmt\n\nfunc Println() {}\n")
+    c.file(f"{root}/pkg/tool/linux_amd64/vet", b"\x7fELF vet\n", 0o755)
+    bundle = c.write(tmp_path / "dc.tar.zst", signing.key)
+    P = tmp_path / "signed"
+    assert main(["install", str(bundle), "--prefix", str(P), "--trust",
+                 str(signing.signers)]) == 0
+    for d in ("home", "etc"):
+        (tmp_path / d).mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PATH", f"{P / 'current' / 'bin'}:{SYSTEM_PATH}")
+    monkeypatch.setenv(doctor.ETC_ENV, str(tmp_path / "etc"))
+    return P
+
+
+def test_doctor_finds_a_deleted_stdlib_file_and_points_to_repair(
+        signed: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.damaged import TC, edit
+
+    trust = ("--trust", str(signing.signers))
+    code, doc, _ = run_doctor(signed, capsys, *trust)
+    assert code == 0
+    [ok] = of(doc, "integrity", "info")
+    assert ok["message"] == (f"versions/{TC} matches its signed manifest by path, type, mode "
+                             "and size (5 files; `verify` also hashes their content)")
+    goroot = signed / "versions" / TC
+    edit(goroot / "src/fmt/print.go")
+    code, doc, text = run_doctor(signed, capsys, *trust)
+    assert code == 4, text
+    [f] = of(doc, "integrity", "error")
+    assert f["message"] == (f"versions/{TC} differs from its signed manifest: 1 missing (first: "
+                            f"'versions/{TC}/src/fmt/print.go'); a missing or changed file "
+                            "breaks builds")
+    assert f["evidence"] == f"'versions/{TC}/src/fmt/print.go'"
+    assert f["fix"].startswith(f"python3 rescue.pyz verify --prefix {signed} (every file "
+                               f"hashed), then python3 rescue.pyz repair BUNDLE --prefix "
+                               f"{signed} (BUNDLE: dc #1 (manifest sha256 "), f["fix"]
+    # A planted tool alone needs no bundle; it is called out as executable.
+    edit(goroot / "pkg/tool/linux_amd64/cover", b"#!/bin/sh\necho planted\n")
+    (goroot / "pkg/tool/linux_amd64/cover").chmod(0o555)
+    code, doc, _ = run_doctor(signed, capsys, *trust)
+    [f] = of(doc, "integrity", "error")
+    assert f["message"].startswith(f"versions/{TC} differs from its signed manifest: 1 missing, "
+                                   "1 added (first: ")
+    assert (f"1 executable(s) that no bundle installed, e.g. 'versions/{TC}/pkg/tool/linux_amd64"
+            "/cover': treat this machine as compromised") in f["message"]
+    # Without a trust store doctor still runs, and says what it did not check.
+    code, doc, _ = run_doctor(signed, capsys)
+    [skipped] = of(doc, "integrity", "info")
+    assert skipped["message"].startswith("the current GOROOT was not checked against its signed "
+                                         "manifest: no trust store: pass --trust FILE")
+
+
+@pytest.mark.parametrize("target", ["outside", "versions/go1.99.0.linux-amd64", "current"])
+def test_doctor_names_a_current_link_that_is_not_an_installed_toolchain(
+        target: str, signed: Path, tmp_path: Path, signing: bundles.Signing,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.damaged import TC
+
+    current = signed / "current"
+    current.unlink()
+    if target == "outside":  # a copy of the GOROOT elsewhere: go works, but is not rescue's
+        shutil.copytree(signed / "versions" / TC, tmp_path / "elsewhere", symlinks=True)
+        target = str(tmp_path / "elsewhere")
+    current.symlink_to(target)
+    code, doc, text = run_doctor(signed, capsys, "--trust", str(signing.signers))
+    assert code == 4, text
+    [f] = of(doc, "current-link", "error")
+    problem = (f"it points to {target!r}, which is not installed" if target.startswith("versions")
+               else f"it points to {target!r}, not to versions/<an installed toolchain>")
+    assert f["message"] == (f"{current}: {problem}; the go it leads to is not a toolchain "
+                            "rescue installed")
+    assert f["fix"] == f"python3 rescue.pyz use VERSION --prefix {signed} (installed: {TC})"
+    assert doc["current"] is None and not of(doc, "integrity")
+
+
+def test_real_go_doctor_finds_a_deleted_stdlib_file_that_breaks_go_build_for_every_user(
+        user: User, pyz: Path, toolchain_bundle: Path) -> None:
+    rescue = [STOCK_PYTHON, "-I", str(user.give(pyz))]
+    P = user.home / "P"
+    bundle = user.give(toolchain_bundle)
+    assert user.run([*rescue, "install", str(bundle), "--prefix", str(P)],
+                    offline=True).returncode == 0
+    tc = os.path.basename(os.path.realpath(P / "current"))
+    fmt = P / "versions" / tc / "src" / "fmt"
+    assert user.run(["sh", "-c", f"chmod u+w {fmt} && rm {fmt}/print.go && chmod u-w {fmt}"]
+                    ).returncode == 0
+    hello = user.work / "hello"
+    hello.mkdir()
+    (hello / "go.mod").write_text("module example.com/hello\n\ngo 1.21\n")
+    (hello / "main.go").write_text('package main\n\nimport "fmt"\n\n'
+                                   'func main() { fmt.Println("ok") }\n')
+    for p in (hello, hello / "go.mod", hello / "main.go"):
+        os.chown(p, user.uid, user.uid)
+    clean = f"{P}/current/bin:{SYSTEM_PATH}"
+    built = user.run([str(P / "current" / "bin" / "go"), "build", "./..."], cwd=hello,
+                     offline=True, env=user.env(PATH=clean, GOFLAGS="-mod=mod"))
+    assert built.returncode != 0  # the emergency: go build fails, and doctor must say why
+
+    code, doc = _doctor(user, rescue, P, clean)
+    assert code == 4, doc
+    [f] = of(doc, "integrity", "error")
+    assert f["message"] == (f"versions/{tc} differs from its signed manifest: 1 missing (first: "
+                            f"'versions/{tc}/src/fmt/print.go'); a missing or changed file "
+                            "breaks builds")
+    assert f["fix"].startswith(f"python3 rescue.pyz verify --prefix {P} (every file hashed), "
+                               f"then python3 rescue.pyz repair BUNDLE --prefix {P} (BUNDLE: "
+                               "rescue-test #1 (manifest sha256 ")
+    assert user.run([*rescue, "repair", str(bundle), "--prefix", str(P)],
+                    offline=True).returncode == 0
+    code, doc = _doctor(user, rescue, P, clean)
+    assert code == 0 and of(doc, "integrity", "info"), doc

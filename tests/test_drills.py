@@ -5,8 +5,10 @@ fresh copy) and proved with a real `go build`; the live prefix never changes."""
 from __future__ import annotations
 
 import json
+import subprocess
+import tempfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -142,3 +144,78 @@ def test_drill_on_a_damaged_or_unbuildable_prefix_says_so_before_injecting_anyth
     assert "run `verify --all` and `repair` first" in out["text"]
     assert damaged.rescue(capsys, "verify", "--prefix", prefix, "--trust",
                           signing.signers)[0] == 3  # the live prefix, as the test left it
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KB file system: too small for a copy of the prefix, as a nearly full /tmp is."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "none", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.parametrize("how", ["--work", "TMPDIR"])
+def test_drill_in_a_work_dir_too_small_for_the_copy_says_pass_work_in_one_short_line(
+        how: str, tmp_path: Path, small_tmpfs: Path, signing: Any,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support import craft, damaged
+
+    c = craft.Craft(name="dc")
+    root = c.toolchain()
+    c.dir(f"{root}/src")
+    for i in range(600):  # 600 files fail to copy: once, each became a line of the message
+        c.file(f"{root}/src/f{i:04d}.go", b"package f\n" * 300)
+    bundle = c.write(tmp_path / "dc.tar.zst", signing.key)
+    prefix = tmp_path / "P"
+    assert damaged.rescue(capsys, "install", bundle, "--prefix", prefix, "--trust",
+                          signing.signers)[0] == 0
+    args = ["drill", "all", "--bundle", bundle, "--prefix", prefix, "--trust", signing.signers,
+            "--json"]
+    if how == "--work":
+        args += ["--work", small_tmpfs]
+    else:
+        monkeypatch.setattr(tempfile, "tempdir", str(small_tmpfs))  # what $TMPDIR sets
+    code, doc, err = damaged.rescue(capsys, *args)
+    message = doc["error"]["message"]
+    assert code == 2, err
+    assert "\n" not in message and len(message.encode()) < 500, message
+    assert message.startswith(f"drilling {prefix}: the work dir {small_tmpfs} cannot take a "
+                              "copy of the prefix (No space left on device; the prefix holds "
+                              "2 MB, 0 MB free there): pass --work DIR on a file system with "
+                              "room for it"), message
+    assert err.strip().splitlines()[-1] == f"rescue: {message}"
+    assert len(err.encode()) < 600 and not list(small_tmpfs.iterdir())  # the copy is gone
+
+
+def test_a_drill_step_keeps_one_short_line_of_a_huge_output() -> None:
+    d = Drill("goroot-corruption")
+    step = d.step("check", "go build", False, 1.0, "\n" + "x" * 100_000 + "\nsecond line\n")
+    assert step.detail == "x" * 1000 + "... (100000 characters)"
+
+
+def test_drill_that_cannot_make_its_work_dir_says_pass_work(
+        tmp_path: Path, signing: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support import damaged
+
+    full = tmp_path / "full"
+    full.mkdir()
+    # One inode, the mount's root: not even an empty directory fits.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=1", "none", str(full)],
+                   check=True)
+    try:
+        bundle = damaged.toolchain_bundle(tmp_path / "dc.tar.zst", signing.key)
+        prefix = tmp_path / "P"
+        assert damaged.rescue(capsys, "install", bundle, "--prefix", prefix, "--trust",
+                              signing.signers)[0] == 0
+        code, doc, _ = damaged.rescue(capsys, "drill", "all", "--prefix", prefix, "--trust",
+                                      signing.signers, "--work", full, "--json")
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+    assert code == 2
+    assert doc["error"]["message"] == (
+        f"drilling {prefix}: cannot make a work dir in {full} (No space left on device): pass "
+        "--work DIR on a file system you can write to, with room for a copy of the prefix")

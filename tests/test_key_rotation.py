@@ -67,8 +67,8 @@ def test_rotation_needs_both_key_sets_then_refuses_the_retired_key_by_id_and_dat
     doc = install(user, rescue, old_only, prefix)
     assert doc["exit_code"] == 3
     msg = doc["error"]["message"]
-    assert f"signed by key {signing.key_id}, which is not in the trust store the trust " \
-           "policy version 1 adopted on 20" in msg and "from bundle rot #1" in msg, msg
+    assert f"signed by key {signing.key_id}, which is not in the trust policy version 1 " \
+           "adopted on 20" in msg and "from bundle rot #1" in msg, msg
     doc = install(user, rescue, crafted(tmp_path / "new.tar.zst", nxt.key, 2), prefix)
     assert doc["exit_code"] == 0, doc
     verify = user.run([*rescue, "verify", "--prefix", str(prefix)], offline=True)

@@ -167,7 +167,7 @@ def test_build_stops_when_the_proxy_zip_differs_from_gosum(real, signing, tmp_pa
     ('[modules]\nrequire = ["example.com/dep@v1.0.0"]\ngoproxy = "off"\n',
      'modules.goproxy: GOPROXY=off: "off" disallows downloading modules'),
     ('[modules]\nrequire = ["example.com/dep@v1.0.0"]\ntransitive = "yes"\n',
-     "modules.transitive must be a bool"),
+     "modules.transitive must be true or false"),
     ('[modules]\nrequire = ["example.com/dep@v1.0.0"]\ngosum = "x"\n',
      "modules.gosum: unknown key; did you mean 'sumdb'? ([modules] keys: projects, require"),
     ('[modules]\nrequire = ["example.com/dep@v1.0.0"]\nsumdb = "sum.golang.org+1"\n',

@@ -87,16 +87,47 @@ def test_repair_without_the_bundle_fixes_what_local_copies_can_and_names_the_bun
     assert code == 2, err
     msg = doc["error"]["message"]
     sha = doc["repair"]["needs_bundle"][0]["manifest_sha256"]
-    assert (f"the rest needs the bundle it came from: dc #1 (manifest sha256 {sha}) for "
-            f"versions/{TC}. Bring that bundle file and run `repair BUNDLE`") in msg, msg
+    assert msg == (
+        f"repairing {prefix}: 2 path(s) repaired from local copies (removed what no bundle "
+        f"installed: versions/{TC}/pkg/tool/linux_amd64/cover); still missing or changed, and "
+        f"only the bundle it came from restores it: dc #1 (manifest sha256 {sha}) for "
+        f"versions/{TC}/pkg/tool/linux_amd64/vet, versions/{TC}/src/fmt/print.go. Bring that "
+        "bundle file and run `repair BUNDLE`"), msg
     assert source.read_bytes() == MOD_SOURCE  # from P/goproxy
     assert doc["repair"]["modules"] == [f"{MOD_PATH}@{MOD_VERSION}"]
-    # The GOROOT was left as it is: no half-repaired tree, nothing swapped.
-    assert (goroot / "pkg/tool/linux_amd64/cover").exists()
+    # The planted tool is gone at once; the rest of the GOROOT waits for the bundle.
+    assert not (goroot / "pkg/tool/linux_amd64/cover").exists()
+    assert oct((goroot / "pkg/tool/linux_amd64").stat().st_mode & 0o777) == "0o555"
+    assert doc["repair"]["removed"] == [f"versions/{TC}/pkg/tool/linux_amd64/cover"]
     assert doc["repair"]["rebuilt"] == []
     code, doc, _ = cli(capsys, prefix, signing, "verify", "--modcache", cache)
     assert code == 3 and {p["path"] for p in doc["verify"]["changed"]} == {
-        f"versions/{TC}/src/fmt/print.go"}
+        f"versions/{TC}/src/fmt/print.go"} and not doc["verify"]["added"]
+
+
+def test_repair_without_a_bundle_removes_a_planted_executable_even_when_a_file_is_missing(
+        goroot: Path, prefix: Path, bundle: Path, signing: bundles.Signing,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    edit(goroot / "src/fmt/print.go")  # missing: only the bundle has it
+    tools = goroot / "pkg/tool/linux_amd64"
+    edit(tools / "cover", b"#!/bin/sh\necho planted\n")
+    (tools / "cover").chmod(0o555)
+    code, doc, _ = cli(capsys, prefix, signing, "repair")
+    assert code == 2 and doc["error"]["type"] == "not-ready"
+    assert not (tools / "cover").exists() and oct(tools.stat().st_mode & 0o777) == "0o555"
+    msg = doc["error"]["message"]
+    assert (f"1 path(s) repaired from local copies (removed what no bundle installed: "
+            f"versions/{TC}/pkg/tool/linux_amd64/cover); still missing or changed, and only "
+            f"the bundle it came from restores it: dc #1 (manifest sha256 ") in msg, msg
+    assert msg.endswith(f") for versions/{TC}/src/fmt/print.go. Bring that bundle file and "
+                        "run `repair BUNDLE`"), msg
+    assert doc["repair"]["needs_bundle"][0]["paths"] == [f"versions/{TC}/src/fmt/print.go"]
+    code, doc, _ = cli(capsys, prefix, signing, "verify")
+    assert code == 3 and not doc["verify"]["added"] and [m["path"] for m in
+                                                         doc["verify"]["missing"]] == [
+        f"versions/{TC}/src/fmt/print.go"]
+    code, doc, err = cli(capsys, prefix, signing, "repair", bundle)
+    assert code == 0 and restored(doc) == {f"versions/{TC}/src/fmt/print.go": str(bundle)}, err
 
 
 def test_mode_symlink_and_hard_link_damage_needs_no_bundle(
@@ -260,4 +291,29 @@ def test_real_goroot_with_deleted_vet_and_edited_print_go_is_repaired_and_go_vet
     for cmd in (["vet", "./..."], ["build", "./..."]):
         done = user.run([*go, *cmd], cwd=project, offline=True)
         assert done.returncode == 0, done.stderr
+    assert user.run([*rescue, "verify", "--prefix", str(prefix)], offline=True).returncode == 0
+
+
+def test_real_goroot_repair_without_a_bundle_removes_a_planted_tool_and_names_the_missing_file(
+        user: users.User, rescue: List[str], toolchain_bundle: Path) -> None:
+    bundle = user.give(toolchain_bundle)
+    prefix = user.home / "go-emergency"
+    assert user.run([*rescue, "install", str(bundle), "--prefix", str(prefix)],
+                    offline=True).returncode == 0
+    goroot = prefix / "versions" / TC
+    tools = goroot / "pkg/tool/linux_amd64"
+    script = (f"chmod u+w {goroot}/src/fmt {tools} && rm {goroot}/src/fmt/print.go && "
+              f"printf '#!/bin/sh\\necho planted\\n' > {tools}/asm-helper && "
+              f"chmod 555 {tools}/asm-helper && chmod u-w {goroot}/src/fmt {tools}")
+    assert user.run(["sh", "-c", script]).returncode == 0
+    alone = user.run([*rescue, "repair", "--prefix", str(prefix)], offline=True)
+    assert alone.returncode == 2, alone.stderr
+    assert f"removed  versions/{TC}/pkg/tool/linux_amd64/asm-helper" in alone.stdout
+    assert not (tools / "asm-helper").exists()
+    assert ("still missing or changed, and only the bundle it came from restores it: "
+            "rescue-test #1 (manifest sha256 ") in alone.stderr
+    assert (f"for versions/{TC}/src/fmt/print.go. Bring that bundle file and run `repair "
+            "BUNDLE`") in alone.stderr
+    fixed = user.run([*rescue, "repair", str(bundle), "--prefix", str(prefix)], offline=True)
+    assert fixed.returncode == 0, fixed.stderr
     assert user.run([*rescue, "verify", "--prefix", str(prefix)], offline=True).returncode == 0

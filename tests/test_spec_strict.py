@@ -281,7 +281,7 @@ def test_spec_ca_bundle_with_a_broken_certificate_is_refused(tmp_path: Path) -> 
 
 def test_spec_ca_bundle_that_is_not_a_string_or_empty_is_refused(tmp_path: Path) -> None:
     path, msg = ca_bundle_spec(tmp_path, "true")
-    assert msg == (f"reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle must be a str, "
+    assert msg == (f"reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle must be a string, "
                    "got True")
     path, msg = ca_bundle_spec(tmp_path, '""')
     assert msg == (f"reading spec {path}:{CA_BUNDLE_LINE}: upstream.ca_bundle is empty: give "

@@ -21,8 +21,9 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 MANIFEST = b'{"name": "go-emergency", "channel": "stable", "sequence": 42}\n'
 STORE = "/etc/rescue/allowed_signers"
 ADD_KEY_HINT = (
-    "ask the bundle's builder for their public key and add it with `rescue keys trust`, "
-    "or pass --trust FILE"
+    "ask the bundle's builder for their public key and pass an allowed_signers file that "
+    "lists it with --trust FILE, or use a rescue.pyz built with it (`rescue zipapp --trust "
+    "FILE` on the connected host)"
 )
 
 

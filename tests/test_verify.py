@@ -294,3 +294,46 @@ def test_real_goroot_verify_names_deleted_vet_and_edited_print_go_for_every_user
     assert f"missing  versions/{TC}/pkg/tool/linux_amd64/vet" in text.stdout
     assert f"changed  versions/{TC}/src/fmt/print.go: sha256 " in text.stdout
     assert "\r" not in text.stderr  # no progress bar when stderr is not a terminal
+
+
+def _replace_current(prefix: Path, tmp_path: Path, how: str) -> None:
+    """P/current made to point elsewhere, as a hand edit, a bad script or an attacker would."""
+    current = prefix / "current"
+    current.unlink()
+    if how == "outside":
+        outside = tmp_path / "elsewhere" / "go"
+        outside.mkdir(parents=True)
+        current.symlink_to(outside)
+    elif how == "planted":  # a link in versions/ that looks like a toolchain, to another tree
+        (tmp_path / "evil").mkdir()
+        (prefix / "versions").chmod(0o755)
+        (prefix / "versions" / "go1.21.99.linux-amd64").symlink_to(tmp_path / "evil")
+        current.symlink_to("versions/go1.21.99.linux-amd64")
+    elif how == "dangling":
+        current.symlink_to("versions/go1.99.0.linux-amd64")
+    else:
+        current.symlink_to("current")  # a loop
+
+
+CURRENT_PROBLEMS = {
+    "outside": "it points to '{outside}', not to versions/<an installed toolchain>",
+    "planted": "it points to 'versions/go1.21.99.linux-amd64', which is not installed",
+    "dangling": "it points to 'versions/go1.99.0.linux-amd64', which is not installed",
+    "loop": "it points to 'current', not to versions/<an installed toolchain>",
+}
+
+
+@pytest.mark.parametrize("how", sorted(CURRENT_PROBLEMS))
+@pytest.mark.parametrize("command", [["verify"], ["verify", "--all"], ["repair"]])
+def test_verify_and_repair_name_a_current_link_that_is_not_an_installed_toolchain(
+        how: str, command: List[str], installed: Path, prefix: Path, tmp_path: Path,
+        signing: bundles.Signing, capsys: pytest.CaptureFixture[str]) -> None:
+    _replace_current(prefix, tmp_path, how)
+    code, doc, err = rescue(capsys, *command, "--prefix", prefix, "--trust", signing.signers,
+                            "--json")
+    problem = CURRENT_PROBLEMS[how].format(outside=tmp_path / "elsewhere" / "go")
+    assert code == 2, err
+    assert doc["error"]["message"] == (
+        f"reading {prefix}/current: {problem}; make an installed toolchain current with `use "
+        f"VERSION` (installed: {TC})")
+    assert "repair" not in doc and "verify" not in doc  # nothing was checked or changed
