@@ -22,15 +22,15 @@ def bin_dir(layout: Layout) -> Path:
 
 
 def wanted(layout: Layout) -> Dict[str, str]:
-    """`go1.22.10` -> its link target, relative (`../versions/<id>/go/bin/go`), so the prefix
-    can move; one per installed version of this host's platform."""
+    """`go1.22.10` -> its link target, relative (`../versions/<id>/bin/go`: P/versions/<id> is
+    the GOROOT), so the prefix can move; one per installed version of this host's platform."""
     from installer.versions import installed_ids  # versions builds on this module
 
     out = {}
     for tc_id in installed_ids(layout):
         split = split_toolchain_id(tc_id)
         if split and split[1] == host_target():
-            out[split[0]] = f"../versions/{tc_id}/go/bin/go"
+            out[split[0]] = f"../versions/{tc_id}/bin/go"
     return out
 
 
