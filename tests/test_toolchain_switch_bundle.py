@@ -24,7 +24,7 @@ from manifests.model import Toolchain
 from tests.support import bundles, gobin, modbundles, tamper, upstream
 from tests.support.goproxy_server import ProxyServer, RealGoProject
 from tests.support.sumdb_server import SumDB, fixture_sumdb
-from tests.support.users import STOCK_PYTHON, User, chown_tree
+from tests.support.users import STOCK_PYTHON, USERS, User, chown_tree, make_user, remove_user_dirs
 from tests.test_doctor_go import bring_fix
 
 pytestmark = pytest.mark.slow
@@ -154,9 +154,20 @@ def _fresh(user: User, tag: str, path: str = "/usr/bin:/bin") -> Dict[str, str]:
                     GOCACHE=str(user.work / "gocache"), CGO_ENABLED="0")
 
 
-@pytest.fixture
-def installed(user: User, rescue: List[str], switch_bundle: Built) -> Iterator[Path]:
+@dataclass
+class Installed:
+    user: User
+    rescue: List[str]
+    prefix: Path
+
+
+@pytest.fixture(scope="module", params=USERS)
+def installed(request: pytest.FixtureRequest, pyz: Path, switch_bundle: Built
+              ) -> Iterator[Installed]:
+    """The bundle installed once per user (root, uid 65534), go1.21.13 current."""
     assert switch_bundle.result is not None
+    user = make_user(request.param)
+    rescue = [STOCK_PYTHON, "-I", str(user.give(pyz))]
     P = user.work / "P"
     bundle = user.give(switch_bundle.result.path)
     started = time.monotonic()
@@ -169,21 +180,23 @@ def installed(user: User, rescue: List[str], switch_bundle: Built) -> Iterator[P
     assert doc["current"] == f"{OLD}.linux-amd64"
     assert [m["module"] for m in doc["toolchain_modules"]] == [
         f"{MODULE}@v0.0.1-{v}.linux-amd64" for v in (OLD, NEW)]
-    yield P
+    yield Installed(user, rescue, P)
+    remove_user_dirs(user)
 
 
 @pytest.mark.parametrize("gomod", ["go 1.22.10", "go 1.21\n\ntoolchain go1.22.10"],
                          ids=["go-line", "toolchain-line"])
 def test_project_needing_the_bundled_newer_go_builds_offline_as_every_user(
-        installed: Path, user: User, gomod: str) -> None:
-    P = installed
-    proj = _project(user, "app", gomod)
+        installed: Installed, gomod: str) -> None:
+    user, P = installed.user, installed.prefix
+    tag = "go" if gomod.startswith("go 1.22") else "tc"
+    proj = _project(user, f"app-{tag}", gomod)
     # 1. `. env.sh`: P/bin/go1.22.10 is on PATH after P/current/bin; go finds it first and
     # runs the installed GOROOT (its wired go.env), downloading nothing.
     script = ('. "$1" && go version && go env GOROOT GOPROXY GOTOOLCHAIN && '
               'go build -o "$2" . && "$2"')
-    done = user.run(["sh", "-c", script, "sh", str(P / "env.sh"), str(user.work / "a")],
-                    offline=True, env=_fresh(user, "a"), cwd=proj)
+    done = user.run(["sh", "-c", script, "sh", str(P / "env.sh"), str(user.work / f"a-{tag}")],
+                    offline=True, env=_fresh(user, f"a-{tag}"), cwd=proj)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         f"go version {NEW} linux/amd64", str(P / f"versions/{NEW}.linux-amd64"),
@@ -192,20 +205,20 @@ def test_project_needing_the_bundled_newer_go_builds_offline_as_every_user(
     # 2. P/current/bin/go alone, a fresh module cache, no P/bin on PATH: the switch downloads
     # golang.org/toolchain from P/goproxy and checks it with the carried checksum database.
     go = str(P / "current/bin/go")
-    env = _fresh(user, "b")
+    env = _fresh(user, f"b-{tag}")
     done = user.run([go, "version"], offline=True, env=env, cwd=proj)
     assert done.stdout == f"go version {NEW} linux/amd64\n", done.stderr
     assert done.stderr == f"go: downloading {NEW} (linux/amd64)\n"
-    done = user.run([go, "build", "-o", str(user.work / "b"), "."], offline=True, env=env,
-                    cwd=proj)
+    done = user.run([go, "build", "-o", str(user.work / f"b-{tag}"), "."], offline=True,
+                    env=env, cwd=proj)
     assert done.returncode == 0, done.stderr
-    ran = user.run([str(user.work / "b")], offline=True)
+    ran = user.run([str(user.work / f"b-{tag}")], offline=True)
     assert ran.stdout == f"built by {NEW}\n"
 
 
 def test_project_needing_a_go_no_bundle_carries_fails_and_doctor_names_it(
-        installed: Path, user: User, rescue: List[str]) -> None:
-    P = installed
+        installed: Installed) -> None:
+    user, rescue, P = installed.user, installed.rescue, installed.prefix
     proj = _project(user, "future", "go 1.23.0")
     path = f"{P}/current/bin:{P}/bin:/usr/bin:/bin"
     done = user.run(["sh", "-c", '. "$1" && go version', "sh", str(P / "env.sh")],
