@@ -108,7 +108,8 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
     outs = _run_all(go, {
         "goroot": (["env", "GOROOT"], env), "std": (["list", "std"], env),
         **_settings_commands(user_env, env)})
-    checks += _judged(outs, goroot, version, layout, user_env)
+    wired = go_settings(layout)
+    checks += _judged(outs, goroot, version, layout, user_env, wired)
     out = outs["std"]
     count = len(out.stdout.split())
     ok = out.returncode == 0 and count > 100
@@ -134,11 +135,11 @@ def user_settings(goroot: Path, version: str, layout: Layout,
                              **_settings_commands(user_env, env)})
     except OSError:
         return []  # no go to ask: the full checklist says so, with the reason
-    return _judged(outs, goroot, version, layout, user_env)
+    return _judged(outs, goroot, version, layout, user_env, go_settings(layout))
 
 
 def _judged(outs: Dict[str, subprocess.CompletedProcess[str]], goroot: Path, version: str,
-            layout: Layout, user_env: Dict[str, str]) -> List[Check]:
+            layout: Layout, user_env: Dict[str, str], wired: Dict[str, str]) -> List[Check]:
     """`go env GOROOT` and the settings, each judged with where it is set and its fix."""
     source_env = source_line(layout.root)
     out = outs["goroot"]
@@ -151,7 +152,6 @@ def _judged(outs: Dict[str, subprocess.CompletedProcess[str]], goroot: Path, ver
     checks = [Check("go env GOROOT", ok, want_root, got, detail=tuple(why or ()))]
     if error:
         return checks + [Check("go env", False, "the Go settings", error)]
-    wired = go_settings(layout)
     for f in usersettings.judge(values, user_env, wired, version,
                                 usersettings.carried_modules(layout.goproxy), source_env,
                                 installed=list(go_commands.wanted(layout))):

@@ -47,8 +47,6 @@ class Limits:
     sumdb_note_bytes: int = 64 * KiB  # a tree note with x/mod's most (100) signature lines
     sumdb_lookup_bytes: int = 128 * KiB  # record id + go.sum lines + the tree note
     sumdb_records: int = 1_000_000  # lookups one bundle may carry
-    sumdb_name_chars: int = 255  # a database name is a host[/path]
-    sumdb_patterns_chars: int = 4 * KiB  # the GONOSUMDB patterns a manifest records
     # Guarded switches: the output of the operator's commands, and the journal of one switch.
     guard_log_bytes: int = 16 * MiB  # head of a guard run's output kept in its log
     guard_log_tail_bytes: int = 64 * KiB  # and the end of each command's, when the head is cut
@@ -58,6 +56,8 @@ class Limits:
     # A tool's output or an OS error quoted in one of our messages: its first line, this long.
     quoted_output_chars: int = 300
     step_detail_chars: int = 1000  # a drill step's detail: one of our messages, or go's output
+    sumdb_name_chars: int = 255  # a database name is a host[/path]
+    sumdb_patterns_chars: int = 4 * KiB  # the GONOSUMDB patterns a manifest records
 
 
 DEFAULT_LIMITS = Limits()
