@@ -282,8 +282,9 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             raise
         # Committed: from here on nothing is undone.
         made, journal = [], None
-        if carried_db is not None:  # the wiring may have changed for every installed GOROOT
-            result.notes += wiring.rewire_installed(layout, skip=result.installed)
+        # The wiring may have changed for every installed GOROOT: a bundle brought checksum
+        # database data, or GOROOTs installed before GOTOOLCHAIN=auto was the wiring.
+        result.notes += wiring.rewire_installed(layout, skip=result.installed)
         toolchain_proxy.record(layout, rebuilt)
         result.notes += go_commands.sync(layout)
         if current is not None:

@@ -104,3 +104,30 @@ def test_install_refuses_a_toolchain_module_hash_the_rebuilt_zip_does_not_match(
     assert not (P / "versions").exists() or not os.listdir(P / "versions")
     assert not (P / "goproxy" / "golang.org").exists()
     assert not (P / "bin").exists()
+
+
+def test_install_rewires_goroots_installed_when_the_wiring_said_local(
+        tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
+    # A prefix from before GOTOOLCHAIN=auto: its GOROOT's go.env still says local.
+    P = tmp_path / "P"
+    first = craft.Craft()
+    first.toolchain(version=OLD)
+    code, _, err = run(["install", first.write(tmp_path / "1.tar.zst", signing.key), "--prefix",
+                        P, "--trust", signing.signers], capsys)
+    assert code == 0, err
+    goroot = P / f"versions/{OLD}.linux-amd64"
+    go_env = goroot / "go.env"
+    old = go_env.read_text().replace("GOTOOLCHAIN=auto", "GOTOOLCHAIN=local")
+    goroot.chmod(0o755)
+    go_env.unlink()
+    go_env.write_text(old)
+    go_env.chmod(0o444)
+    goroot.chmod(0o555)
+    second = craft.Craft(sequence=2)
+    second.toolchain(version=NEW)
+    code, _, err = run(["install", second.write(tmp_path / "2.tar.zst", signing.key),
+                        "--prefix", P, "--trust", signing.signers], capsys)
+    assert code == 0, err
+    assert "GOTOOLCHAIN=auto\n" in go_env.read_text()
+    code, out, err = run(["verify", "--prefix", P, "--trust", signing.signers], capsys)
+    assert code == 0, out + err
