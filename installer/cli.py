@@ -20,9 +20,14 @@ VERSION = __version__
 
 def load_signers(trust: Optional[str], prefix: Optional[Path] = None) -> Tuple[List[Any], str]:
     """The trusted signers: --trust FILE, else the store the prefix adopted from a bundle (key
-    rotation), else the store built into the pyz."""
+    rotation), else the store built into the pyz. A prefix whose own directories are links is
+    refused first (`prefix.refuse_links`)."""
     from keys import allowed_signers
 
+    if prefix is not None:  # every command on a prefix starts here: it must not lead outside
+        from installer.prefix import Layout, refuse_links
+
+        refuse_links(Layout(prefix.absolute()))
     if trust:
         try:
             text = Path(trust).read_text(encoding="utf-8")

@@ -20,9 +20,11 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _layout(prefix: Optional[Path]) -> Layout:
-    from installer.prefix import default_prefix
+    from installer.prefix import default_prefix, refuse_links
 
-    return Layout((prefix or default_prefix()).absolute())
+    layout = Layout((prefix or default_prefix()).absolute())
+    refuse_links(layout)  # snapshots are written to and read from P/state/snapshots
+    return layout
 
 
 def _emit(doc: Dict[str, Any]) -> None:

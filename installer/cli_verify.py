@@ -111,7 +111,7 @@ def repair(bundle: Optional[Path], modcache: Optional[Path], prefix: Optional[Pa
     """
     from installer import repair as fix
     from installer.cli import load_signers
-    from installer.machine import machine_error
+    from installer.machine import prefix_error
     from installer.prefix import Layout, default_prefix
 
     layout = Layout((prefix or default_prefix()).absolute())
@@ -121,7 +121,7 @@ def repair(bundle: Optional[Path], modcache: Optional[Path], prefix: Optional[Pa
         result = fix.repair(layout, signers, source, bundle, cache, lock_timeout,
                             on_wait=lambda msg: click.echo(msg, err=True))
     except OSError as exc:
-        raise machine_error(f"repairing {layout.root}", exc) from None
+        raise prefix_error(f"repairing {layout.root}", layout.root, exc) from None
     if not as_json:
         for r in result.restored:
             click.echo(f"restored {r['path']} (from {r['from']})")

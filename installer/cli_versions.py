@@ -54,36 +54,51 @@ def make_guard(projects: Tuple[Path, ...], cmds: Tuple[str, ...], timeout: float
 
 
 def _layout(prefix_opt: Optional[Path]) -> Any:
-    from installer.prefix import Layout, default_prefix
+    from installer.prefix import Layout, default_prefix, refuse_links
     from manifests.errors import NotReadyError
 
     layout = Layout((prefix_opt or default_prefix()).absolute())
+    refuse_links(layout)
     if not layout.versions.is_dir():
         raise NotReadyError(f"reading prefix {layout.root}: no toolchain is installed there; "
                             "install a bundle first, or pass --prefix")
     return layout
 
 
-def _locked(prefix_opt: Optional[Path], timeout: float,
+def _locked(prefix_opt: Optional[Path], timeout: float, doing: str,
             work: Callable[[Any], Any]) -> Tuple[Any, List[str], Any]:
-    """Run `work(layout)` holding the prefix lock, after finishing any interrupted command."""
+    """Run `work(layout)` holding the prefix lock, after finishing any interrupted command.
+    A prefix this user may not change, or a full disk, is told as such (exit 2), naming the
+    owner or what to free: `doing` says what the command was doing ("pinning 1.21.13")."""
     from installer import prefix, versions
+    from installer.machine import prefix_errors
 
     layout = _layout(prefix_opt)
-    with prefix.locked(layout, timeout,
-                       lambda msg: click.echo(f"rescue: {msg}", err=True)) as lock:
+    with prefix_errors(f"{doing} in {layout.root}", layout.root), \
+            prefix.locked(layout, timeout,
+                          lambda msg: click.echo(f"rescue: {msg}", err=True)) as lock:
         notes = lock.notes + versions.recover(layout)
         return layout, notes, work(layout)
 
 
-def _switching(prefix_opt: Optional[Path], timeout: float, work: Callable[[Any], Any],
-               as_json: bool) -> Tuple[Any, List[str], Any]:
+def _read(prefix_opt: Optional[Path], doing: str, read: Callable[[Any], Any]) -> Tuple[Any, Any]:
+    """`read(layout)` for a command that changes nothing, with `_locked`'s words for a prefix
+    this user may not read."""
+    from installer.machine import prefix_errors
+
+    layout = _layout(prefix_opt)
+    with prefix_errors(f"{doing} {layout.root}", layout.root):
+        return layout, read(layout)
+
+
+def _switching(prefix_opt: Optional[Path], timeout: float, doing: str,
+               work: Callable[[Any], Any], as_json: bool) -> Tuple[Any, List[str], Any]:
     """`_locked` for use and rollback: a failed checklist is shown as install shows it, each
     check with its cause and fix, before the one-line error."""
     from manifests.errors import ChecklistError
 
     try:
-        return _locked(prefix_opt, timeout, work)
+        return _locked(prefix_opt, timeout, doing, work)
     except ChecklistError as exc:
         tried = getattr(exc, "result", None)  # None: a guard failed, said in the message
         if tried is not None and not as_json:
@@ -132,15 +147,15 @@ def list_cmd(prefix: Optional[Path], as_json: bool) -> None:
     """
     from installer import versions
 
-    layout = _layout(prefix)
-    rows = versions.list_installed(layout)
-    damaged = versions.current_problem(layout)
+    layout, (rows, previous, damaged) = _read(prefix, "listing", lambda layout: (
+        versions.list_installed(layout), versions.previous_id(layout),
+        versions.current_problem(layout)))
     if damaged:
         click.echo(f"rescue: warning: {layout.current}: {damaged}; no toolchain is current "
                    "until `use VERSION` makes one", err=True)
     if as_json:
         emit_json({"prefix": str(layout.root), "toolchains": [r.to_dict() for r in rows],
-                   "previous": versions.previous_id(layout), "current_problem": damaged})
+                   "previous": previous, "current_problem": damaged})
         return
     for r in rows:
         flags = ("*" if r.current else " ") + ("P" if r.pinned else " ")
@@ -177,7 +192,7 @@ def use_cmd(version: str, prefix: Optional[Path], guard_projects: Tuple[Path, ..
         tc = versions.resolve(layout, version)
         return versions.guarded(layout, tc, "use", f"use {version}", guard or None)
 
-    _, notes, done = _switching(prefix, lock_timeout, work, as_json)
+    _, notes, done = _switching(prefix, lock_timeout, f"switching to {version}", work, as_json)
     _switch_report("use", done, notes, as_json)
 
 
@@ -214,7 +229,7 @@ def rollback_cmd(to: Optional[str], prefix: Optional[Path], lock_timeout: float,
                                f"rollback{' --to ' + to if to else ''}",
                                versions.checks_for(layout))
 
-    _, notes, done = _switching(prefix, lock_timeout, work, as_json)
+    _, notes, done = _switching(prefix, lock_timeout, "rolling back", work, as_json)
     _switch_report("rollback", done, notes, as_json)
 
 
@@ -238,7 +253,7 @@ def remove_cmd(version: str, prefix: Optional[Path], lock_timeout: float,
         tc = versions.resolve(layout, version)
         return tc, versions.remove(layout, tc)
 
-    _, notes, (tc, freed) = _locked(prefix, lock_timeout, work)
+    _, notes, (tc, freed) = _locked(prefix, lock_timeout, f"removing {version}", work)
     if as_json:
         emit_json({"removed": [tc], "freed_bytes": freed, "notes": notes})
         return
@@ -254,7 +269,8 @@ def _pin(version: str, prefix: Optional[Path], lock_timeout: float, as_json: boo
         tc = versions.resolve(layout, version)
         return tc, versions.set_pinned(layout, tc, pinned)
 
-    _, notes, (tc, now) = _locked(prefix, lock_timeout, work)
+    _, notes, (tc, now) = _locked(prefix, lock_timeout,
+                                  f"{'pinning' if pinned else 'unpinning'} {version}", work)
     if as_json:
         emit_json({"pinned": now, "notes": notes})
         return
@@ -318,7 +334,7 @@ def prune_cmd(keep: Optional[int], dry_run: bool, prefix: Optional[Path], lock_t
         freed = 0 if dry_run else sum(versions.remove(layout, tc) for tc in plan)
         return plan, freed
 
-    _, notes, (plan, freed) = _locked(prefix, lock_timeout, work)
+    _, notes, (plan, freed) = _locked(prefix, lock_timeout, "pruning", work)
     if as_json:
         emit_json({"removed": [] if dry_run else plan, "would_remove": plan if dry_run else [],
                    "freed_bytes": freed, "dry_run": dry_run, "notes": notes})
@@ -345,8 +361,7 @@ def history_cmd(prefix: Optional[Path], as_json: bool) -> None:
     """
     from installer import history
 
-    layout = _layout(prefix)
-    records: List[Dict[str, Any]] = history.load(layout)
+    layout, records = _read(prefix, "reading the history of", history.load)
     if as_json:
         emit_json({"history": records})
         return

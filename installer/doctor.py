@@ -100,6 +100,7 @@ class Facts:
     profiles: Dict[str, str] = field(default_factory=dict)  # start-up file -> its text
     has_go: Dict[str, bool] = field(default_factory=dict)  # dir named in a profile -> holds go
     carried: List[str] = field(default_factory=list)
+    linked: Dict[str, str] = field(default_factory=dict)  # prefix dir that is a link -> target
     go_checks: Optional[doctor_go.GoFacts] = None  # the project's go lines, go.env, P/versions
     current_problem: str = ""  # what is wrong with P/current (versions.current_problem)
     installed: List[str] = field(default_factory=list)
@@ -388,6 +389,14 @@ def find_trio(f: Facts) -> List[Finding]:
     return out
 
 
+def find_prefix_links(f: Facts) -> List[Finding]:
+    """A directory of the prefix that is a link: rescue refuses to work through it."""
+    return [Finding("prefix-links", ERROR, f"{path} is a symbolic link to {target!r}: rescue "
+                    "keeps its files only inside the prefix and refuses to work through it",
+                    path, f"mv {path} {path}.link")
+            for path, target in sorted(f.linked.items())]
+
+
 def find_go_checks(f: Facts) -> List[Finding]:
     """The go version the project asks for, and settings that turn Go's own checks off."""
     g = f.go_checks
@@ -455,7 +464,7 @@ def find_integrity(f: Facts) -> List[Finding]:
                     f"{verify_cmd} (every file hashed), then {repair}")]
 
 
-FINDERS = (find_current_link, find_path_gos, find_path_entries, find_versions,
+FINDERS = (find_prefix_links, find_current_link, find_path_gos, find_path_entries, find_versions,
            find_goroot_setting, find_gopath, find_gomod, find_settings, find_profiles,
            find_tree_modes, find_trio, find_go_checks, find_integrity)
 
@@ -579,6 +588,9 @@ def gather(layout: Layout, project: Optional[Path] = None,
     for path in (str(layout.root), current_goroot, facts.go_root_of_binary):
         if path and _mode(path):
             facts.modes[path] = _mode(path)  # type: ignore[assignment]
+    for path, _what in layout.own_paths():
+        with contextlib.suppress(OSError):
+            facts.linked[str(path)] = os.readlink(path)
     if current:
         facts.carried = usersettings.carried_modules(layout.goproxy)
     if go is None:

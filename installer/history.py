@@ -22,7 +22,7 @@ from manifests import files
 from manifests.goversion import split_toolchain_id
 from manifests.limits import DEFAULT_LIMITS
 
-HISTORY_FILE = "history.jsonl"
+HISTORY_FILE = "history.jsonl"  # also in Layout.own_paths: never a link
 
 # Variables that say which CI job ran a command (never a token: only ids, commits and refs).
 CI_VARIABLES = {

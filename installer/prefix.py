@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -13,7 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from manifests.errors import NotReadyError
 
@@ -34,6 +35,29 @@ class Layout:
 
     def version_dir(self, toolchain_id: str) -> Path:
         return inside(self, self.versions / toolchain_id)
+
+    def own_paths(self) -> List[Tuple[Path, str]]:
+        """The directories rescue writes into (each parent before its children), and the one file
+        it appends to in place: a link in the place of one would carry toolchains, pins, the
+        journal or the history outside P. (Other files are replaced by a rename, which replaces
+        a link rather than following it.)"""
+        return [(self.versions, "the toolchains directory"),
+                (self.goproxy, "the module proxy directory"),
+                (self.state, "the state directory"),
+                (self.bundles, "the signed manifests directory"),
+                (self.state / "trust", "the adopted trust store directory"),
+                (self.state / "snapshots", "the snapshots directory"),
+                (self.state / "guard-logs", "the guard logs directory"),
+                (self.state / "history.jsonl", "the history")]
+
+
+def refuse_links(layout: Layout) -> None:
+    """Refuse (exit 2, naming the link and the fix) a prefix whose own directories (or history)
+    are links; P itself may be one (a prefix kept on another disk)."""
+    from installer.statefile import no_link
+
+    for path, what in layout.own_paths():
+        no_link(path, what)
 
 
 def default_prefix() -> Path:
@@ -155,6 +179,7 @@ def locked(layout: Layout, timeout: float = 300.0,
         os.close(fd)
     lock = Lock(created)
     try:
+        refuse_links(layout)
         lock.notes += remove_stale(layout)
         yield lock
     finally:
@@ -173,8 +198,12 @@ def remove_stale(layout: Layout) -> List[str]:
     for entry in sorted(os.listdir(layout.root)):
         path = layout.root / entry
         if entry.startswith(".staging-"):
-            size = sum(f.stat().st_size for f in path.rglob("*")
-                       if f.is_file() and not f.is_symlink())
+            if is_link(path):  # not made by an install: its target is left alone
+                notes.append(f"removed {entry}, a symbolic link to {os.readlink(path)!r} "
+                             "(its target was not touched)")
+                os.unlink(path)
+                continue
+            size = tree_bytes(path)
             remove_tree(path)
             notes.append(f"removed {entry} ({size / 1e6:.0f} MB), left by an interrupted "
                          "install")
@@ -215,20 +244,44 @@ def make_read_only(tree: Path, keep_top: bool = False, files: bool = True) -> No
             os.chmod(dirpath, 0o555)
 
 
+def is_link(path: Path) -> bool:
+    """`path` is a symbolic link (a dangling one too): rescue unlinks one, never walks it."""
+    return os.path.islink(path)
+
+
+def _real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def tree_bytes(tree: Path) -> int:
+    """What the files of `tree` hold on disk: 0 for a link, whose target removing it never
+    frees, and nothing behind a link inside it (fwalk enters only the directories it lists)."""
+    total = 0
+    if not _real_dir(tree):
+        return total
+    for _dirpath, _dirs, files, dirfd in os.fwalk(tree):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_blocks * 512
+    return total
+
+
 def remove_tree(tree: Path) -> None:
-    """Delete a tree that may have been made read-only."""
-    if not tree.exists() and not tree.is_symlink():
+    """Delete a tree that may have been made read-only. A link (or any non-directory) is
+    unlinked, never walked: its target may be anyone's directory outside the prefix."""
+    if not _real_dir(tree):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tree)
         return
-    for dirpath, dirnames, _ in os.walk(tree):
-        for d in dirnames:
-            p = os.path.join(dirpath, d)
-            if not os.path.islink(p):
-                os.chmod(p, 0o700)
-    if tree.is_dir() and not tree.is_symlink():
-        os.chmod(tree, 0o700)
-        shutil.rmtree(tree)
-    else:
-        tree.unlink()
+    # fwalk checks each directory it opens is the one it listed, so a link planted in the tree
+    # (or swapped in while it is walked) is never entered; fchmod changes the directory held
+    # open, never what a name points to. rmtree then unlinks links without following them.
+    for _dirpath, _dirs, _files, dirfd in os.fwalk(tree):
+        os.fchmod(dirfd, 0o700)
+    shutil.rmtree(tree)
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h

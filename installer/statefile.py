@@ -144,16 +144,11 @@ def no_link(path: Path, what: str) -> None:
 
 
 def owner_of(path: Path) -> str:
-    """`user NAME (uid N)` owning `path` (or the nearest parent this user can stat)."""
-    for p in (path, *path.parents):
-        try:
-            uid = os.lstat(p).st_uid
-        except OSError:
-            continue
-        try:
-            import pwd
+    """`its owner NAME (uid N)` of `path` (or of the nearest parent this user can stat)."""
+    from installer import machine
 
-            return f"its owner {pwd.getpwuid(uid).pw_name} (uid {uid})"
-        except (ImportError, KeyError):
-            return f"its owner (uid {uid})"
-    return "its owner"
+    found = machine.owner(path)
+    if found is None:
+        return "its owner"
+    name = machine.user_name(found[1])
+    return f"its owner {name}" + ("" if name.startswith("uid ") else f" (uid {found[1]})")

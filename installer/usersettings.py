@@ -71,8 +71,11 @@ def sources(key: str, env: Mapping[str, str], goenv: str) -> List[Source]:
 
 
 def carried_modules(goproxy: Path) -> List[str]:
-    """The module paths P/goproxy serves (each directory that holds an `@v`)."""
-    found = []
+    """The module paths P/goproxy serves (each directory that holds an `@v`); none from a link
+    in its place, whose target is not the prefix's."""
+    found: List[str] = []
+    if os.path.islink(goproxy):
+        return found
     for dirpath, dirnames, _ in os.walk(goproxy):
         if "@v" in dirnames:
             dirnames.remove("@v")

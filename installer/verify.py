@@ -335,6 +335,8 @@ class Scan:
             return
         top = str(self.top)
         yield from self._one("", top)
+        if os.path.islink(top):  # a link in a tree's place is reported, never walked
+            return
         cut = len(top) + 1
         for dirpath, dirnames, filenames in os.walk(top, onerror=self._walk_error):
             for name in dirnames + filenames:

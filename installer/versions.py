@@ -8,7 +8,6 @@ checked before it happens and journaled while it happens; a removal is a rename 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
@@ -89,6 +88,15 @@ def installed_ids(layout: Layout) -> List[str]:
                   key=lambda n: (version_key(_split(n)[0]), n))
 
 
+def _linked_ids(layout: Layout) -> List[str]:
+    """Toolchain names in P/versions that are links (a distro's Go linked in by hand)."""
+    try:
+        names = os.listdir(layout.versions)
+    except OSError:
+        return []
+    return sorted(n for n in names if _split(n) and os.path.islink(layout.versions / n))
+
+
 def current_id(layout: Layout) -> Optional[str]:
     """The installed toolchain `current` names, or None when there is no `current` or it is
     anything but a link to `versions/<installed id>` (see `checked_current`)."""
@@ -151,15 +159,6 @@ def _pins_problem(doc: Any) -> Optional[str]:
     return None if bad is None else f"{bad!r} is not a toolchain id"
 
 
-def _tree_bytes(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
-    return total
-
-
 def list_installed(layout: Layout, sizes: bool = True) -> List[Installed]:
     bundles = state.load(layout).get("bundles", [])
     cur, pinned = current_id(layout), set(pins(layout))
@@ -171,7 +170,7 @@ def list_installed(layout: Layout, sizes: bool = True) -> List[Installed]:
             tc_id, version, target, tc_id == cur, tc_id in pinned,
             f"{src['name']} #{src['sequence']}" if src else None,
             src.get("signer") if src else None, src.get("installed_at") if src else None,
-            _tree_bytes(layout.versions / tc_id) if sizes else 0))
+            prefix.tree_bytes(layout.versions / tc_id) if sizes else 0))
     return out
 
 
@@ -188,6 +187,13 @@ def resolve(layout: Layout, name: str) -> str:
     if matches:
         raise NotReadyError(f"choosing {name}: several are installed ({', '.join(matches)}); "
                             "name one in full")
+    for link in _linked_ids(layout):
+        if name == link or _split(link)[0] == want:
+            path = layout.versions / link
+            raise NotReadyError(
+                f"choosing {name}: {path} is a symbolic link to {os.readlink(path)!r}, not a "
+                "toolchain rescue installed; rescue never uses or removes anything through a "
+                f"link. Remove the link itself (`rm {path}`) or install {link} from a bundle")
     raise NotReadyError(f"choosing {name}: not installed in {layout.root}; installed: "
                         f"{', '.join(have) or 'none'}. Install it from a bundle first")
 
@@ -250,7 +256,10 @@ def remove(layout: Layout, tc_id: str) -> int:
     if tc_id in pins(layout):
         raise NotReadyError(f"removing {tc_id}: it is pinned; `unpin {tc_id}` first")
     src = layout.version_dir(tc_id)
-    size = _tree_bytes(src)
+    if not _is_real_dir(src):  # `resolve` names only real directories; this is the last guard
+        raise NotReadyError(f"removing {tc_id}: {src} is not a directory rescue installed; "
+                            "rescue never removes through a link")
+    size = prefix.tree_bytes(src)
     trash = layout.versions / f"{TRASH}{tc_id}-{os.getpid()}"
     os.rename(src, trash)  # atomic: from here on `list` no longer shows it
     crashpoints.reached("remove-renamed")
@@ -268,10 +277,36 @@ def remove_trash(layout: Layout) -> List[str]:
         return notes
     for n in names:
         if n.startswith(TRASH):
-            prefix.remove_tree(layout.versions / n)
+            path = layout.versions / n
+            if prefix.is_link(path):
+                notes.append(_unlinked(path))
+                continue
+            prefix.remove_tree(path)
             notes.append(f"finished removing {n[len(TRASH):].rsplit('-', 1)[0]}, interrupted "
                          "before")
     return notes
+
+
+def _unlinked(path: Path) -> str:
+    """Unlink a link found where rescue leaves only its own directories, and say so."""
+    target = os.readlink(path)
+    os.unlink(path)
+    return (f"removed {path.parent.name}/{path.name}, a symbolic link to {target!r} that rescue "
+            "did not make (its target was not touched)")
+
+
+def _why_not_adopted(layout: Layout, path: Path, tc_id: str) -> Optional[str]:
+    """None when a tree a repair set aside may go back: a real directory (never a link), owned
+    like P/versions, of a toolchain an installed bundle carried; else why not."""
+    st, top = os.lstat(path), os.lstat(layout.versions)
+    if not stat.S_ISDIR(st.st_mode):
+        return "it is not a directory"
+    if st.st_uid != top.st_uid:
+        return f"it is owned by uid {st.st_uid}, not by the owner of {layout.versions}"
+    if _split(tc_id) is None or not any(tc_id in b.get("toolchains", [])
+                                        for b in state.load(layout).get("bundles", [])):
+        return f"no installed bundle carried {tc_id}"
+    return None
 
 
 def finish_repairs(layout: Layout) -> List[str]:
@@ -284,16 +319,25 @@ def finish_repairs(layout: Layout) -> List[str]:
         return notes
     for n in names:
         path = layout.versions / n
-        if n.startswith(REPAIR_OLD):
+        if n.startswith((REPAIR_OLD, REPAIR_NEW)) and prefix.is_link(path):
+            notes.append(_unlinked(path))
+        elif n.startswith(REPAIR_OLD):
             tc_id = n[len(REPAIR_OLD):].rsplit("-", 1)[0]
             live = layout.versions / tc_id
-            if not os.path.lexists(live) and _split(tc_id) is not None:
-                os.rename(path, live)
-                notes.append(f"put {tc_id} back: a repair was interrupted while swapping it")
-            else:
+            why = None if os.path.lexists(live) else _why_not_adopted(layout, path, tc_id)
+            if os.path.lexists(live):
                 prefix.remove_tree(path)
                 notes.append(f"removed the damaged copy of {tc_id} an interrupted repair had "
                              "set aside (the repaired one is in place)")
+            elif why is None:
+                os.rename(path, live)
+                notes.append(f"put {tc_id} back: a repair was interrupted while swapping it")
+            elif os.lstat(path).st_uid != os.lstat(layout.versions).st_uid:
+                notes.append(f"left {path} alone: {why}; rescue did not make it, remove it "
+                             "yourself")
+            else:
+                prefix.remove_tree(path)
+                notes.append(f"removed {path}: not a toolchain rescue set aside ({why})")
         elif n.startswith(REPAIR_NEW):
             prefix.remove_tree(path)
             notes.append(f"removed a half-built repair of {n[len(REPAIR_NEW):].rsplit('-', 1)[0]}")

@@ -42,6 +42,8 @@ class Limits:
     state_file_bytes: int = 16 * MiB
     history_tail_bytes: int = 4 * MiB  # history.jsonl is read from its end, this much at most
     snapshot_file_bytes: int = 256 * MiB  # a snapshot lists every GOROOT file (~3 MB each)
+    # Free space a day-two command (use, pin, rollback) needs for P/state: journal, history.
+    state_room_bytes: int = 1 * MiB
     # Checksum database (sumdb) data: keys, signed tree notes, lookup answers, tiles.
     sumdb_key_chars: int = 1 * KiB  # a verifier key is ~60 characters
     sumdb_note_bytes: int = 64 * KiB  # a tree note with x/mod's most (100) signature lines

@@ -8,22 +8,16 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, List, Tuple
+from typing import Any, List
 
 import pytest
 
-from installer import cli
 from tests.support import bundles, craft
+from tests.support.clirun import run
 from tests.support.users import STOCK_PYTHON, USERS, make_user, remove_user_dirs
 
 IDS = ["go1.21.12.linux-amd64", "go1.21.13.linux-amd64", "go1.22.0.linux-amd64"]
 
-
-def run(argv: List[Any], capsys: pytest.CaptureFixture) -> Tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

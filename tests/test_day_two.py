@@ -7,23 +7,15 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from installer import cli
 from tests.support import bundles, craft
+from tests.support.clirun import run
 from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_user_dirs
-
-
-def run(argv: List[Any], capsys: pytest.CaptureFixture) -> Tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -217,10 +209,16 @@ class Installed:
     two: Path  # a prefix with go1.21.13, then go1.22.10 installed
 
     def prefix(self, which: Path) -> Path:
-        """A copy of a ready prefix for one test (same owner, modes, links)."""
-        dest = self.user.home / f"P-{uuid.uuid4().hex[:8]}"
-        subprocess.run(["cp", "-a", str(which), str(dest)], check=True)
-        return dest
+        """A fresh copy of a ready prefix for one test (same owner, modes, links), at the path
+        it was installed at: its go.env names that path, and a moved prefix fails its
+        checklist (its GOPROXY would be the old place's). The pristine one is kept beside it."""
+        pristine = which.with_name(f"{which.name}.pristine")
+        if not pristine.exists():
+            subprocess.run(["cp", "-a", str(which), str(pristine)], check=True)
+        subprocess.run(["chmod", "-R", "u+w", str(which)], check=True)
+        subprocess.run(["rm", "-rf", str(which)], check=True)
+        subprocess.run(["cp", "-a", str(pristine), str(which)], check=True)
+        return which
 
 
 @pytest.fixture(scope="module", params=USERS)

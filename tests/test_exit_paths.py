@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 from bundler.cli import main as rescue
-from tests.support import bundles, craft, tamper
+from tests.support import bundles, clirun, craft, tamper
 
 ROOT = Path(__file__).resolve().parents[1]
 ERROR_FIELDS = {"type", "operation", "subject", "expected", "got", "hint", "message",
@@ -23,11 +23,7 @@ ERROR_FIELDS = {"type", "operation", "subject", "expected", "got", "hint", "mess
 
 
 def run(argv: List[Any], capsys: pytest.CaptureFixture) -> Tuple[int, str, str]:
-    capsys.readouterr()
-    code = rescue([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
+    return clirun.run(argv, capsys, rescue)
 
 def one_document(out: str, code: int) -> Dict[str, Any]:
     doc = json.loads(out)  # exactly one document: json.loads refuses trailing text

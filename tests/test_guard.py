@@ -15,21 +15,16 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from installer import cli, guard
+from installer import guard
 from manifests.limits import DEFAULT_LIMITS
 from tests.support import bundles, craft
+from tests.support.clirun import run
 from tests.support.users import STOCK_PYTHON, User, chown_tree
 
 OLD, NEW = "go1.21.13.linux-amd64", "go1.22.0.linux-amd64"
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "0" * 32
 
-
-def run(argv: List[Any], capsys: pytest.CaptureFixture) -> Tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _bundles(where: Path, key: Path) -> List[Path]:

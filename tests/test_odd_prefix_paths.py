@@ -9,14 +9,15 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, List, Tuple
+from typing import List
 
 import pytest
 
 from bundler.build import BuildResult
-from installer import checklist, cli, doctor
+from installer import checklist, doctor
 from installer.prefix import Layout
 from tests.support import bundles, craft
+from tests.support.clirun import run
 from tests.support.goproxy_server import RealGoProject
 from tests.support.users import User
 
@@ -29,15 +30,6 @@ ODD_IN_URL = "odd%20%23%3F%2541%20%25zz%20$(touch%20PWNED)%20%60touch%20PWNED%60
 GO_LIST_SEPARATOR = ("which go reads as a GOPROXY list separator: the offline proxy's file:// "
                      "URL would split into a network proxy")
 
-
-def run(argv: List[Any], capsys: pytest.CaptureFixture) -> Tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exc:  # doctor exits with its own status
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def fake_bundle(tmp_path: Path, signing: bundles.Signing) -> Path:

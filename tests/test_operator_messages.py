@@ -15,17 +15,13 @@ import pytest
 from bundler import cli as bundler_cli
 from installer import cli
 from keys import sshkey
-from tests.support import bundles, craft
+from tests.support import bundles, clirun, craft
 from tests.support.users import STOCK_PYTHON
 
 
 def run(argv: List[Any], capsys: pytest.CaptureFixture[str],
         main: Any = cli.main) -> Tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
+    return clirun.run(argv, capsys, main)
 
 def crafted(dest: Path, key: Path, version: str = "go1.21.13", sequence: int = 1) -> Path:
     c = craft.Craft(sequence=sequence)
