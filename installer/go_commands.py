@@ -42,6 +42,9 @@ def sync(layout: Layout) -> List[str]:
     where = bin_dir(layout)
     if not want and not where.is_dir():
         return notes
+    if where.is_symlink():  # never write through a link out of P (prefix.refuse_links)
+        return [f"{where} is a symbolic link: go<V> commands not updated; mv {where} "
+                f"{where}.link, then run `rescue repair`"]
     try:
         where.mkdir(mode=0o755, exist_ok=True)
         for name in os.listdir(where):
