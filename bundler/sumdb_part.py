@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-from typing import Iterable, Optional, Tuple
+from typing import Callable, Iterable, Optional, Tuple
 
 import httpx
 
@@ -22,11 +22,13 @@ DIR_MODE = 0o755
 Record = Tuple[str, str, str, str]
 
 
-def plan_sumdb(client: httpx.Client, ms: ModuleSpec,
-               records: Iterable[Record]) -> Tuple[Optional[Sumdb], Optional[Part]]:
+def plan_sumdb(client: httpx.Client, ms: ModuleSpec, records: Iterable[Record],
+               origin: Callable[[str, str], str] = lambda m, v: "go.sum"
+               ) -> Tuple[Optional[Sumdb], Optional[Part]]:
     """The database record for the manifest and its members; (None, None) when the spec says
     "off" or no record is the database's to vouch for. `records` are the bundle's modules
-    and, as they join, its toolchain modules (golang.org/toolchain)."""
+    and its toolchain modules (golang.org/toolchain); `origin(m, v)` names where a record's
+    hashes come from, for the mismatch message."""
     if ms.sumdb == "off":
         return None, None
     records = list(records)
@@ -39,7 +41,7 @@ def plan_sumdb(client: httpx.Client, ms: ModuleSpec,
     base = ms.sumdb_url or database_url(client, ms.goproxy, name)
     data = fetch_sumdb(client, base, ms.sumdb, [(m, v) for m, v, _, _ in covered])
     for m, v, zip_hash, mod_hash in covered:
-        check_lines(name, m, v, data.lines(m, v), zip_hash, mod_hash, carried_as="go.sum")
+        check_lines(name, m, v, data.lines(m, v), zip_hash, mod_hash, carried_as=origin(m, v))
     db = Sumdb(name, ms.sumdb.strip(), data.tree.n, base64.b64encode(data.tree.hash).decode(),
                nosumdb)
     verify_carried(db, covered, data.files.get)  # what every installer will check, checked

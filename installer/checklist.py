@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from installer import sumdb_check, usersettings
+from installer import go_commands, sumdb_check, usersettings
 from installer.prefix import Layout
 from installer.wiring import go_settings, source_line
 
@@ -115,7 +115,7 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
     ok = out.returncode == 0 and count > 100
     checks.append(Check("go list std", ok, "the standard library lists",
                         f"{count} packages" if ok else _tail(out.stderr) or f"{count} packages"))
-    row = sumdb_check.run(go, layout, wired, env)
+    row = sumdb_check.run(go, layout, go_settings(layout), env)
     if row is not None:
         ok, want, got, detail = row
         checks.append(Check(sumdb_check.NAME, ok, want, got, warn=ok and bool(detail),
@@ -153,7 +153,8 @@ def _judged(outs: Dict[str, subprocess.CompletedProcess[str]], goroot: Path, ver
     if error:
         return checks + [Check("go env", False, "the Go settings", error)]
     for f in usersettings.judge(values, user_env, wired, version,
-                                usersettings.carried_modules(layout.goproxy), source_env):
+                                usersettings.carried_modules(layout.goproxy), source_env,
+                                installed=list(go_commands.wanted(layout))):
         checks.append(Check(f"go env {f.key}", f.level != usersettings.FAIL,
                             f.expected or "(not set)", f.got,
                             warn=f.level == usersettings.WARN, detail=f.lines))

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from installer import checklist, doctor_go, usersettings, verify_shape, versions
+from installer import checklist, doctor_go, go_commands, usersettings, verify_shape, versions
 from installer.prefix import Layout
 from installer.verify import Report
 from installer.versions import installed_ids
@@ -228,7 +228,8 @@ def find_settings(f: Facts) -> List[Finding]:
     version = f.current.rsplit(".", 1)[0]
     out = []
     for j in usersettings.judge(f.settings, f.env, go_settings(f.layout), version, f.carried,
-                                source_line(f.layout.root)):
+                                source_line(f.layout.root),
+                                installed=list(go_commands.wanted(f.layout))):
         if j.level == "ok":
             continue
         where = [x for x in j.lines[1:] if not x.startswith(("fix:", "or, for one shell"))]

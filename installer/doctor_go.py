@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from installer import usersettings
+from installer.wiring import source_line
 from manifests.goversion import compare, is_toolchain_version, split_toolchain_id, version_key
 from manifests.limits import DEFAULT_LIMITS
 from manifests.modpath import match_prefix_patterns
@@ -219,14 +220,15 @@ def find_requires(g: GoFacts, gotoolchain: str, prefix: str) -> List[Tuple[str, 
                          evidence, "")]
             return [(ERROR, f"{why}; {held}, but go checks that module with the checksum "
                      f"database {g.sumdb}, which it cannot reach offline"
-                     + _serving(g, version), evidence, _fix(g, version, here))]
+                     + _serving(g, version), evidence, _fix(g, version, here, exact=chosen))]
         stop = (f"go stops with: cannot find \"{chosen}\" in PATH" if value.endswith("path")
                 else f"offline, go stops with: download {chosen} for "
                 f"{g.platform.replace('-', '/')}: toolchain not available")
         message = f"{why}, but no {chosen} is on PATH; {stop}"
         if not version:
             return [(ERROR, message, evidence, "unset GOTOOLCHAIN, or go env -u GOTOOLCHAIN")]
-        return [(ERROR, message + _serving(g, version), evidence, _fix(g, version, here))]
+        return [(ERROR, message + _serving(g, version), evidence,
+                 _fix(g, version, here, exact=chosen))]
     need = mod.go
     if need and compare(need, g.running) > 0:
         said = (f"{mod.shown} requires go >= {need} (running go {g.running[2:]}; "
@@ -257,14 +259,25 @@ def _serving(g: GoFacts, need: str, toolchain: str = "") -> str:
             f"{', '.join(g.installed) or 'none'})")
 
 
-def _fix(g: GoFacts, need: str, here: str, toolchain: str = "") -> str:
+def _fix(g: GoFacts, need: str, here: str, toolchain: str = "", exact: str = "") -> str:
+    """`exact`: the toolchain go looks for (it switches to that name only, never to a newer
+    patch release)."""
     ok = _serves(g, need, toolchain)
+    # Installed versions have a P/bin/go<V>, which GOTOOLCHAIN=auto (the wiring) finds on
+    # PATH before anything else; `use` makes one current for every shell.
+    source = source_line(Path(here.rsplit(" --prefix ", 1)[1]))
     if ok:
-        return here.format(ok[0])
+        use = f"make it current: {here.format(ok[0])}"
+        if ok[0] == exact:
+            return (f"{source} (puts P/bin/{ok[0]} on PATH with GOTOOLCHAIN=auto, so go "
+                    f"switches to it), or {use}")
+        return (f"{use}; or name it in go.mod (`toolchain {ok[0]}`): GOTOOLCHAIN=auto then "
+                f"switches to P/bin/{ok[0]} after {source}")
     want = _go_line_toolchain(_bare(need)) or need
     plat = f" for {g.platform}" if g.platform else ""
-    return (f"bring a bundle with {want} or newer{plat} (a spec listing it in versions), "
-            f"install it, then: {here.format(want)}")
+    return (f"bring a bundle with {want} or newer{plat} (a spec listing it in versions) and "
+            f"install it: then go switches to it by itself after {source} (GOTOOLCHAIN=auto, "
+            f"P/bin on PATH), or make it current: {here.format(want)}")
 
 
 # --- settings that turn Go's own checks off -------------------------------------------------

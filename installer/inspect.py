@@ -9,6 +9,7 @@ from installer.bundle_reader import BundleReader
 from installer.install import no_toolchain_for_host
 from installer.stage import Discard, stage
 from keys.allowed_signers import AllowedSigner
+from manifests.toolchainzip import MODULE as TOOLCHAIN_MODULE
 
 
 def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str,
@@ -32,8 +33,16 @@ def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str,
         "threshold": v.needed,
         "manifest_sha256": v.manifest_sha256,
         "warnings": [w for w in [no_toolchain_for_host(list(m.toolchains))] if w],
+        # Both origins of each toolchain: the go.dev archive, and the golang.org/toolchain
+        # module as the checksum database records it (rebuilt at install, never carried).
         "toolchains": [{"id": t.id, "version": t.version, "os": t.os, "arch": t.arch,
-                        "source": t.source, "url": t.url, "sha256": t.sha256}
+                        "source": t.source, "url": t.url, "sha256": t.sha256,
+                        "module": (f"{TOOLCHAIN_MODULE}@{t.module_version}"
+                                   if t.module_zip_hash else None),
+                        "module_zip_hash": t.module_zip_hash or None,
+                        "module_mod_hash": t.module_mod_hash or None,
+                        "module_vouched_by": (m.sumdb.name if t.module_zip_hash and m.sumdb
+                                              and m.sumdb.covers(TOOLCHAIN_MODULE) else None)}
                        for t in m.toolchains],
         "modules": [{"path": x.path, "version": x.version, "zip_hash": x.zip_hash,
                      "mod_hash": x.mod_hash} for x in m.modules],
@@ -57,6 +66,11 @@ def describe(r: Dict[str, Any]) -> List[str]:
     ]
     for t in r["toolchains"]:
         lines.append(f"toolchain  {t['id']}  from {t['url']}")
+        lines.append(f"             archive sha256 {t['sha256']}")
+        if t.get("module"):
+            by = (f"checked against {t['module_vouched_by']}" if t.get("module_vouched_by")
+                  else "built from the archive; no checksum database asked")
+            lines.append(f"             module {t['module']} {t['module_zip_hash']} ({by})")
     for w in r["warnings"]:
         lines.append(f"warning    {w}")
     for x in r["modules"]:

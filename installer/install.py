@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional
 from installer import (
     checklist,
     crashpoints,
+    go_commands,
     goproxy_merge,
     guard_pending,
     history,
@@ -22,6 +23,7 @@ from installer import (
     prefix,
     state,
     sumdb_merge,
+    toolchain_proxy,
     trust_policy,
     versions,
     wiring,
@@ -64,6 +66,8 @@ class InstallResult:
     modules_kept: List[str] = field(default_factory=list)  # already there, identical
     modcache: Optional[Dict[str, object]] = None  # what --modcache wrote, see installer/modcache
     guard: Optional[Dict[str, object]] = None  # what --guard-project found, see installer/guard
+    # golang.org/toolchain modules rebuilt into P/goproxy: version, seconds, kept
+    toolchain_modules: List[Dict[str, object]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -183,6 +187,10 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
         stage(reader, m, Directory(staging, read_only="toolchains/"), on_bytes)
         reader.close()  # its decompression window is the install's largest buffer: free it now
         carried_db = _check_sumdb(m, staging, layout)
+        # Before the wiring rewrites go.env: the module's h1 covers the upstream bytes.
+        rebuilt = toolchain_proxy.stage_modules(m, staging, layout, host_target())
+        result.toolchain_modules = [{"module": f"golang.org/toolchain@{r.version}",
+                                     "seconds": r.seconds, "kept": r.kept} for r in rebuilt]
         for tc in m.toolchains:  # its top stays writable: go.env is written after the merge
             prefix.make_read_only(staging / tc.root, keep_top=True, files=False)
         crashpoints.reached("install-staged")
@@ -274,8 +282,11 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             raise
         # Committed: from here on nothing is undone.
         made, journal = [], None
-        if carried_db is not None:  # the wiring may have changed for every installed GOROOT
-            result.notes += wiring.rewire_installed(layout, skip=result.installed)
+        # The wiring may have changed for every installed GOROOT: a bundle brought checksum
+        # database data, or GOROOTs installed before GOTOOLCHAIN=auto was the wiring.
+        result.notes += wiring.rewire_installed(layout, skip=result.installed)
+        toolchain_proxy.record(layout, rebuilt)
+        result.notes += go_commands.sync(layout)
         if current is not None:
             result.current = current.id
         crashpoints.reached("install-switched")

@@ -43,6 +43,7 @@ class Layout:
         a link rather than following it.)"""
         return [(self.versions, "the toolchains directory"),
                 (self.goproxy, "the module proxy directory"),
+                (self.root / "bin", "the go<V> commands directory"),
                 (self.state, "the state directory"),
                 (self.bundles, "the signed manifests directory"),
                 (self.state / "trust", "the adopted trust store directory"),

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-from installer import crashpoints, modcache, prefix, versions, wiring
+from installer import crashpoints, go_commands, modcache, prefix, toolchain_proxy, versions, wiring
 from installer.bundle_reader import BundleReader
 from installer.goproxy_merge import PROXY_FILE_MODE
 from installer.prefix import Layout
@@ -134,6 +134,7 @@ def repair(layout: Layout, signers: List[AllowedSigner], trust_source: str,
         if not before.ok:
             _repair(layout, bundles, damage, result, signers, trust_source, bundle_path,
                     modcache_dir, now)
+        result.notes += go_commands.sync(layout)
         after = verify(layout, signers, trust_source, every=True, modcache_dir=modcache_dir)
         result.verified_after = after.ok
         result.remaining = len(after.changed) + len(after.missing) + len(after.added)
@@ -174,8 +175,10 @@ def _trees(bundles: List[Bundle], damage: _Damage) -> Dict[str, _Tree]:
 def _repair(layout: Layout, bundles: List[Bundle], damage: _Damage, result: RepairResult,
             signers: List[AllowedSigner], trust_source: str, bundle_path: Optional[Path],
             modcache_dir: Optional[Path], now: Optional[datetime]) -> None:
-    proxy_expect = proxy_expectations(bundles)
+    rebuilt = toolchain_proxy.recorded(layout)
+    proxy_expect = proxy_expectations(bundles, rebuilt)
     _remove_added(layout, damage, result)
+    _drop_rebuilt(layout, damage, proxy_expect, rebuilt, result)
     _fix_lists(layout, damage, proxy_expect, result)
     trees = _trees(bundles, damage)
     need_files = [tc_id for tc_id, tree in trees.items() if tree.needs_bundle]
@@ -199,6 +202,26 @@ def _repair(layout: Layout, bundles: List[Bundle], damage: _Damage, result: Repa
                      trust_source, bundle_path, now)
     if modcache_dir is not None and damage.cache_paths:
         _repair_modcache(layout, bundles, damage, modcache_dir, result)
+
+
+def _drop_rebuilt(layout: Layout, damage: _Damage, expect: Dict[str, Expect],
+                  rebuilt: Dict[str, Dict[str, str]], result: RepairResult) -> None:
+    """A damaged toolchain module the installer rebuilt is in no bundle: it is removed (go
+    then switches through P/bin/go<V>), and installing its bundle again rebuilds it."""
+    for rel in sorted(damage.proxy):
+        e = expect.get(rel)
+        if e is None or e.bundle != toolchain_proxy.REBUILT or e.listing or e.type != "file":
+            continue
+        version = rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        for ext in (".zip", ".info", ".mod"):
+            with contextlib.suppress(FileNotFoundError):
+                (layout.goproxy / toolchain_proxy.MODULE_DIR / f"{version}{ext}").unlink()
+        rebuilt.pop(version, None)
+        damage.proxy.discard(rel)
+        result.removed.append(f"goproxy/{rel}")
+        result.notes.append(f"goproxy/{rel}: the rebuilt toolchain module was damaged and is "
+                            "removed; install its bundle again to rebuild it")
+        toolchain_proxy.record(layout, [], rebuilt)
 
 
 def _carrier(bundles: List[Bundle], tc_id: str) -> Bundle:

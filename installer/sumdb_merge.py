@@ -46,7 +46,7 @@ def verify_staged(m: Manifest, staged: Path) -> None:
     and says the module hashes the manifest signs (TrustError, exit 3, otherwise)."""
     db = m.sumdb
     assert db is not None
-    verify_carried(db, [(x.path, x.version, x.zip_hash, x.mod_hash) for x in m.modules],
+    verify_carried(db, m.sumdb_records(),
                    lambda rel: _read(staged / rel))
 
 

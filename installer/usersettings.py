@@ -125,12 +125,23 @@ def _judge_goproxy(value: str, wired: str) -> Tuple[str, str]:
                   + ": go would read modules from there, which no signed bundle checked")
 
 
-def _judge_gotoolchain(value: str, version: str) -> Tuple[str, str]:
-    harmless = {"local", "path", "local+path", version, f"{version}+path"}
-    if value in harmless:
-        return WARN, "no download, but go may pick another toolchain found on PATH"
-    return FAIL, ("go would switch to another toolchain than the one installed, downloading it "
-                  "over the network")
+def _judge_gotoolchain(value: str, version: str, installed: Sequence[str]) -> Tuple[str, str]:
+    """The wiring says `auto`: go switches per go.mod/go.work to a P/bin/go<V> or a toolchain
+    module in P/goproxy, never over the network (GOPROXY is judged on its own)."""
+    base, _, mode = value.partition("+")
+    if base in ("local", "path", version) or value == "path":
+        if mode == "auto":
+            return WARN, (f"go switches only when a go.mod asks for a newer go than {base}, "
+                          "from P/bin or the bundles' proxy")
+        return WARN, ("go never switches per go.mod: a project that needs a newer go fails "
+                      "even when this prefix carries it" + (
+                          "" if mode != "path" and base != "path" else
+                          " (only a go<V> found on PATH serves it)"))
+    if base in installed:
+        return WARN, (f"go runs {base} (from P/bin/{base} or the bundles' proxy) for every "
+                      "command instead of choosing per go.mod")
+    return FAIL, (f"go would run {base} for every command, which no installed bundle carries: "
+                  "every go command stops with \"toolchain not available\"")
 
 
 def _judge_goflags(value: str) -> Tuple[str, str]:
@@ -157,7 +168,8 @@ def _judge_noproxy(key: str, value: str, carried: Sequence[str]) -> Tuple[str, s
 
 
 def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[str, str],
-          version: str, carried: Sequence[str], source_env: str) -> List[Finding]:
+          version: str, carried: Sequence[str], source_env: str,
+          installed: Sequence[str] = ()) -> List[Finding]:
     """One finding per wired setting (always) and per unwired one the user set; a FAIL means
     `go` would reach the network or trust what nothing pins."""
     goenv = effective.get("GOENV", "")
@@ -182,7 +194,7 @@ def judge(effective: Mapping[str, str], env: Mapping[str, str], wired: Mapping[s
         elif value == wired[key]:
             level, why = "ok", ""
         elif key == "GOTOOLCHAIN":
-            level, why = _judge_gotoolchain(value, version)
+            level, why = _judge_gotoolchain(value, version, installed)
         elif value == "off":
             level, why = WARN, ("no network, but a module missing from go.sum is trusted "
                                 "without the checksum database data the bundles carry")

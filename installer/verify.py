@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-from installer import state, statefile, trust_policy, versions, wiring
+from installer import state, statefile, toolchain_proxy, trust_policy, versions, wiring
 from installer.prefix import Layout
 from installer.verify_modules import check_modcache, check_module_hashes
 from keys import allowed_signers, sshsig
@@ -20,6 +20,7 @@ from keys.allowed_signers import AllowedSigner, store_name
 from keys.sshkey import PublicKey
 from keys.trust import known_keys
 from keys.trust_core import Verified, parse_time, signed_manifest, split_signatures
+from manifests import toolchainzip
 from manifests.errors import NotReadyError, RescueError, TrustError
 from manifests.limits import DEFAULT_LIMITS
 from manifests.model import Manifest, Member
@@ -239,9 +240,24 @@ def _expect(m: Manifest, mem: Member, label: str, proxy: bool) -> Expect:
     return Expect("file", mode, {content.sha256}, content.size, bundle=label)
 
 
-def proxy_expectations(bundles: List[Bundle]) -> Dict[str, Expect]:
-    """Path under P/goproxy -> what the merged proxy holds: the union of every bundle's."""
+def proxy_expectations(bundles: List[Bundle], rebuilt: Optional[Dict[str, Dict[str, str]]] = None
+                       ) -> Dict[str, Expect]:
+    """Path under P/goproxy -> what the merged proxy holds: the union of every bundle's, and
+    the toolchain modules the installer rebuilt (`rebuilt`: version -> sha256 of .zip, .info,
+    as P/state recorded them once their h1 equalled the signed manifest's)."""
     out: Dict[str, Expect] = {"": Expect("dir")}
+    label = toolchain_proxy.REBUILT
+    head = toolchain_proxy.MODULE_DIR.as_posix()
+    for version, sums in sorted((rebuilt or {}).items()):
+        for i in range(1, 4):
+            out.setdefault("/".join(head.split("/")[:i]), Expect("dir", bundle=label))
+        listing = out.setdefault(f"{head}/list", Expect("file", PROXY_FILE_MODE, bundle=label,
+                                                        listing=True))
+        listing.versions.add(version)
+        mod = toolchainzip.GO_MOD
+        for name, sha in ((".zip", sums["zip"]), (".info", sums["info"]),
+                          (".mod", hashlib.sha256(mod).hexdigest())):
+            out[f"{head}/{version}{name}"] = Expect("file", PROXY_FILE_MODE, {sha}, bundle=label)
     for b in bundles:
         lookups = _lookups_of(b.manifest)
         for mem in b.manifest.members:
@@ -264,8 +280,8 @@ def _lookups_of(m: Manifest) -> Dict[str, Tuple[str, str, str, str, Sumdb]]:
     db = m.sumdb
     if db is None:
         return {}
-    return {f"sumdb/{db.name}/{lookup_path(x.path, x.version)}":
-            (x.path, x.version, x.zip_hash, x.mod_hash, db) for x in m.modules}
+    return {f"sumdb/{db.name}/{lookup_path(path, version)}": (path, version, zh, mh, db)
+            for path, version, zh, mh in m.sumdb_records()}
 
 
 def _list_versions(bundle: Bundle, mem: Member) -> Set[str]:
@@ -576,7 +592,7 @@ def verify(layout: Layout, signers: List[AllowedSigner], trust_source: str,
             v.report.toolchains.append(tc_id)
             v.merge(part.report)
         if proxy.exists or any(b.manifest.modules for b in bundles):
-            v.compare(proxy, proxy_expectations(bundles))
+            v.compare(proxy, proxy_expectations(bundles, toolchain_proxy.recorded(layout)))
     gone = v.report.removed_while_verifying
     if gone and not every:
         raise NotReadyError(

@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from installer import checklist, crashpoints, guard_pending, history, prefix, state, statefile
+from installer import (
+    checklist,
+    crashpoints,
+    go_commands,
+    guard_pending,
+    history,
+    prefix,
+    state,
+    statefile,
+)
 from installer import guard as guard_mod
 from installer import policy as policy_mod
 from installer.checklist import Check
@@ -255,6 +264,7 @@ def remove(layout: Layout, tc_id: str) -> int:
     os.rename(src, trash)  # atomic: from here on `list` no longer shows it
     crashpoints.reached("remove-renamed")
     prefix.remove_tree(trash)
+    go_commands.sync(layout)  # no P/bin/go<V> left pointing at it
     return size
 
 

@@ -90,8 +90,11 @@ def go_settings(layout: Layout) -> Dict[str, str]:
         # bundles carry no such data (built with modules.sumdb = "off", or before rescue
         # carried it): README "Offline wiring".
         "GOSUMDB": db.gosumdb if db is not None else "off",
-        # Never try to download a different toolchain: this one is the one that was carried in.
-        "GOTOOLCHAIN": "local",
+        # Switch per go.mod/go.work the way go does online, from what the bundles carry: a
+        # `go<V>` in P/bin (found on PATH first) or the golang.org/toolchain module the
+        # installer rebuilt into P/goproxy; a version carried by no bundle fails with go's
+        # "toolchain not available", never a download (README "Toolchain switching").
+        "GOTOOLCHAIN": "auto",
     }
     if db is not None and db.nosumdb:
         settings["GONOSUMDB"] = db.nosumdb  # the bundles' private modules, which it cannot know
@@ -182,22 +185,28 @@ def shell_snippets(layout: Layout) -> Dict[str, str]:
     GOENV file and any stale export, where the GOROOT's go.env loses to both (README "Offline
     wiring")."""
     bin_dir = str(layout.current / "bin")
+    # P/bin/go<V> right after: go (GOTOOLCHAIN=auto or path) finds an installed go1.22.10
+    # there before it would download one.
+    versions_dir = str(layout.root / "bin")
     settings = go_settings(layout)
-    b = shlex.quote(bin_dir)
+    b, vb = shlex.quote(bin_dir), shlex.quote(versions_dir)
     sh_exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in settings.items())
     return {
         "env.sh": (
-            "# rescue: `. env.sh` puts the emergency Go toolchain first on PATH (once, however\n"
-            "# often it is sourced) and exports its offline settings, which win over a stale\n"
-            "# export or a line in your GOENV file (~/.config/go/env) for this shell.\n"
-            f"_rescue_bin={b}\n"
+            "# rescue: `. env.sh` puts the emergency Go toolchain first on PATH and the go<V>\n"
+            "# commands of every installed version next (once, however often it is sourced),\n"
+            "# and exports its offline settings, which win over a stale export or a line in\n"
+            "# your GOENV file (~/.config/go/env) for this shell.\n"
             '_rescue_path=":$PATH:"\n'
-            'while case $_rescue_path in *:"$_rescue_bin":*) true ;; *) false ;; esac; do\n'
-            '  _rescue_path=${_rescue_path%%:"$_rescue_bin":*}:${_rescue_path#*:"$_rescue_bin":}\n'
+            f"for _rescue_bin in {b} {vb}; do\n"
+            '  while case $_rescue_path in *:"$_rescue_bin":*) true ;; *) false ;; esac; do\n'
+            '    _rescue_path=${_rescue_path%%:"$_rescue_bin":*}:'
+            '${_rescue_path#*:"$_rescue_bin":}\n'
+            "  done\n"
             "done\n"
             "_rescue_path=${_rescue_path#:}\n"
             "_rescue_path=${_rescue_path%:}\n"
-            'PATH=$_rescue_bin${_rescue_path:+:$_rescue_path}\n'
+            f'PATH={b}:{vb}${{_rescue_path:+:$_rescue_path}}\n'
             "unset _rescue_bin _rescue_path\n"
             f"export PATH {sh_exports}\n"
             "# A stale GOROOT would point this go at another tree; it finds its own.\n"
@@ -205,10 +214,12 @@ def shell_snippets(layout: Layout) -> Dict[str, str]:
         "env.fish": (
             "# rescue: `source env.fish` puts the emergency Go toolchain first on PATH (once)\n"
             "# and exports its offline settings.\n"
-            f"while set -l i (contains -i -- {_fish_quote(bin_dir)} $PATH)\n"
-            "    set -e PATH[$i]\n"
+            f"for d in {_fish_quote(bin_dir)} {_fish_quote(versions_dir)}\n"
+            "    while set -l i (contains -i -- $d $PATH)\n"
+            "        set -e PATH[$i]\n"
+            "    end\n"
             "end\n"
-            f"set -gx PATH {_fish_quote(bin_dir)} $PATH\n"
+            f"set -gx PATH {_fish_quote(bin_dir)} {_fish_quote(versions_dir)} $PATH\n"
             + "".join(f"set -gx {k} {_fish_quote(v)}\n" for k, v in settings.items())
             # `set -e` of an unset variable returns 4, which would make `source env.fish; and
             # go build` skip the build: the last status must be 0 either way.
@@ -216,10 +227,10 @@ def shell_snippets(layout: Layout) -> Dict[str, str]:
         "env.ps1": (
             "# rescue: `. env.ps1` puts the emergency Go toolchain first on PATH (once) and\n"
             "# exports its offline settings.\n"
-            f"$rescueBin = {_ps_quote(bin_dir)}\n"
+            f"$rescueBin = @({_ps_quote(bin_dir)}, {_ps_quote(versions_dir)})\n"
             "$rescueSep = [IO.Path]::PathSeparator\n"
-            "$env:PATH = (@($rescueBin) + @(($env:PATH -split [regex]::Escape($rescueSep)) |"
-            " Where-Object { $_ -and $_ -ne $rescueBin })) -join $rescueSep\n"
+            "$env:PATH = ($rescueBin + @(($env:PATH -split [regex]::Escape($rescueSep)) |"
+            " Where-Object { $_ -and $rescueBin -notcontains $_ })) -join $rescueSep\n"
             + "".join(f"$env:{k} = {_ps_quote(v)}\n" for k, v in settings.items())
             + "Remove-Item Env:GOROOT -ErrorAction SilentlyContinue\n"),
     }

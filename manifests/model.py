@@ -16,6 +16,8 @@ from manifests.modpath import ModulePathError, parse_proxy_file
 from manifests.paths import check_link_target, check_member_path
 from manifests.sumdb_bundle import SUMDB_DIR, Shapes, Sumdb, check_record
 from manifests.text import a_kind, shown
+from manifests.toolchainzip import MODULE as TOOLCHAIN_MODULE
+from manifests.toolchainzip import module_version
 
 FORMAT_VERSION = 1
 
@@ -68,10 +70,21 @@ class Toolchain:
     url: str
     sha256: str  # of the upstream archive as fetched
     size: int
+    # Its second origin: the golang.org/toolchain module (cmd/distpack's form of this GOROOT)
+    # as the checksum database records it, h1 of the .zip and of the .mod. The zip is not
+    # carried: the installer rebuilds it from the verified GOROOT and must get this h1.
+    # "" in bundles built before, or from sources with no such module.
+    module_zip_hash: str = ""
+    module_mod_hash: str = ""
 
     @property
     def id(self) -> str:
         return f"{self.version}.{self.os}-{self.arch}"
+
+    @property
+    def module_version(self) -> str:
+        """`v0.0.1-go1.22.10.linux-amd64`: its version of golang.org/toolchain."""
+        return module_version(self.version, self.os, self.arch)
 
     @property
     def root(self) -> str:
@@ -112,6 +125,14 @@ class Manifest:
             self._index.update((m.path, m) for m in self.members)
         return self._index.get(path)
 
+    def sumdb_records(self) -> List[Tuple[str, str, str, str]]:
+        """(path, version, zip h1, go.mod h1) of every module the checksum database vouches
+        for in this bundle: its modules, and its toolchains as golang.org/toolchain modules."""
+        out = [(x.path, x.version, x.zip_hash, x.mod_hash) for x in self.modules]
+        out += [(TOOLCHAIN_MODULE, t.module_version, t.module_zip_hash, t.module_mod_hash)
+                for t in self.toolchains if t.module_zip_hash]
+        return out
+
     @property
     def content_bytes(self) -> int:
         return sum(m.size for m in self.members if m.type == "file")
@@ -124,6 +145,9 @@ class Manifest:
                                if not f.name.startswith("_")}
         for key in ("toolchains", "modules", "members"):
             doc[key] = [vars(record) for record in doc[key]]
+        # No module hashes: the bytes bundles had before toolchains carried them.
+        doc["toolchains"] = [{k: v for k, v in tc.items() if v or not k.startswith("module_")}
+                             for tc in doc["toolchains"]]
         if not doc["trust_policy"]:
             doc.pop("trust_policy")  # bundles without one stay byte-identical to older ones
         if doc["sumdb"] is None:
@@ -167,6 +191,7 @@ def _record(doc: Any, cls: type, where: str) -> Any:
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_H1_RE = re.compile(r"h1:[A-Za-z0-9+/]{43}=")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -261,6 +286,12 @@ def check_fields(manifest: Manifest) -> List[str]:
             problems.append(f"toolchain {tc.id}: sha256 must be 64 lower-case hex digits")
         if not _URL_RE.match(tc.url):
             problems.append(f"toolchain {tc.id}: url {shown(tc.url)} is not printable ASCII")
+        for text in (tc.module_zip_hash, tc.module_mod_hash):
+            if text and not _H1_RE.fullmatch(text):
+                problems.append(f"toolchain {tc.id}: module hash {shown(text)} is not an h1: "
+                                "hash")
+        if bool(tc.module_zip_hash) != bool(tc.module_mod_hash):
+            problems.append(f"toolchain {tc.id}: module hashes must come as a pair")
         root = manifest.member(tc.root)
         if root is None or root.type != "dir":
             problems.append(f"toolchain {tc.id}: its GOROOT {tc.root} is not a listed directory")
@@ -370,7 +401,8 @@ def check_members(manifest: Manifest, limits: Limits = DEFAULT_LIMITS) -> List[s
         return problems  # the checks below rely on every path being well formed
     ids = {tc.id: tc for tc in manifest.toolchains}
     sizes = {m.path: m.size for m in manifest.members if m.type == "file"}
-    sumdb = Shapes(manifest.sumdb, ((mod.path, mod.version) for mod in manifest.modules))
+    sumdb = Shapes(manifest.sumdb, ((path, version) for path, version, _, _
+                                    in manifest.sumdb_records()))
     for m in manifest.members:
         parent = m.path.rpartition("/")[0]
         if parent and parent not in seen:

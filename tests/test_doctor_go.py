@@ -13,6 +13,7 @@ import pytest
 
 from installer import doctor, doctor_go
 from installer.cli import main
+from installer.wiring import source_line
 from tests.support import bundles, craft
 from tests.support.users import STOCK_PYTHON, User
 from tests.test_doctor import SYSTEM_PATH, of, run_doctor
@@ -43,10 +44,31 @@ def shell(tmp_path: Path, prefix: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("PATH", f"{prefix / 'current' / 'bin'}:{SYSTEM_PATH}")
     monkeypatch.setenv(doctor.ETC_ENV, str(etc))
-    for key in ("GOTOOLCHAIN", "GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GONOPROXY", "GOFLAGS",
+    for key in ("GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GONOPROXY", "GOFLAGS",
                 "GONOSUMCHECK", "GOENV", "GOWORK"):
         monkeypatch.delenv(key, raising=False)
+    # The wiring says auto; these tests are about a shell that keeps go from switching.
+    monkeypatch.setenv("GOTOOLCHAIN", "local")
     return home
+
+
+def use_fix(version: str, prefix: Path, exact: bool = False) -> str:
+    """doctor's fix when an installed toolchain serves the project (`exact`: the one go looks
+    for)."""
+    use = f"make it current: python3 rescue.pyz use {version} --prefix {prefix}"
+    if exact:
+        return (f"{source_line(prefix)} (puts P/bin/{version} on PATH with GOTOOLCHAIN=auto, "
+                f"so go switches to it), or {use}")
+    return (f"{use}; or name it in go.mod (`toolchain {version}`): GOTOOLCHAIN=auto then "
+            f"switches to P/bin/{version} after {source_line(prefix)}")
+
+
+def bring_fix(want: str, prefix: Path, plat: str = "") -> str:
+    """doctor's fix when no installed toolchain serves the project."""
+    return (f"bring a bundle with {want} or newer{plat} (a spec listing it in versions) and "
+            f"install it: then go switches to it by itself after {source_line(prefix)} "
+            f"(GOTOOLCHAIN=auto, P/bin on PATH), or make it current: python3 rescue.pyz use "
+            f"{want} --prefix {prefix}")
 
 
 def project(where: Path, text: str, name: str = "go.mod") -> Path:
@@ -85,7 +107,7 @@ def test_doctor_explains_requires_go_and_names_the_installed_toolchain_that_serv
                    "GOTOOLCHAIN=local keeps go from switching; installed here and new enough: "
                    "go1.22.10",
         "evidence": f"{app}/go.mod:3: go 1.22",
-        "fix": f"python3 rescue.pyz use go1.22.10 --prefix {prefix}"}
+        "fix": use_fix("go1.22.10", prefix)}
 
 
 def test_doctor_names_the_go_version_to_bring_when_no_installed_toolchain_serves(
@@ -104,9 +126,7 @@ def test_doctor_names_the_go_version_to_bring_when_no_installed_toolchain_serves
         "from switching; no installed toolchain is go 1.99 or newer (installed: go1.21.13, "
         "go1.22.10)")
     assert f["evidence"] == f"{app}/go.mod:3: go 1.99; {app}/go.mod:5: toolchain go1.22.10"
-    assert f["fix"] == ("bring a bundle with go1.99.0 or newer for linux-amd64 (a spec listing "
-                        "it in versions), install it, then: python3 rescue.pyz use go1.99.0 "
-                        f"--prefix {prefix}")
+    assert f["fix"] == bring_fix("go1.99.0", prefix, " for linux-amd64")
 
 
 def test_go_list_failing_on_a_newer_go_line_points_at_the_version_finding(
@@ -141,13 +161,13 @@ def test_toolchain_line_prefers_its_exact_version_among_those_that_serve(
     code, doc, _ = run_doctor(prefix, capsys, "--project", str(app))
     [f] = of(doc, "go-version-needed", "error")
     assert f["message"].endswith("installed here and new enough: go1.22.10, go1.23.4")
-    assert f["fix"] == f"python3 rescue.pyz use go1.22.10 --prefix {prefix}"
+    assert f["fix"] == use_fix("go1.22.10", prefix)
     # Without the line, the newest that serves.
     project(app, "module example.com/app\n\ngo 1.22.1\n")
     code, doc, _ = run_doctor(prefix, capsys, "--project", str(app))
     [f] = of(doc, "go-version-needed", "error")
     assert f["message"].endswith("installed here and new enough: go1.23.4, go1.22.10")
-    assert f["fix"] == f"python3 rescue.pyz use go1.23.4 --prefix {prefix}"
+    assert f["fix"] == use_fix("go1.23.4", prefix)
     # A project the current go serves: nothing to say.
     project(app, "module example.com/app\n\ngo 1.21\ntoolchain go1.22.10\n")
     code, doc, _ = run_doctor(prefix, capsys, "--project", str(app))
@@ -171,7 +191,7 @@ def test_switching_gotoolchain_names_the_toolchain_go_looks_for_and_why_it_fails
         "go.mod asks for go1.22.10, so GOTOOLCHAIN=auto makes go switch to it, but no "
         "go1.22.10 is on PATH; offline, go stops with: download go1.22.10 for linux/amd64: "
         "toolchain not available; installed here and new enough: go1.22.10")
-    assert f["fix"] == f"python3 rescue.pyz use go1.22.10 --prefix {prefix}"
+    assert f["fix"] == use_fix("go1.22.10", prefix, exact=True)
 
     # A `go 1.22` line names go1.22.0 (the first release of a language version has `.0`).
     project(app, "module example.com/app\n\ngo 1.22\n")
@@ -221,7 +241,7 @@ def test_auto_switch_from_the_toolchain_module_in_the_file_proxy_is_no_error_unl
         f"{prefix}/goproxy holds golang.org/toolchain v0.0.1-go1.22.10.linux-amd64, but go "
         "checks that module with the checksum database sum.golang.org, which it cannot reach "
         "offline; installed here and new enough: go1.22.10")
-    assert f["fix"] == f"python3 rescue.pyz use go1.22.10 --prefix {prefix}"
+    assert f["fix"] == use_fix("go1.22.10", prefix, exact=True)
     # Exempted by GONOSUMDB, or served by the proxy's own checksum database: it switches.
     monkeypatch.setenv("GONOSUMDB", "golang.org/toolchain")
     code, doc, _ = run_doctor(prefix, capsys, "--project", str(app))
@@ -325,7 +345,7 @@ def test_checks_turned_off_are_flagged_with_where_each_is_set(
     assert not of(doc, "sumdb-skipped")
     # Left as the prefix's go.env wires it (off, today): nothing to say.
     monkeypatch.setenv("PATH", f"{prefix}/current/bin:{SYSTEM_PATH}")
-    for key in ("GOSUMDB", "GONOSUMCHECK", "GONOSUMDB", "GOPRIVATE"):
+    for key in ("GOSUMDB", "GONOSUMCHECK", "GONOSUMDB", "GOPRIVATE", "GOTOOLCHAIN"):
         monkeypatch.delenv(key)
     code, doc, _ = run_doctor(prefix, capsys)
     assert code == 0, "a fresh prefix is clean"
@@ -436,8 +456,7 @@ def test_doctor_on_a_polluted_shell_and_a_project_no_installed_go_serves_as_ever
                    "GOTOOLCHAIN=local keeps go from switching; no installed toolchain is go 1.99 "
                    "or newer (installed: go1.21.13, go1.22.10)",
         "evidence": f"{app}/go.mod:3: go 1.99; {app}/go.mod:5: toolchain go1.22.10",
-        "fix": "bring a bundle with go1.99.0 or newer for linux-amd64 (a spec listing it in "
-               f"versions), install it, then: python3 rescue.pyz use go1.99.0 --prefix {P}"}
+        "fix": bring_fix("go1.99.0", P, " for linux-amd64")}
     [off] = of(doc, "sumdb-off", "warning")
     assert off["evidence"] == "exported in the environment (GOSUMDB=off)"
     assert off["message"].startswith("GOSUMDB=off: go checks no module that go.sum lacks")
@@ -462,4 +481,4 @@ def test_doctor_on_a_polluted_shell_and_a_project_no_installed_go_serves_as_ever
         "go.mod requires go >= 1.22 (running go 1.21.13; GOTOOLCHAIN=local): the project's "
         "`go 1.22` line asks for a newer go than go1.21.13, and GOTOOLCHAIN=local keeps go "
         "from switching; installed here and new enough: go1.22.10")
-    assert need["fix"] == f"python3 rescue.pyz use go1.22.10 --prefix {P}"
+    assert need["fix"] == use_fix("go1.22.10", P)

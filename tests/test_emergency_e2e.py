@@ -82,7 +82,7 @@ def test_round_trip_keys_build_zipapp_install_offline_runs_hello_world(
     assert run.returncode == 0, run.stderr
     assert run.stdout == "hello from the rescue\n"
     env = offline(["go", "env", "GOPROXY", "GOSUMDB", "GOTOOLCHAIN"], env=user_env(home, prefix))
-    assert env.stdout.split() == [f"file://{prefix}/goproxy", "off", "local"]
+    assert env.stdout.split() == [f"file://{prefix}/goproxy", "off", "auto"]
 
 
 @pytest.mark.parametrize("python", _pythons(), ids=lambda p: p.parts[-3])

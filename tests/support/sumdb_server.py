@@ -18,6 +18,8 @@ from manifests.modpath import ModulePathError, unescape_path, unescape_version
 from manifests.sumdb_lookup import lookup_path
 from manifests.sumdb_note import parse_verifier, signature_line, verifier_key
 from manifests.tlog_tiles import HEIGHT, Tile, new_tiles, parse_tile_path, read_tile_data
+from manifests.toolchainzip import MODULE as TOOLCHAIN_MODULE
+from tests.support import gobin
 from tests.support.goproxy_server import FixtureModule, ProxyServer
 
 NAME = "sumdb.rescue.test"  # host[/path], as cmd/go requires of a database name
@@ -162,12 +164,18 @@ class SumDB:
 
 def fixture_sumdb(mods: Iterable[FixtureModule], fillers: int = 300) -> SumDB:
     """A database holding `mods` spread among filler records: some in full tiles (proven through
-    a parent tile) and some in the partial right-edge tile."""
+    a parent tile) and some in the partial right-edge tile; and, last, in place of two fillers,
+    the golang.org/toolchain modules of the fixture toolchains (go1.21.13, go1.22.10) as the
+    bundler builds them from the godl archives."""
     db = SumDB()
     mods = list(mods)
     step = max(1, fillers // (len(mods) + 1))
     for mod in mods:
         db.add_fillers(step)
         db.add_module(mod)
-    db.add_fillers(fillers - step * len(mods))
+    toolchains = [gobin.toolchain_module_hashes(v)
+                  for v in (gobin.GO_VERSION, gobin.NEWER_GO_VERSION)]
+    db.add_fillers(fillers - step * len(mods) - len(toolchains))
+    for version, zip_h1, mod_h1 in toolchains:
+        db.add(TOOLCHAIN_MODULE, version, zip_h1, mod_h1)
     return db
