@@ -12,10 +12,18 @@ import httpx
 from bundler import fetch
 from manifests.errors import NotReadyError, TrustError
 from manifests.limits import DEFAULT_LIMITS, Limits
-from manifests.sumdb_lookup import Lookup, compose, lookup_path, parse_lookup, prove, untrusted
+from manifests.sumdb_lookup import (
+    Lookup,
+    check_tree_prefix,
+    compose,
+    lookup_path,
+    newest_head,
+    parse_lookup,
+    prove,
+)
 from manifests.sumdb_note import NoteError, Verifier, parse_verifier
-from manifests.tlog import EMPTY_HASH, HASH_SIZE, TlogError, Tree, stored_hash_index, tree_hash
-from manifests.tlog_tiles import parse_tile_path, read_hashes, tiles_for
+from manifests.tlog import EMPTY_HASH, HASH_SIZE, Tree, stored_hash_index
+from manifests.tlog_tiles import parse_tile_path, tiles_for
 
 _WORKERS = 8  # lookups and tiles are small: a few requests in flight hide the round trips
 
@@ -114,14 +122,14 @@ def fetch_sumdb(client: httpx.Client, base_url: str, vkey: str,
     if not lookups:
         return SumdbData(verifier.name, Tree(0, EMPTY_HASH), files, {})
     tiles = _Tiles(client, base, verifier.name)
-    newest = _newest(verifier, lookups)
+    newest = newest_head(verifier.name, lookups.values())
     ids = {found.record_id: (f"{m}@{v}", found.text) for (m, v), found in lookups.items()}
     needed = [t.path for t in tiles_for(newest.tree.n, [stored_hash_index(0, i)
                                                         for i in sorted(ids)])]
     tiles.prefetch(needed)
     for older in sorted({found.tree for found in lookups.values()} - {newest.tree},
                         key=lambda t: t.n):
-        _check_prefix(verifier, older, newest.tree, tiles)
+        check_tree_prefix(verifier.name, older, newest.tree, tiles)
     prove(newest.tree, ids, tiles)
     for (m, v), found in lookups.items():
         files[lookup_path(m, v)] = compose(found.record_id, found.text, newest.note)
@@ -144,31 +152,6 @@ def _lookup(client: httpx.Client, base: str, verifier: Verifier, mv: Tuple[str, 
                             f"{verifier.name}; a private module belongs under goprivate in "
                             "the spec")
     return parse_lookup(m, v, data, verifier, limits)
-
-
-def _newest(verifier: Verifier, lookups: Dict[Tuple[str, str], Lookup]) -> Lookup:
-    by_size: Dict[int, Lookup] = {}
-    for found in lookups.values():
-        seen = by_size.setdefault(found.tree.n, found)
-        if seen.tree != found.tree:
-            raise untrusted(f"checksum database {verifier.name}",
-                            f"two signed tree heads of size {found.tree.n} differ (in the "
-                            f"lookups of {seen.module}@{seen.version} and "
-                            f"{found.module}@{found.version}): server misbehavior")
-    return by_size[max(by_size)]
-
-
-def _check_prefix(verifier: Verifier, older: Tree, newer: Tree, tiles: _Tiles) -> None:
-    """Go's checkTrees: the older signed tree must be where the newer one started."""
-    subject = f"checksum database {verifier.name}"
-    try:
-        got = tree_hash(older.n, lambda xs: read_hashes(newer, xs, tiles))
-    except TlogError as exc:
-        raise untrusted(subject, f"checking tree#{older.n} against tree#{newer.n}: {exc}") \
-            from None
-    if got != older.hash:
-        raise untrusted(subject, f"tree#{older.n} is not a prefix of tree#{newer.n}: "
-                                 "server misbehavior (two signed histories)")
 
 
 def database_url(client: httpx.Client, goproxy: str, name: str) -> str:

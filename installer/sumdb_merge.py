@@ -3,6 +3,7 @@ into P/goproxy/sumdb/<name>/ so that every lookup answers at the newest tree hea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,15 +19,22 @@ from manifests.limits import DEFAULT_LIMITS
 from manifests.model import Manifest
 from manifests.modpath import ModulePathError, unescape_path, unescape_version
 from manifests.sumdb_bundle import Sumdb, verify_carried
-from manifests.sumdb_lookup import Lookup, compose, parse_lookup, untrusted
+from manifests.sumdb_lookup import (
+    Lookup,
+    check_tree_prefix,
+    compose,
+    newest_head,
+    parse_lookup,
+    untrusted,
+)
 from manifests.sumdb_note import parse_verifier
-from manifests.tlog import TlogError, Tree, record_hash, stored_hash_index, tree_hash
+from manifests.tlog import TlogError, Tree, record_hash, stored_hash_index
 from manifests.tlog_tiles import read_hashes
 
 _READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
-class _Missing(TlogError):
+class _Missing(LookupError):
     """A tile no bundle carried: the proof cannot be made here (go would fail the same way)."""
 
 
@@ -101,7 +109,7 @@ def merge(staged: Path, layout: Layout, db: Sumdb, journal: MergeJournal) -> Lis
     if not lookups:
         _apply(plan, layout, db, journal)
         return []
-    newest = _newest(db, lookups)
+    newest = newest_head(db.name, lookups.values())
     heads = {found.tree for found in lookups.values()}
     for older in sorted(heads - {newest.tree}, key=lambda t: t.n):
         _check_prefix_of(db, older, newest.tree, tiles)
@@ -197,31 +205,10 @@ def _union_tiles(staged: Path, dest: Path, db: Sumdb) -> _Tiles:
     return tiles
 
 
-def _newest(db: Sumdb, lookups: Dict[str, Lookup]) -> Lookup:
-    by_size: Dict[int, Lookup] = {}
-    for found in lookups.values():
-        seen = by_size.setdefault(found.tree.n, found)
-        if seen.tree != found.tree:
-            raise untrusted(f"checksum database {db.name}",
-                            f"two signed tree heads of size {found.tree.n} differ (the "
-                            f"lookups of {seen.module}@{seen.version} and "
-                            f"{found.module}@{found.version}): server misbehavior")
-    return by_size[max(by_size)]
-
-
 def _check_prefix_of(db: Sumdb, older: Tree, newer: Tree, tiles: _Tiles) -> None:
-    """Go's checkTrees, where the carried tiles allow it: the older head must be where the
-    newer one started."""
-    try:
-        got = tree_hash(older.n, lambda xs: read_hashes(newer, xs, tiles))
-    except _Missing:
-        return  # not provable from what is carried; go checks it when it meets both
-    except TlogError as exc:
-        raise untrusted(f"checksum database {db.name}",
-                        f"checking tree#{older.n} against tree#{newer.n}: {exc}") from None
-    if got != older.hash:
-        raise untrusted(f"checksum database {db.name}", f"tree#{older.n} is not a prefix of "
-                        f"tree#{newer.n}: server misbehavior (two signed histories)")
+    """Go's checkTrees, where the carried tiles allow it."""
+    with contextlib.suppress(_Missing):  # not provable from what is carried: go checks it
+        check_tree_prefix(db.name, older, newer, tiles)  # when it meets both
 
 
 def _provable(tree: Tree, lookups: Dict[str, Lookup], tiles: _Tiles) -> List[str]:

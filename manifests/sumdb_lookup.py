@@ -4,13 +4,21 @@ inclusion proof read from tiles that a caller's fetcher supplies."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 from manifests.errors import TrustError
 from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.modpath import escape_path, escape_version
 from manifests.sumdb_note import NoteError, Verifier, open_note
-from manifests.tlog import TlogError, Tree, parse_record, parse_tree, record_hash, stored_hash_index
+from manifests.tlog import (
+    TlogError,
+    Tree,
+    parse_record,
+    parse_tree,
+    record_hash,
+    stored_hash_index,
+    tree_hash,
+)
 from manifests.tlog_tiles import TileFetcher, read_hashes
 
 _HINT = ("the checksum database's data was altered, is corrupt, or GOSUMDB names the wrong key: "
@@ -105,3 +113,31 @@ def check_lookup(module: str, version: str, data: bytes, verifier: Verifier,
     found = parse_lookup(module, version, data, verifier, limits)
     prove(found.tree, {found.record_id: (f"{module}@{version}", found.text)}, fetch)
     return found
+
+
+def newest_head(name: str, lookups: Iterable[Lookup]) -> Lookup:
+    """The lookup that carries the largest signed tree head. Two heads of one size that differ
+    are two histories of one database: server misbehavior."""
+    by_size: Dict[int, Lookup] = {}
+    for found in lookups:
+        seen = by_size.setdefault(found.tree.n, found)
+        if seen.tree != found.tree:
+            raise untrusted(f"checksum database {name}",
+                            f"two signed tree heads of size {found.tree.n} differ (the lookups "
+                            f"of {seen.module}@{seen.version} and {found.module}@"
+                            f"{found.version}): server misbehavior")
+    return by_size[max(by_size)]
+
+
+def check_tree_prefix(name: str, older: Tree, newer: Tree, tiles: TileFetcher) -> None:
+    """Go's checkTrees: the older signed tree must be where the newer one started, as the
+    newer tree's tiles tell. What the fetcher raises for a tile it lacks passes through."""
+    subject = f"checksum database {name}"
+    try:
+        got = tree_hash(older.n, lambda xs: read_hashes(newer, xs, tiles))
+    except TlogError as exc:
+        raise untrusted(subject, f"checking tree#{older.n} against tree#{newer.n}: {exc}") \
+            from None
+    if got != older.hash:
+        raise untrusted(subject, f"tree#{older.n} is not a prefix of tree#{newer.n}: server "
+                                 "misbehavior (two signed histories)")
