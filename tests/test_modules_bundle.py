@@ -81,7 +81,10 @@ def test_offline_go_builds_and_verifies_after_installing_the_bundle(full_bundle,
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
     carried = sorted(f"{x.path}@{x.version}" for x in full_bundle.manifest.modules)
-    assert result["modules_added"] == carried
+    # Beside the carried modules, the toolchain's own module, rebuilt from its GOROOT.
+    toolchain_modules = sorted(f"golang.org/toolchain@{t.module_version}"
+                               for t in full_bundle.manifest.toolchains if t.module_zip_hash)
+    assert result["modules_added"] == sorted(carried + toolchain_modules)
     assert sorted(result["modcache"]["written"]) == carried
 
     project = tmp_path / "project"
