@@ -12,7 +12,7 @@ from typing import Any, List
 
 import pytest
 
-from tests.support import bundles, craft
+from tests.support import bundles, craft, prefixes
 from tests.support.clirun import run
 from tests.support.users import STOCK_PYTHON, USERS, make_user, remove_user_dirs
 
@@ -23,14 +23,7 @@ IDS = ["go1.21.12.linux-amd64", "go1.21.13.linux-amd64", "go1.22.0.linux-amd64"]
 @pytest.fixture
 def prefix(tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> Path:
     """Fake go1.21.12, go1.21.13 and go1.22.0 installed in that order (go1.22.0 current)."""
-    root = tmp_path / "P"
-    for seq, tc in enumerate(IDS, start=1):
-        c = craft.Craft(sequence=seq)
-        c.toolchain(version=tc.split(".linux")[0])
-        code, _, err = run(["install", c.write(tmp_path / f"{seq}.tar.zst", signing.key),
-                            "--prefix", root, "--trust", signing.signers], capsys)
-        assert code == 0, err
-    return root
+    return prefixes.install_fakes(tmp_path, signing, [tc.split(".linux")[0] for tc in IDS])
 
 
 def _current(p: Path) -> str:

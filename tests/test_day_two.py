@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from tests.support import bundles, craft
+from tests.support import bundles, craft, prefixes
 from tests.support.clirun import run
 from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_user_dirs
 
@@ -21,14 +21,7 @@ from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_use
 @pytest.fixture
 def three(tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> Path:
     """A prefix with fake go1.21.12, go1.21.13 and go1.22.0 installed in that order."""
-    prefix = tmp_path / "P"
-    for seq, version in enumerate(["go1.21.12", "go1.21.13", "go1.22.0"], start=1):
-        c = craft.Craft(sequence=seq)
-        c.toolchain(version=version)
-        code, _, err = run(["install", c.write(tmp_path / f"{seq}.tar.zst", signing.key),
-                            "--prefix", prefix, "--trust", signing.signers], capsys)
-        assert code == 0, err
-    return prefix
+    return prefixes.install_fakes(tmp_path, signing, ["go1.21.12", "go1.21.13", "go1.22.0"])
 
 
 def ids(prefix: Path, capsys: pytest.CaptureFixture) -> List[Tuple[str, bool, bool]]:

@@ -13,7 +13,7 @@ import pytest
 
 from installer import doctor
 from installer.cli import main
-from tests.support import bundles, craft
+from tests.support import bundles, craft, prefixes
 from tests.support.users import STOCK_PYTHON, User
 
 SYSTEM_PATH = "/usr/bin:/bin"
@@ -38,14 +38,7 @@ def fake_goroot(where: Path, version: str = "go1.21.13", *, sdk: bool = True,
 @pytest.fixture
 def prefix(tmp_path: Path, signing: bundles.Signing) -> Path:
     """A fresh install of a tiny signed fake toolchain (an SDK-shaped tree)."""
-    c = craft.Craft()
-    root = c.toolchain()
-    for d in ("src", "src/runtime", "pkg", "pkg/tool"):
-        c.dir(f"{root}/{d}")
-    bundle = c.write(tmp_path / "fake.tar.zst", signing.key)
-    P = tmp_path / "P"
-    assert main(["install", str(bundle), "--prefix", str(P), "--trust",
-                 str(signing.signers)]) == 0
+    P = prefixes.install_fakes(tmp_path, signing, ["go1.21.13"], sdk=True)
     return P
 
 

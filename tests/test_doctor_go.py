@@ -12,9 +12,8 @@ from typing import Dict
 import pytest
 
 from installer import doctor, doctor_go
-from installer.cli import main
 from installer.wiring import source_line
-from tests.support import bundles, craft
+from tests.support import bundles, prefixes
 from tests.support.users import STOCK_PYTHON, User
 from tests.test_doctor import SYSTEM_PATH, of, run_doctor
 
@@ -24,14 +23,7 @@ NEWER = "go1.22.10.linux-amd64"
 @pytest.fixture
 def prefix(tmp_path: Path, signing: bundles.Signing) -> Path:
     """go1.21.13 (a fake go) installed and current, and go1.22.10 installed beside it."""
-    c = craft.Craft()
-    root = c.toolchain()
-    for d in ("src", "src/runtime", "pkg", "pkg/tool"):
-        c.dir(f"{root}/{d}")
-    bundle = c.write(tmp_path / "fake.tar.zst", signing.key)
-    P = tmp_path / "P"
-    assert main(["install", str(bundle), "--prefix", str(P), "--trust",
-                 str(signing.signers)]) == 0
+    P = prefixes.install_fakes(tmp_path, signing, ["go1.21.13"], sdk=True)
     (P / "versions" / NEWER).mkdir()
     return P
 

@@ -16,7 +16,7 @@ import pytest
 from installer import doctor, prefix, versions
 from installer.prefix import Layout
 from manifests.errors import NotReadyError
-from tests.support import bundles, craft
+from tests.support import bundles, craft, prefixes
 from tests.support.clirun import run
 from tests.support.users import User, chown_tree
 
@@ -54,14 +54,7 @@ def tree_state(top: Path) -> Dict[str, Tuple[int, bytes]]:
 @pytest.fixture
 def installed(tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> Path:
     """A prefix with fake go1.21.12, go1.22.0 and go1.22.1 installed (go1.22.1 current)."""
-    p = tmp_path / "P"
-    for seq, version in enumerate(["go1.21.12", "go1.22.0", "go1.22.1"], start=1):
-        c = craft.Craft(sequence=seq)
-        c.toolchain(version=version)
-        code, _, err = run(["install", c.write(tmp_path / f"{seq}.tar.zst", signing.key),
-                            "--prefix", p, "--trust", signing.signers], capsys)
-        assert code == 0, err
-    return p
+    return prefixes.install_fakes(tmp_path, signing, ["go1.21.12", "go1.22.0", "go1.22.1"])
 
 
 @pytest.fixture
