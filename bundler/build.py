@@ -239,7 +239,7 @@ def _manifest(spec: Spec, created: datetime, content: _Content) -> Manifest:
         expires=rfc3339(spec.expiry(created)), builder=BUILDER,
         targets=tuple(sorted(set(spec.targets))), toolchains=tuple(content.toolchains),
         modules=content.modules, members=tuple(members), trust_policy=spec.trust_policy,
-        sumdb=content.sumdb)
+        sumdb=content.sumdb, gotoolchain=spec.gotoolchain)
 
 
 def _pack(writer: BundleWriter, content: _Content, content_bytes: int) -> None:

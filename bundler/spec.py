@@ -16,7 +16,7 @@ from bundler.goproxy_config import DEFAULT_GOPROXY, parse_goproxy
 from bundler.modules import parse_explicit
 from manifests import goversion
 from manifests.errors import NotReadyError
-from manifests.model import NAME_RE
+from manifests.model import GOTOOLCHAIN_CHOICES, NAME_RE
 from manifests.text import a_kind
 
 SOURCES = ("godl", "pypi")
@@ -29,7 +29,7 @@ DEFAULT_SUMDB = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8
 TABLES: Dict[str, Tuple[str, ...]] = {
     "bundle": ("name", "channel", "sequence", "signing_key", "valid_days", "expires",
                "compression_level", "trust_policy"),
-    "toolchains": ("versions", "targets", "source", "sha256"),
+    "toolchains": ("versions", "targets", "source", "sha256", "gotoolchain"),
     "upstream": ("download_index", "download_base", "pypi_index", "ca_bundle"),
     "modules": _MODULE_KEYS,
 }
@@ -83,6 +83,7 @@ class Spec:
     modules: Optional[ModuleSpec] = None  # the [modules] table, when the spec has one
     trust_policy: str = ""  # a new allowed_signers text for installers to adopt (rotation)
     ca_bundle: Optional[Path] = None  # PEM CA(s) trusted beside the system's, for every upstream
+    gotoolchain: str = ""  # "auto" / "local" for the installed prefix; "": the prefix's own
 
     def expiry(self, created: datetime) -> datetime:
         return self.expires or created + timedelta(days=self.valid_days)
@@ -306,6 +307,11 @@ def load(path: Path) -> Spec:
     go_versions = tuple(godl.go_version(v) for v in versions)
     pins = _pins(src, src.get(tc, "toolchains", "sha256", dict, {}), go_versions, targets)
     key = src.get(bundle, "bundle", "signing_key", str)
+    gotoolchain = src.get(tc, "toolchains", "gotoolchain", str, "")
+    if gotoolchain and gotoolchain not in GOTOOLCHAIN_CHOICES:
+        raise src.error(("toolchains", "gotoolchain"), f"toolchains.gotoolchain {gotoolchain!r} "
+                        "must be \"auto\" (go switches per go.mod to a toolchain the bundles "
+                        "carry) or \"local\" (go never switches)")
     modules = _modules(doc["modules"], path, src) if "modules" in doc else None
     if not versions and not modules:
         raise src.error((), "nothing to carry: give toolchains.versions and/or a [modules] "
@@ -319,7 +325,7 @@ def load(path: Path) -> Spec:
         download_base=src.get(up, "upstream", "download_base", str, godl.DEFAULT_BASE),
         pypi_index=src.get(up, "upstream", "pypi_index", str, None),
         modules=modules, ca_bundle=_ca_bundle(src, up, base),
-        trust_policy=_trust_policy(src, bundle, base),
+        trust_policy=_trust_policy(src, bundle, base), gotoolchain=gotoolchain,
     )
 
 

@@ -13,7 +13,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from installer import checklist, doctor_go, go_commands, usersettings, verify_shape, versions
+from installer import (
+    checklist,
+    doctor_go,
+    go_commands,
+    toolchain_choice,
+    usersettings,
+    verify_shape,
+    versions,
+)
 from installer.prefix import Layout
 from installer.verify import Report
 from installer.versions import installed_ids
@@ -397,13 +405,22 @@ def find_prefix_links(f: Facts) -> List[Finding]:
             for path, target in sorted(f.linked.items())]
 
 
+def _wired_toolchain(layout: Layout) -> str:
+    """The prefix's GOTOOLCHAIN; a damaged installed.json is reported by its own finding."""
+    try:
+        return toolchain_choice.read(layout)
+    except RescueError:
+        return toolchain_choice.DEFAULT
+
+
 def find_go_checks(f: Facts) -> List[Finding]:
     """The go version the project asks for, and settings that turn Go's own checks off."""
     g = f.go_checks
     if g is None:
         return []
     out = [Finding("go-version-needed", sev, msg, ev, fix) for sev, msg, ev, fix in
-           doctor_go.find_requires(g, f.settings.get("GOTOOLCHAIN", ""), str(f.layout.root))]
+           doctor_go.find_requires(g, f.settings.get("GOTOOLCHAIN", ""), str(f.layout.root),
+                                   _wired_toolchain(f.layout))]
     if f.settings:
         out += [Finding(*x) for x in doctor_go.find_check_settings(g, f.settings, f.env)]
     return out

@@ -187,8 +187,10 @@ def chosen_toolchain(gotoolchain: str, running: str, mod: ModFile) -> Tuple[str,
     return chosen, switched
 
 
-def find_requires(g: GoFacts, gotoolchain: str, prefix: str) -> List[Tuple[str, str, str, str]]:
-    """(severity, message, evidence, fix) when go would stop before building the project."""
+def find_requires(g: GoFacts, gotoolchain: str, prefix: str, wired: str = "auto"
+                  ) -> List[Tuple[str, str, str, str]]:
+    """(severity, message, evidence, fix) when go would stop before building the project.
+    `wired`: the prefix's own GOTOOLCHAIN (a bundle may have chosen "local")."""
     mod = g.modfile
     if mod is None or not g.running:
         return []
@@ -220,7 +222,8 @@ def find_requires(g: GoFacts, gotoolchain: str, prefix: str) -> List[Tuple[str, 
                          evidence, "")]
             return [(ERROR, f"{why}; {held}, but go checks that module with the checksum "
                      f"database {g.sumdb}, which it cannot reach offline"
-                     + _serving(g, version), evidence, _fix(g, version, here, exact=chosen))]
+                     + _serving(g, version), evidence,
+                     _fix(g, version, here, exact=chosen, wired=wired))]
         stop = (f"go stops with: cannot find \"{chosen}\" in PATH" if value.endswith("path")
                 else f"offline, go stops with: download {chosen} for "
                 f"{g.platform.replace('-', '/')}: toolchain not available")
@@ -228,7 +231,7 @@ def find_requires(g: GoFacts, gotoolchain: str, prefix: str) -> List[Tuple[str, 
         if not version:
             return [(ERROR, message, evidence, "unset GOTOOLCHAIN, or go env -u GOTOOLCHAIN")]
         return [(ERROR, message + _serving(g, version), evidence,
-                 _fix(g, version, here, exact=chosen))]
+                 _fix(g, version, here, exact=chosen, wired=wired))]
     need = mod.go
     if need and compare(need, g.running) > 0:
         said = (f"{mod.shown} requires go >= {need} (running go {g.running[2:]}; "
@@ -236,7 +239,7 @@ def find_requires(g: GoFacts, gotoolchain: str, prefix: str) -> List[Tuple[str, 
         return [(ERROR, f"{said}: the project's `go {need}` line asks for a newer go than "
                  f"{g.running}, and GOTOOLCHAIN={value} keeps go from switching"
                  + _serving(g, need, mod.toolchain), evidence,
-                 _fix(g, need, here, mod.toolchain))]
+                 _fix(g, need, here, mod.toolchain, wired=wired))]
     return []
 
 
@@ -259,13 +262,24 @@ def _serving(g: GoFacts, need: str, toolchain: str = "") -> str:
             f"{', '.join(g.installed) or 'none'})")
 
 
-def _fix(g: GoFacts, need: str, here: str, toolchain: str = "", exact: str = "") -> str:
+def _fix(g: GoFacts, need: str, here: str, toolchain: str = "", exact: str = "",
+         wired: str = "auto") -> str:
     """`exact`: the toolchain go looks for (it switches to that name only, never to a newer
     patch release)."""
     ok = _serves(g, need, toolchain)
     # Installed versions have a P/bin/go<V>, which GOTOOLCHAIN=auto (the wiring) finds on
     # PATH before anything else; `use` makes one current for every shell.
     source = source_line(Path(here.rsplit(" --prefix ", 1)[1]))
+    if wired == "local":  # the bundle chose it: go never switches, so say what does
+        local = ("this prefix keeps GOTOOLCHAIN=local (its bundle's spec chose "
+                 "toolchains.gotoolchain = \"local\"), so go never switches by itself")
+        if ok:
+            return (f"make it current: {here.format(ok[0])}; or run {ok[0]} itself (in P/bin, "
+                    f"on PATH after {source}); {local}")
+        want = _go_line_toolchain(_bare(need)) or need
+        plat = f" for {g.platform}" if g.platform else ""
+        return (f"bring a bundle with {want} or newer{plat} (a spec listing it in versions), "
+                f"install it and make it current: {here.format(want)}; {local}")
     if ok:
         use = f"make it current: {here.format(ok[0])}"
         if ok[0] == exact:

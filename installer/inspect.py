@@ -50,6 +50,8 @@ def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str,
         "content_bytes": m.content_bytes,
         # The checksum database whose lookups and tiles goproxy/sumdb/<name>/ carries.
         "sumdb": vars(m.sumdb) if m.sumdb is not None else None,
+        # GOTOOLCHAIN the installed prefix gets: None leaves the prefix's own (auto when new).
+        "gotoolchain": m.gotoolchain or None,
     }
 
 
@@ -71,6 +73,10 @@ def describe(r: Dict[str, Any]) -> List[str]:
             by = (f"checked against {t['module_vouched_by']}" if t.get("module_vouched_by")
                   else "built from the archive; no checksum database asked")
             lines.append(f"             module {t['module']} {t['module_zip_hash']} ({by})")
+    if r.get("gotoolchain"):
+        lines.append(f"switching  GOTOOLCHAIN={r['gotoolchain']} for the prefix"
+                     + ("  (go never switches: `use VERSION` or P/bin/go<V> do)"
+                        if r["gotoolchain"] == "local" else ""))
     for w in r["warnings"]:
         lines.append(f"warning    {w}")
     for x in r["modules"]:

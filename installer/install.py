@@ -23,6 +23,7 @@ from installer import (
     prefix,
     state,
     sumdb_merge,
+    toolchain_choice,
     toolchain_proxy,
     trust_policy,
     versions,
@@ -137,8 +138,9 @@ def install(bundle: Path, root: Path, signers: List[AllowedSigner], trust_source
                     run_id = guard_pending.write(layout, "install", current.id,
                                                  versions.current_id(layout))
                 try:
-                    _install_locked(reader, verified, layout, current, result, on_bytes,
-                                    modcache_dir, signers, on_module)
+                    with toolchain_choice.pending(m.gotoolchain):
+                        _install_locked(reader, verified, layout, current, result, on_bytes,
+                                        modcache_dir, signers, on_module)
                 except Exception:
                     if guard and current and versions.current_id(layout) != current.id:
                         guard_pending.clear(layout)  # nothing switched: nothing to verify
@@ -258,6 +260,8 @@ def _install_locked(reader: BundleReader, verified: Verified, layout: Layout,
             "modules": [f"{x.path}@{x.version}" for x in m.modules],
             "installed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
+        if m.gotoolchain:  # the prefix's GOTOOLCHAIN from now on (installer/toolchain_choice)
+            entry["gotoolchain"] = m.gotoolchain
         before = copy.deepcopy(st)
         switch = (history.new_record("install", result.previous, target,
                                      f"installed bundle {m.name} #{m.sequence}")

@@ -13,6 +13,7 @@ from installer.prefix import Layout
 from manifests.errors import RescueError
 from manifests.files import write_atomic
 from manifests.goversion import split_toolchain_id
+from manifests.model import GOTOOLCHAIN_CHOICES
 
 STATE_FILE = "installed.json"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -43,6 +44,9 @@ def entry_problem(entry: Any) -> Optional[str]:
         return f"bundle {entry['name']!r} has an installed_at that is not a UTC time"
     if not all(isinstance(m, str) for m in entry.get("modules", [])):
         return f"bundle {entry['name']!r} has a module that is not a string"
+    if "gotoolchain" in entry and entry["gotoolchain"] not in GOTOOLCHAIN_CHOICES:
+        return (f"bundle {entry['name']!r} has a gotoolchain that is not one of "
+                f"{', '.join(GOTOOLCHAIN_CHOICES)}")
     return None
 
 
@@ -156,6 +160,8 @@ def journal_problem(layout: Layout, doc: Any) -> Optional[str]:
         return "its entry's name, channel or sequence differ from its manifest's"
     if not set(entry["toolchains"]) <= {t.id for t in m.toolchains}:
         return "its entry names toolchains its manifest does not carry"
+    if entry.get("gotoolchain", "") != m.gotoolchain:
+        return "its entry's gotoolchain differs from its manifest's"
     return None
 
 

@@ -419,8 +419,12 @@ def make_room(layout: Layout, needed: int, auto_prune: bool) -> List[str]:
 
 def recover(layout: Layout) -> List[str]:
     """Everything the next command does about an interrupted one, said as notes."""
-    return (remove_trash(layout) + finish_repairs(layout) + state.recover(layout)
-            + recover_guard(layout))
+    finished = state.recover(layout)
+    if finished:  # an install's record may change the wiring of every GOROOT (GOTOOLCHAIN)
+        from installer import wiring
+
+        finished += wiring.rewire_installed(layout)
+    return remove_trash(layout) + finish_repairs(layout) + finished + recover_guard(layout)
 
 
 def recover_guard(layout: Layout) -> List[str]:

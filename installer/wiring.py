@@ -12,7 +12,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from installer import sumdb_prefix
+from installer import sumdb_prefix, toolchain_choice
 from installer.prefix import Layout, read_only_mode
 from manifests.errors import NotReadyError, TrustError
 from manifests.files import write_atomic
@@ -94,7 +94,8 @@ def go_settings(layout: Layout) -> Dict[str, str]:
         # `go<V>` in P/bin (found on PATH first) or the golang.org/toolchain module the
         # installer rebuilt into P/goproxy; a version carried by no bundle fails with go's
         # "toolchain not available", never a download (README "Toolchain switching").
-        "GOTOOLCHAIN": "auto",
+        # "local" when a bundle's spec chose it (toolchains.gotoolchain).
+        "GOTOOLCHAIN": toolchain_choice.read(layout),
     }
     if db is not None and db.nosumdb:
         settings["GONOSUMDB"] = db.nosumdb  # the bundles' private modules, which it cannot know

@@ -36,6 +36,8 @@ def cosignature_name(n: int) -> str:
 
 MEMBER_TYPES = ("file", "dir", "symlink", "hardlink")
 SOURCES = ("godl", "pypi")
+# What a bundle may set GOTOOLCHAIN to: switch from what the bundles carry, or never switch.
+GOTOOLCHAIN_CHOICES = ("auto", "local")
 # Bundle names and channels become file names and appear in messages.
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
@@ -118,6 +120,9 @@ class Manifest:
     trust_policy: str = ""
     # The checksum database whose data goproxy/sumdb/<name>/ carries. Absent when None.
     sumdb: Optional[Sumdb] = None
+    # GOTOOLCHAIN for the prefix ("auto" or "local"): the spec's toolchains.gotoolchain. ""
+    # (absent) leaves the prefix's choice as it is, "auto" for a new prefix.
+    gotoolchain: str = ""
     _index: Dict[str, Member] = field(default_factory=dict, compare=False, repr=False)
 
     def member(self, path: str) -> Optional[Member]:
@@ -150,6 +155,8 @@ class Manifest:
                              for tc in doc["toolchains"]]
         if not doc["trust_policy"]:
             doc.pop("trust_policy")  # bundles without one stay byte-identical to older ones
+        if not doc["gotoolchain"]:
+            doc.pop("gotoolchain")  # as trust_policy: older bundles keep their bytes
         if doc["sumdb"] is None:
             doc.pop("sumdb")
         else:
@@ -243,6 +250,8 @@ def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Manifest:
         trust_policy=_typed(doc, "trust_policy", str, "manifest") if "trust_policy" in doc
         else "",
         sumdb=_record(doc["sumdb"], Sumdb, "sumdb") if "sumdb" in doc else None,
+        gotoolchain=_typed(doc, "gotoolchain", str, "manifest") if "gotoolchain" in doc
+        else "",
     )
     del doc, members_doc  # the records hold what is needed; free the parsed JSON first
     if manifest.to_json() != data:
@@ -301,6 +310,9 @@ def check_fields(manifest: Manifest) -> List[str]:
             problems.append(f"target {shown(t)} is not an os-arch Go builds for")
     if manifest.sumdb is not None:
         problems += check_record(manifest.sumdb)
+    if manifest.gotoolchain not in GOTOOLCHAIN_CHOICES + ("",):
+        problems.append(f"gotoolchain {shown(manifest.gotoolchain)} is not one of "
+                        f"{', '.join(GOTOOLCHAIN_CHOICES)}")
     for mod in manifest.modules:
         for text in (mod.path, mod.version, mod.zip_hash, mod.mod_hash):
             if len(text) > 512 or not text.isprintable():

@@ -18,7 +18,7 @@ import pytest
 from bundler import build
 from manifests.errors import TrustError
 from manifests.model import Toolchain
-from tests.support import bundles, gobin, modbundles, tamper, upstream
+from tests.support import bundles, craft, gobin, modbundles, tamper, upstream
 from tests.support.goproxy_server import ProxyServer, RealGoProject
 from tests.support.sumdb_server import SumDB, fixture_sumdb
 from tests.support.users import STOCK_PYTHON, USERS, User, chown_tree, make_user, remove_user_dirs
@@ -231,3 +231,49 @@ def test_project_needing_a_go_no_bundle_carries_fails_and_doctor_names_it(
         "is on PATH; offline, go stops with: download go1.23.0 for linux/amd64: toolchain not "
         f"available; no installed toolchain is go 1.23.0 or newer (installed: {OLD}, {NEW})")
     assert need["fix"] == bring_fix("go1.23.0", P, " for linux-amd64")
+
+
+def test_a_bundle_choosing_local_stops_every_switch_and_doctor_says_what_serves(
+        installed: Installed, signing: bundles.Signing, tmp_path: Path) -> None:
+    user, rescue, P = installed.user, installed.rescue, installed.prefix
+    proj = _project(user, "pinned", "go 1.22.10")
+    path = f"{P}/current/bin:{P}/bin:/usr/bin:/bin"
+    for seq, choice in ((1, "local"), (2, "auto")):
+        c = craft.Craft(name="policy", channel="policy", sequence=seq)
+        c.dir("goproxy")
+        doc = c.doc()
+        doc["gotoolchain"] = choice
+        bundle = user.give(c.write(tmp_path / f"choice-{seq}.tar.zst", signing.key, doc=doc))
+        done = user.run([*rescue, "install", str(bundle), "--prefix", str(P)], offline=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        if choice == "auto":
+            break
+        # Go's own words, from the wired go.env and from env.sh: no switch, no download.
+        want = ("go: go.mod requires go >= 1.22.10 (running go 1.21.13; GOTOOLCHAIN=local)\n")
+        done = user.run([str(P / "current/bin/go"), "build", "."], offline=True,
+                        env=_fresh(user, "d"), cwd=proj)
+        assert (done.returncode, done.stderr) == (1, want)
+        done = user.run(["sh", "-c", '. "$1" && go env GOTOOLCHAIN && go build .', "sh",
+                         str(P / "env.sh")], offline=True, env=_fresh(user, "d"), cwd=proj)
+        assert (done.returncode, done.stdout, done.stderr) == (1, "local\n", want)
+        # go1.22.10 itself still serves, from P/bin.
+        done = user.run([str(P / f"bin/{NEW}"), "build", "-o", str(user.work / "d"), "."],
+                        offline=True, env=_fresh(user, "d"), cwd=proj)
+        assert done.returncode == 0, done.stderr
+        done = user.run([*rescue, "doctor", "--prefix", str(P), "--project", str(proj),
+                         "--json"], offline=True, env=_fresh(user, "d", path))
+        [need] = [f for f in json.loads(done.stdout)["findings"]
+                  if f["check"] == "go-version-needed"]
+        assert need["message"] == (
+            "go.mod requires go >= 1.22.10 (running go 1.21.13; GOTOOLCHAIN=local): the "
+            "project's `go 1.22.10` line asks for a newer go than go1.21.13, and "
+            f"GOTOOLCHAIN=local keeps go from switching; installed here and new enough: {NEW}")
+        assert need["fix"] == (
+            f"make it current: python3 rescue.pyz use {NEW} --prefix {P}; or run {NEW} itself "
+            f"(in P/bin, on PATH after . {P}/env.sh); this prefix keeps GOTOOLCHAIN=local (its "
+            "bundle's spec chose toolchains.gotoolchain = \"local\"), so go never switches by "
+            "itself")
+    # auto again: the next test (or user) finds the prefix switching as before.
+    done = user.run([str(P / "current/bin/go"), "env", "GOTOOLCHAIN"], offline=True,
+                    env=_fresh(user, "d"))
+    assert done.stdout == "auto\n"

@@ -1,0 +1,38 @@
+"""The prefix's GOTOOLCHAIN: "auto" unless an installed bundle's spec chose another
+(toolchains.gotoolchain, kept in its installed.json record); the newest bundle that says one
+wins. Derived from the recorded state, so a killed install leaves no choice behind."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Iterator, Optional
+
+from installer import state
+from installer.prefix import Layout
+
+DEFAULT = "auto"
+# An install between staging and its record: the staged go.env files and the checklist already
+# follow the bundle's choice, which installed.json records only when the install commits.
+_pending: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
+    "rescue_gotoolchain_pending", default=None)
+
+
+def read(layout: Layout) -> str:
+    pending = _pending.get()
+    if pending:
+        return pending
+    for entry in reversed(state.load(layout)["bundles"]):  # the newest record last
+        if entry.get("gotoolchain"):
+            return str(entry["gotoolchain"])
+    return DEFAULT
+
+
+@contextlib.contextmanager
+def pending(choice: str) -> Iterator[None]:
+    """While an install of a bundle that chose `choice` ("" for none) runs."""
+    token = _pending.set(choice or None)
+    try:
+        yield
+    finally:
+        _pending.reset(token)
