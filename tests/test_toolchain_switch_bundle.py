@@ -211,9 +211,19 @@ def test_project_needing_the_bundled_newer_go_builds_offline_as_every_user(
     assert ran.stdout == f"built by {NEW}\n"
 
 
+def _doctor_need(installed: Installed, proj: Path, env: Dict[str, str]) -> Dict[str, str]:
+    """doctor's one go-version-needed finding for `proj` (an error: exit 4)."""
+    done = installed.user.run([*installed.rescue, "doctor", "--prefix", str(installed.prefix),
+                               "--project", str(proj), "--json"], offline=True, env=env)
+    assert done.returncode == 4, done.stdout + done.stderr
+    [need] = [f for f in json.loads(done.stdout)["findings"]
+              if f["check"] == "go-version-needed"]
+    return need  # type: ignore[no-any-return]
+
+
 def test_project_needing_a_go_no_bundle_carries_fails_and_doctor_names_it(
         installed: Installed) -> None:
-    user, rescue, P = installed.user, installed.rescue, installed.prefix
+    user, P = installed.user, installed.prefix
     proj = _project(user, "future", "go 1.23.0")
     path = f"{P}/current/bin:{P}/bin:/usr/bin:/bin"
     done = user.run(["sh", "-c", '. "$1" && go version', "sh", str(P / "env.sh")],
@@ -221,11 +231,7 @@ def test_project_needing_a_go_no_bundle_carries_fails_and_doctor_names_it(
     assert done.returncode == 1
     assert done.stderr.endswith(
         "go: download go1.23.0 for linux/amd64: toolchain not available\n"), done.stderr
-    done = user.run([*rescue, "doctor", "--prefix", str(P), "--project", str(proj), "--json"],
-                    offline=True, env=_fresh(user, "c", path))
-    assert done.returncode == 4, done.stdout + done.stderr
-    [need] = [f for f in json.loads(done.stdout)["findings"]
-              if f["check"] == "go-version-needed"]
+    need = _doctor_need(installed, proj, _fresh(user, "c", path))
     assert need["message"] == (
         "go.mod asks for go1.23.0, so GOTOOLCHAIN=auto makes go switch to it, but no go1.23.0 "
         "is on PATH; offline, go stops with: download go1.23.0 for linux/amd64: toolchain not "
@@ -260,10 +266,7 @@ def test_a_bundle_choosing_local_stops_every_switch_and_doctor_says_what_serves(
         done = user.run([str(P / f"bin/{NEW}"), "build", "-o", str(user.work / "d"), "."],
                         offline=True, env=_fresh(user, "d"), cwd=proj)
         assert done.returncode == 0, done.stderr
-        done = user.run([*rescue, "doctor", "--prefix", str(P), "--project", str(proj),
-                         "--json"], offline=True, env=_fresh(user, "d", path))
-        [need] = [f for f in json.loads(done.stdout)["findings"]
-                  if f["check"] == "go-version-needed"]
+        need = _doctor_need(installed, proj, _fresh(user, "d", path))
         assert need["message"] == (
             "go.mod requires go >= 1.22.10 (running go 1.21.13; GOTOOLCHAIN=local): the "
             "project's `go 1.22.10` line asks for a newer go than go1.21.13, and "
