@@ -112,7 +112,8 @@ def _utf8_locale():
     import io
     import locale
 
-    if sys.version_info >= (3, 7) or codecs.lookup(locale.getpreferredencoding(False)).name != "ascii":
+    if (sys.version_info >= (3, 7)
+            or codecs.lookup(locale.getpreferredencoding(False)).name != "ascii"):
         return
     for name in ("C.UTF-8", "C.utf8", "en_US.UTF-8"):
         try:
