@@ -109,6 +109,15 @@ def test_pyz_installs_offline_as_nobody_on_the_oldest_python(
         remove_user_dirs(user)
 
 
+def test_missing_interpreter_fails_under_ci_and_names_the_fix(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception) as e:
+        stock_python("3.5")
+    assert "no CPython 3.5 at " in str(e.value)
+    assert "run scripts/get-python 3.5 (scripts/setup does" in str(e.value)
+
+
 def test_pyz_stays_under_25_mb(pyz: Path) -> None:
     assert pyz.stat().st_size < MAX_PYZ_BYTES, f"{pyz.stat().st_size} bytes"
 
