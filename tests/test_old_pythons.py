@@ -71,6 +71,28 @@ def test_pyz_installs_and_proves_real_go_on_stock_python(
     print(f"install on CPython {report['python']}: {seconds:.1f} s")
 
 
+@pytest.mark.parametrize("version", ["3.6", "3.7", "3.8"])
+def test_every_offline_module_imports_on_old_python(version: str, pyz: Path,
+                                                    tmp_path: Path) -> None:
+    """Commands an install never runs (doctor, drill, snapshot, ...) must at least import: a
+    3.9-only name at module level would otherwise be found on a RHEL 8 host, not here."""
+    python = stock_python(version)
+    env = {**_bare_env(tmp_path / "home"), "LANG": "C.UTF-8"}
+    selftest = subprocess.run([str(python), "-I", str(pyz), "selftest", "--json"], env=env,
+                              capture_output=True, text=True, timeout=120)
+    native = json.loads(selftest.stdout)["native_dir"]  # as the pyz's start-up puts it first
+    modules = sorted(n[:-3].replace("/", ".").replace(".__init__", "")
+                     for n in zipfile.ZipFile(pyz).namelist()
+                     if n.endswith(".py") and n.split("/")[0] in ("installer", "manifests", "keys"))
+    code = ("import importlib, sys; sys.path[:0] = sys.argv[1:3]; "
+            "[importlib.import_module(m) for m in sys.argv[3:]]; print('ok')")
+    warnings = ["-W", "error", "-W", "ignore:Python 3.6 is no longer supported"]  # as the pyz
+    done = subprocess.run([str(python), "-I", *warnings, "-c", code, native, str(pyz), *modules],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    assert len(modules) > 50
+
+
 @pytest.fixture
 def nobody_python(tmp_path: Path) -> Iterator[Path]:
     """The oldest interpreter where uid 65534 can run it (the cache lives in root's HOME): a
