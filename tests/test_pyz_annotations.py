@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 
 import pytest
 
@@ -73,3 +74,30 @@ def test_every_offline_module_keeps_its_lines_and_definitions() -> None:
                         if isinstance(n, ast.stmt) and getattr(n, "module", "") != "__future__"]
 
             assert places(ast.parse(out)) == places(ast.parse(source)), path
+
+
+# Calls that exist only from 3.7-3.9 on, with what the offline side uses instead. A real
+# interpreter finds them too (tests/test_old_pythons.py), but only on the paths it runs.
+NEWER_THAN_36 = {
+    r"capture_output=|\btext=True": "**CAPTURE_TEXT from manifests.pycompat (3.7)",
+    r"\.isascii\(\)": "isascii() from manifests.pycompat (3.7)",
+    r"functools\.cache\b": "functools.lru_cache(maxsize=None) (3.9)",
+    r"\.remove(prefix|suffix)\(": "a slice after startswith/endswith (3.9)",
+    r"\.is_relative_to\(": "a try around relative_to (3.9)",
+    r"missing_ok=|dirs_exist_ok=": "a try around the call (3.8)",
+    r"\bcompresslevel=|shlex\.join|cached_property|fromisoformat|\btime_ns\(|nullcontext":
+        "what 3.6 has (3.7/3.8)",
+}
+
+
+def test_offline_source_calls_nothing_newer_than_36() -> None:
+    found = []
+    for package in SOURCE_PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path.name == "pycompat.py":
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                code = line.split("#", 1)[0]
+                found += [f"{path.relative_to(REPO)}:{number}: use {use}"
+                          for pattern, use in NEWER_THAN_36.items() if re.search(pattern, code)]
+    assert found == []
