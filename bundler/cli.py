@@ -348,7 +348,7 @@ def sign(bundle: Path, key_path: Path, store: Optional[Path], output: Optional[P
 @click.option("--json", "as_json", is_flag=True)
 def zipapp(trust: Optional[Path], output: Path, cache: Optional[Path], verbose: bool,
            as_json: bool) -> None:
-    """Build the offline installer rescue.pyz (CPython 3.9-3.14, linux x86_64/aarch64).
+    """Build the offline installer rescue.pyz (CPython 3.6-3.14, linux x86_64; 3.9+ on aarch64).
 
     Quiet unless -v (one summary line on a terminal). Without --trust the pyz carries no
     trust store and needs --trust FILE on every install and inspect: a warning says so.

@@ -1,6 +1,6 @@
 """rescue.pyz start-up: unpack this Python's native parts to a cache, then run the installer."""
 
-# Copied into the pyz as __main__.py. Stdlib only, Python 3.9+, never re-executes another Python.
+# Copied into the pyz as __main__.py. Stdlib only, Python 3.6+, never re-executes another Python.
 # Pure-Python code is imported straight from the zip; zipimport cannot load .so files, so the
 # native packages for the running (Python, arch) are unpacked once into a content-addressed dir.
 
@@ -12,6 +12,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import warnings
 import zipfile
 
 NATIVE_DIR = None  # where the native parts were loaded from (read by `selftest`)
@@ -20,7 +21,7 @@ HINT = ("Set RESCUE_NATIVE_DIR to a directory you can write to, on a filesystem 
         "executables (not mounted noexec).")
 
 
-SUPPORTED = ((3, 9), (3, 14))
+SUPPORTED = ((3, 6), (3, 14))
 
 
 def _fail(message):
@@ -104,6 +105,33 @@ def _load(final, probe):
         raise OSError(str(exc)) from exc
 
 
+def _utf8_locale():
+    """CPython 3.7 turns the plain C locale into UTF-8 (PEP 538; RHEL 8's 3.6 has it too); a
+    stock 3.6 keeps ASCII, so click refuses to start and any non-ASCII name breaks: do the same."""
+    import codecs
+    import io
+    import locale
+
+    if (sys.version_info >= (3, 7)
+            or codecs.lookup(locale.getpreferredencoding(False)).name != "ascii"):
+        return
+    for name in ("C.UTF-8", "C.utf8", "en_US.UTF-8"):
+        try:
+            locale.setlocale(locale.LC_CTYPE, name)
+        except locale.Error:
+            continue
+        os.environ["LC_CTYPE"] = name  # as PEP 538 does: what setlocale(LC_CTYPE, "") reads
+        for stream, errors in (("stdout", "surrogateescape"), ("stderr", "backslashreplace")):
+            old = getattr(sys, stream)
+            old.flush()
+            setattr(sys, stream, io.TextIOWrapper(old.detach(), encoding="utf-8", errors=errors,
+                                                  line_buffering=True))
+        return
+    _fail("this Python 3.6 runs in an ASCII locale and this machine has no UTF-8 locale to "
+          "switch to; run it as `LC_ALL=C.UTF-8 python3 rescue.pyz ...` (or any UTF-8 locale "
+          "that `locale -a` lists)")
+
+
 def _setup():
     global NATIVE_DIR, BUILD_ID
     archive = getattr(__loader__, "archive", None) or sys.argv[0]
@@ -114,7 +142,7 @@ def _setup():
         target = index["targets"].get(tag)
         if target is None or not SUPPORTED[0] <= sys.version_info[:2] <= SUPPORTED[1]:
             built = _readable(index["targets"])
-            _fail("this rescue.pyz needs CPython 3.9-3.14 on the machines it was built for; "
+            _fail("this rescue.pyz needs CPython 3.6-3.14 on the machines it was built for; "
                   f"this is {tag} ({sys.executable}). It carries: {built}. Run it with one of "
                   "those, e.g. `python3.11 rescue.pyz ...`")
         tried = []
@@ -135,7 +163,11 @@ def _setup():
 
 
 if __name__ == "__main__":
+    _utf8_locale()
     _setup()
+    # cryptography 40 (the newest for 3.6-3.8) warns on every start that 3.6 is old: the
+    # operator cannot act on it, and the stock python3 of RHEL 8 is what they have.
+    warnings.filterwarnings("ignore", message=r"Python 3\.\d+ is no longer supported")
     from installer.cli import main
 
     raise SystemExit(main(prog_name="python3 " + os.path.basename(sys.argv[0] or "rescue.pyz")))

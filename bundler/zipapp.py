@@ -16,10 +16,11 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from bundler.pyz_annotations import quote_annotations
 from bundler.pyz_bytecode import bytecode
 from manifests.errors import NotReadyError, TrustError
 from manifests.files import atomic_writer
@@ -51,10 +52,33 @@ PINS: Dict[str, Pin] = {
     "click": Pin("8.1.8", False, ("click/",)),
     "typing_extensions": Pin("4.16.0", False, ("typing_extensions.py",)),
 }
+# CPython 3.6-3.8 (RHEL 8, SLES 15, Amazon Linux 2, Ubuntu 20.04): the newest release of each
+# pin with wheels for them. cryptography 40.0.2 is cp36-abi3, so one copy per arch serves all
+# three; click 8.0.4 is the last for 3.6, and 3.6 gets the `dataclasses` backport. A pin that
+# differs from PINS is unpacked with the native parts, ahead of the zip on sys.path: a pure
+# module at the zip root would shadow the standard library's on every Python.
+OLD_PYTHON_PINS: Dict[str, Dict[str, Pin]] = {
+    "3.6": {"zstandard": replace(PINS["zstandard"], version="0.20.0"),
+            "cryptography": replace(PINS["cryptography"], version="40.0.2"),
+            "cffi": replace(PINS["cffi"], version="1.15.1"),
+            "click": replace(PINS["click"], version="8.0.4"),
+            "dataclasses": Pin("0.8", False, ("dataclasses.py",))},
+    "3.7": {"zstandard": replace(PINS["zstandard"], version="0.21.0"),
+            "cryptography": replace(PINS["cryptography"], version="40.0.2"),
+            "cffi": replace(PINS["cffi"], version="1.15.1")},
+    "3.8": {"zstandard": replace(PINS["zstandard"], version="0.23.0"),
+            "cryptography": replace(PINS["cryptography"], version="40.0.2"),
+            "cffi": replace(PINS["cffi"], version="1.17.1")},
+}
+# cryptography takes 3.5 MB a copy: aarch64 builds for 3.6-3.8 would take the pyz past 25 MB.
+OLD_PYTHON_ARCHS = ("x86_64",)
 # `pip download --python-version 3.9` means 3.9.0, which cryptography excludes: give full versions.
-FULL_VERSIONS = {"3.9": "3.9.18", "3.10": "3.10.13", "3.11": "3.11.7", "3.12": "3.12.1",
-                 "3.13": "3.13.0", "3.14": "3.14.0"}
-PLATFORMS = ("manylinux2014_{arch}", "manylinux_2_17_{arch}")  # glibc 2.17+: the widest reach
+FULL_VERSIONS = {"3.6": "3.6.15", "3.7": "3.7.17", "3.8": "3.8.18", "3.9": "3.9.18",
+                 "3.10": "3.10.13", "3.11": "3.11.7", "3.12": "3.12.1", "3.13": "3.13.0",
+                 "3.14": "3.14.0"}
+PYTHONS = tuple(FULL_VERSIONS)
+# glibc 2.17+ reaches widest; manylinux1 (glibc 2.5) only for cffi 1.15.1's x86_64 wheel (3.6/3.7).
+PLATFORMS = ("manylinux2014_{arch}", "manylinux_2_17_{arch}", "manylinux1_{arch}")
 
 _WHEEL_RE = re.compile(r"^(?P<name>[^-]+)-(?P<ver>[^-]+)(-\d[^-]*)?-(?P<py>[^-]+)-(?P<abi>[^-]+)"
                        r"-(?P<plat>[^-]+)\.whl$")
@@ -76,10 +100,16 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
+def pins_for(python: str) -> Dict[str, Pin]:
+    """What the pyz carries for one Python version."""
+    return {**PINS, **OLD_PYTHON_PINS.get(python, {})}
+
+
 def _wheel_rank(filename: str, project: str, python: str, arch: str) -> Optional[Tuple[int, int]]:
     """Sort key of a compatible wheel (lower is better), or None when it does not fit."""
     m = _WHEEL_RE.match(filename)
-    if not m or _norm(m["name"]) != _norm(project) or m["ver"] != PINS[project].version:
+    if (not m or _norm(m["name"]) != _norm(project)
+            or m["ver"] != pins_for(python)[project].version):
         return None
     minor = int(python.split(".")[1])
     plats = {p.format(arch=arch) for p in PLATFORMS} | {"any"}
@@ -90,7 +120,7 @@ def _wheel_rank(filename: str, project: str, python: str, arch: str) -> Optional
         for abi in m["abi"].split("."):
             if py in ("py3", f"py3{minor}") and abi == "none":
                 rank = (2, 0)
-            elif py == f"cp3{minor}" and abi == f"cp3{minor}":
+            elif py == f"cp3{minor}" and abi in (f"cp3{minor}", f"cp3{minor}m"):  # m: 3.6, 3.7
                 rank = (0, 0)
             elif abi == "abi3" and py.startswith("cp3") and int(py[3:]) <= minor:
                 rank = (1, int(py[3:]))  # the oldest abi3 build, so one copy serves every Python
@@ -111,10 +141,11 @@ def _download(wheelhouse: Path, projects: Sequence[str], python: str, arch: str)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
            "--only-binary=:all:", "--no-deps", "--implementation", "cp",
            "--python-version", FULL_VERSIONS[python],
-           "--abi", f"cp3{minor}", "--abi", "abi3", "--abi", "none", "-d", str(wheelhouse)]
+           "--abi", f"cp3{minor}", "--abi", f"cp3{minor}m", "--abi", "abi3", "--abi", "none",
+           "-d", str(wheelhouse)]
     for plat in PLATFORMS:
         cmd += ["--platform", plat.format(arch=arch)]
-    cmd += [f"{p}=={PINS[p].version}" for p in projects]
+    cmd += [f"{p}=={pins_for(python)[p].version}" for p in projects]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ZipappError(f"downloading wheels for cp3{minor}-{arch}: pip exited "
@@ -123,10 +154,11 @@ def _download(wheelhouse: Path, projects: Sequence[str], python: str, arch: str)
 
 def _wheels_for(wheelhouse: Path, python: str, arch: str) -> Dict[str, Path]:
     """The pinned wheels for one (python, arch), downloading only those not cached yet."""
-    missing = [p for p in PINS if _select(wheelhouse, p, python, arch) is None]
+    pins = pins_for(python)
+    missing = [p for p in pins if _select(wheelhouse, p, python, arch) is None]
     if missing:
         _download(wheelhouse, missing, python, arch)
-    found = {p: _select(wheelhouse, p, python, arch) for p in PINS}
+    found = {p: _select(wheelhouse, p, python, arch) for p in pins}
     absent = sorted(p for p, w in found.items() if w is None)
     if absent:
         raise ZipappError(f"selecting wheels for cp3{python.split('.')[1]}-{arch}: pip gave no "
@@ -167,14 +199,15 @@ def _strip_tool(arch: str) -> Optional[str]:
 
 
 def _strip(data: bytes, arch: str) -> bytes:
-    """Drop debug info from a shared object when a strip for its arch exists (zstandard: -90%)."""
+    """Drop debug info and the static symbol table from a shared object when a strip for its
+    arch exists (zstandard: -90%, cryptography: -20%); the dynamic symbols it links by stay."""
     tool = _strip_tool(arch)
     if tool is None:
         return data
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "lib.so"
         path.write_bytes(data)
-        if subprocess.run([tool, "--strip-debug", str(path)], capture_output=True).returncode:
+        if subprocess.run([tool, "--strip-unneeded", str(path)], capture_output=True).returncode:
             return data  # an unusable tool costs only size: ship the file as the wheel has it
         return path.read_bytes()
 
@@ -186,7 +219,10 @@ def _source_files() -> Iterator[Tuple[str, bytes]]:
             # Skip bytecode and dotfiles/editor leftovers: only sources and package data ship.
             if (path.is_file() and "__pycache__" not in rel.parts and path.suffix != ".pyc"
                     and not path.name.startswith(".") and not path.name.endswith("~")):
-                yield rel.as_posix(), path.read_bytes()
+                data = path.read_bytes()
+                if path.suffix == ".py":  # so that CPython 3.6-3.8 can import it too
+                    data = quote_annotations(data, rel.as_posix())
+                yield rel.as_posix(), data
 
 
 def _tree_id(files: Dict[str, bytes]) -> str:
@@ -208,12 +244,15 @@ def _collect_wheels(wheel_cache: Path, targets: Sequence[str], pythons: Sequence
         fcntl.flock(lock, fcntl.LOCK_EX)  # builds sharing a wheelhouse must not see half a wheel
         for arch in targets:
             for python in sorted(pythons, key=lambda v: int(v.split(".")[1])):
+                if python in OLD_PYTHON_PINS and arch not in OLD_PYTHON_ARCHS:
+                    continue
                 tag = f"cp3{python.split('.')[1]}-{arch}"
                 say(f"wheels for {tag}")
                 stems = []
+                pins = pins_for(python)
                 for project, wheel in sorted(_wheels_for(wheel_cache, python, arch).items()):
-                    pin = PINS[project]
-                    if not pin.native:
+                    pin = pins[project]
+                    if not pin.native and pin == PINS.get(project):
                         for name, data in _wheel_files(wheel, pin):
                             files.setdefault(name, data)
                         continue
@@ -249,7 +288,7 @@ def _write(output: Path, files: Dict[str, bytes]) -> None:
 
 def build_zipapp(output: Path, *, trust_file: Optional[Path], wheel_cache: Path,
                  targets: Sequence[str] = ("x86_64", "aarch64"),
-                 pythons: Sequence[str] = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14"),
+                 pythons: Sequence[str] = PYTHONS,
                  progress: Optional[Callable[[str], None]] = None) -> ZipappReport:
     """Write a self-contained installer pyz for every (python, arch) combination asked for."""
     say = progress or (lambda _msg: None)

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Tuple
 from installer import go_commands, sumdb_check, usersettings
 from installer.prefix import Layout
 from installer.wiring import go_settings, source_line
+from manifests.pycompat import CAPTURE_TEXT
 
 TIMEOUT = 300
 
@@ -42,7 +43,7 @@ def check_env(layout: Layout) -> Dict[str, str]:
 
 
 def _go(go: Path, args: List[str], env: Dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(go), *args], env=env, capture_output=True, text=True,
+    return subprocess.run([str(go), *args], env=env, **CAPTURE_TEXT,
                           timeout=TIMEOUT, cwd=str(go.parent))
 
 

@@ -1,4 +1,4 @@
-"""The offline installer's command line (runs inside rescue.pyz on a stock CPython 3.9+)."""
+"""The offline installer's command line (runs inside rescue.pyz on a stock CPython 3.6+)."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ from installer.versions import installed_ids
 from installer.wiring import go_settings, source_line
 from keys.allowed_signers import AllowedSigner
 from manifests.errors import RescueError, TrustError
+from manifests.pycompat import CAPTURE_TEXT
 from manifests.text import shown
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -517,7 +518,7 @@ def _entry(index: int, text: str) -> Entry:
 def _run(go: str, args: Sequence[str], env: Mapping[str, str], cwd: str) -> Ran:
     argv = (go, *args)
     try:
-        out = subprocess.run(argv, env=dict(env), capture_output=True, text=True,
+        out = subprocess.run(argv, env=dict(env), **CAPTURE_TEXT,
                              timeout=TIMEOUT, cwd=cwd, errors="replace")
     except OSError as exc:
         return Ran(argv, -1, "", "", f"cannot run {go}: {exc.strerror}")

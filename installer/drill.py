@@ -25,6 +25,7 @@ from manifests.errors import NotReadyError, RescueError
 from manifests.files import write_atomic
 from manifests.model import Module
 from manifests.modpath import escape_path, escape_version
+from manifests.pycompat import CAPTURE_TEXT
 from manifests.text import first_line
 
 DRILLS = ("goroot-corruption", "modcache-poisoning", "truncated-bundle")
@@ -133,7 +134,7 @@ def _go(layout: Layout, env: Dict[str, str], args: List[str], cwd: Path
         ) -> Tuple[bool, str]:
     try:
         done = subprocess.run([str(layout.current / "bin" / "go"), *args], cwd=cwd, env=env,
-                              capture_output=True, text=True, timeout=600)
+                              **CAPTURE_TEXT, timeout=600)
     except OSError as exc:
         return False, f"go {' '.join(args)}: {exc.strerror}"
     words = (done.stderr or done.stdout).strip()

@@ -28,6 +28,7 @@ from installer.statefile import no_link
 from installer.wiring import go_settings
 from manifests.files import NEW_FILE
 from manifests.limits import DEFAULT_LIMITS as LIMITS
+from manifests.pycompat import CAPTURE_TEXT
 
 RUN_VAR = "RESCUE_GUARD_RUN"  # in every guard command's environment: this guard run's id
 MATCHER_GRACE = 5.0  # seconds past the timeout for the matcher to start and report
@@ -91,7 +92,7 @@ def user_env(layout: Layout) -> Dict[str, str]:
 def module_list(project: Path, env: Dict[str, str], timeout: float) -> Optional[List[str]]:
     try:
         done = subprocess.run(["go", "list", "-m", "all"], cwd=project, env=env, timeout=timeout,
-                              capture_output=True, text=True)
+                              **CAPTURE_TEXT)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.split("\n") if done.returncode == 0 else None

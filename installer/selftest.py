@@ -58,8 +58,10 @@ def run() -> Dict[str, Any]:
 
 def _click_version() -> str:
     """Click 8.2 deprecates `click.__version__`; the pyz may carry no dist-info to ask."""
-    from importlib import metadata
-
+    try:
+        from importlib import metadata  # 3.8+
+    except ImportError:
+        return "bundled"
     try:
         return metadata.version("click")
     except metadata.PackageNotFoundError:

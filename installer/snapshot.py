@@ -21,6 +21,7 @@ from manifests.errors import NotReadyError, TrustError
 from manifests.files import sha256_file
 from manifests.model import parse_manifest
 from manifests.modpath import ModulePathError, is_valid_semver, parse_proxy_file
+from manifests.pycompat import CAPTURE_TEXT
 from manifests.text import plain, shown
 
 GO_TIMEOUT = 60
@@ -161,14 +162,14 @@ def run_go(goroot: Path, layout: Layout, environ: Optional[Mapping[str, str]] = 
     env = go_env_for(layout, environ)
     info: Dict[str, Any] = {"version": None, "env": {}, "error": None}
     try:
-        out = subprocess.run([str(go), "version"], env=env, capture_output=True, text=True,
+        out = subprocess.run([str(go), "version"], env=env, **CAPTURE_TEXT,
                              timeout=GO_TIMEOUT, cwd=str(goroot))
         if out.returncode != 0:
             info["error"] = f"go version: exit {out.returncode}: {out.stderr.strip()[-300:]}"
             return info
         info["version"] = out.stdout.strip()
-        out = subprocess.run([str(go), "env", "-json"], env=env, capture_output=True,
-                             text=True, timeout=GO_TIMEOUT, cwd=str(goroot))
+        out = subprocess.run([str(go), "env", "-json"], env=env, **CAPTURE_TEXT,
+                             timeout=GO_TIMEOUT, cwd=str(goroot))
         values = json.loads(out.stdout) if out.returncode == 0 else None
         if not isinstance(values, dict):
             info["error"] = f"go env -json: exit {out.returncode}: {out.stderr.strip()[-300:]}"

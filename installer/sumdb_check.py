@@ -19,6 +19,7 @@ from manifests.modpath import (
     unescape_path,
     unescape_version,
 )
+from manifests.pycompat import CAPTURE_TEXT
 from manifests.sumdb_lookup import open_tree
 from manifests.sumdb_note import NoteError, Verifier, parse_verifier
 from manifests.tlog import TlogError, Tree
@@ -71,7 +72,7 @@ def run(go: Path, layout: Layout, wired: Dict[str, str], env: Dict[str, str]) ->
                    "GOTOOLCHAIN": "local"}
         try:
             out = subprocess.run([str(go), "mod", "download", "-json", f"{m}@{v}"],
-                                 env=run_env, capture_output=True, text=True, timeout=TIMEOUT,
+                                 env=run_env, **CAPTURE_TEXT, timeout=TIMEOUT,
                                  cwd=str(work))
         except (OSError, subprocess.TimeoutExpired) as exc:
             return False, want, f"cannot run {go}: {exc}", ()
@@ -108,8 +109,8 @@ def _users_newer_head(go: Path, db: sumdb_prefix.PrefixSumdb, env: Dict[str, str
     verifier = parse_verifier(db.key)
     ours = _head(carried, verifier)
     try:
-        out = subprocess.run([str(go), "env", "GOPATH"], env=env, capture_output=True,
-                             text=True, timeout=TIMEOUT)
+        out = subprocess.run([str(go), "env", "GOPATH"], env=env, **CAPTURE_TEXT,
+                             timeout=TIMEOUT)
     except (OSError, subprocess.TimeoutExpired):
         return ()
     first = out.stdout.strip().split(os.pathsep)[0]

@@ -174,7 +174,7 @@ def _typed(doc: Dict[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)  # noqa: UP033 (functools.cache needs 3.9)
 def _record_fields(cls: type) -> Tuple[Tuple[str, type, Any], ...]:
     """(name, type, default) of a record's str and int fields, worked out once per class."""
     found = []

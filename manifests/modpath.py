@@ -6,6 +6,8 @@ import re
 import unicodedata
 from typing import Iterable, List, Optional, Tuple
 
+from manifests.pycompat import isascii
+
 # The rules below follow golang.org/x/mod/module and x/mod/semver. They decide which names may
 # become directories on the isolated host, so they err on Go's side: anything Go refuses, we
 # refuse with Go's wording, and nothing Go accepts is refused.
@@ -50,7 +52,7 @@ def _check_elem(elem: str, kind: str) -> Optional[str]:
         return f"{_q(short)} disallowed as path element component on Windows"
     if kind != _FILE:
         tilde = short.rfind("~")
-        if 0 <= tilde < len(short) - 1 and short[tilde + 1:].isascii() and \
+        if 0 <= tilde < len(short) - 1 and isascii(short[tilde + 1:]) and \
                 short[tilde + 1:].isdigit():
             return "trailing tilde and digits in path element"
     return None
@@ -162,7 +164,7 @@ def escape_path(path: str) -> str:
 
 def escape_version(version: str) -> str:
     """The case-escaped form of a version (`v1.0.0-RC1` -> `v1.0.0-!r!c1`)."""
-    if _check_elem(version, _FILE) or "!" in version or not version.isascii():
+    if _check_elem(version, _FILE) or "!" in version or not isascii(version):
         raise ModulePathError(f"version {_q(version)} invalid: disallowed version string")
     return _escape(version)
 

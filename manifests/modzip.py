@@ -14,6 +14,7 @@ from manifests.errors import NotReadyError, TrustError
 from manifests.files import NEW_FILE, write_all
 from manifests.limits import DEFAULT_LIMITS, Limits
 from manifests.modpath import ModulePathError, check_file_path, check_module_version
+from manifests.pycompat import isascii
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -44,7 +45,7 @@ def _fold_char(c: str) -> str:
 
 
 def _fold(s: str) -> str:
-    return s if s.isascii() and s == s.lower() else "".join(_fold_char(c) for c in s)
+    return s if isascii(s) and s == s.lower() else "".join(_fold_char(c) for c in s)
 
 
 class _Collisions:

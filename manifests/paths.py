@@ -8,6 +8,7 @@ import unicodedata
 from typing import Callable, Optional
 
 from manifests.limits import DEFAULT_LIMITS, Limits
+from manifests.pycompat import isascii
 from manifests.text import shown
 
 # Names Windows cannot create, and characters that change meaning in shells or on other OSes.
@@ -21,7 +22,7 @@ _ASCII_BAD = re.compile(r'[\\:*?"<>|\x00-\x1f\x7f]')
 
 
 def _bad_char(part: str) -> Optional[str]:
-    if part.isascii():  # nearly every name: one regex instead of a loop in Python
+    if isascii(part):  # nearly every name: one regex instead of a loop in Python
         found = _ASCII_BAD.search(part)
         return found.group() if found else None
     for ch in part:
@@ -43,7 +44,7 @@ def check_member_path(path: str, limits: Limits = DEFAULT_LIMITS) -> Optional[st
     if len(parts) > limits.path_depth:
         return f"{shown(path)}: deeper than {limits.path_depth} levels"
     # One regex over a clean ASCII path (nearly all) instead of one per element.
-    clean = path.isascii() and not _ASCII_BAD.search(path)
+    clean = isascii(path) and not _ASCII_BAD.search(path)
     for part in parts:
         if part in ("", ".", ".."):
             # `..` climbs out of the staging dir; empty and `.` parts make two names for one file.

@@ -13,6 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from manifests.limits import DEFAULT_LIMITS, Limits
+from manifests.pycompat import isascii
 
 _ALG_ED25519 = 1
 SIG_PREFIX = "\u2014 "  # an em dash and a space open every signature line
@@ -55,7 +56,7 @@ def valid_name(name: str) -> bool:
 
 def _b64(text: str) -> bytes:
     # Go's StdEncoding: padded, no whitespace, nothing outside the alphabet.
-    if not text.isascii() or any(c.isspace() for c in text):
+    if not isascii(text) or any(c.isspace() for c in text):
         raise binascii.Error("not base64")
     return base64.b64decode(text, validate=True)
 

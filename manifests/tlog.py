@@ -8,6 +8,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Callable, List, Sequence, Tuple
 
+from manifests.pycompat import isascii
+
 HASH_SIZE = 32
 EMPTY_HASH = hashlib.sha256(b"").digest()  # RFC 6962's hash of the empty tree
 TREE_PREFIX = "go.sum database tree\n"
@@ -200,11 +202,11 @@ def parse_tree(text: str) -> Tree:
     if not text.startswith(TREE_PREFIX) or text.count("\n") < 3 or len(text) > 1_000_000:
         raise TlogError("malformed tree note")
     lines = text.split("\n", 3)
-    if not (lines[1].isascii() and lines[1].isdigit()) or lines[1] != str(int(lines[1])) \
+    if not (isascii(lines[1]) and lines[1].isdigit()) or lines[1] != str(int(lines[1])) \
             or int(lines[1]) >= 1 << 63:
         raise TlogError("malformed tree note")
     try:
-        h = base64.b64decode(lines[2], validate=True) if lines[2].isascii() else b""
+        h = base64.b64decode(lines[2], validate=True) if isascii(lines[2]) else b""
     except binascii.Error:
         h = b""
     if len(h) != HASH_SIZE:
