@@ -13,6 +13,13 @@ from tests.support import bundles, gobin, modbundles, upstream, users
 from tests.support.goproxy_server import ProxyServer, RealGoProject, real_go_project
 from tests.support.sumdb_server import SumDB, fixture_sumdb
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under `-n N`, a test module runs whole on one worker: its module-scoped fixtures (real
+    bundles, installs as each user) are then built once, not once per worker."""
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadfile"
+
 pytest_plugins = ["tests.support.damaged"]  # its `prefix` fixture, for verify and repair
 
 
