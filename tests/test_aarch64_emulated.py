@@ -63,8 +63,10 @@ def _require_emulation() -> None:
 
 @pytest.mark.emulated
 def test_arm64_bundle_installs_and_builds_hello_world_on_aarch64_cpython_as_root_and_nobody(
-        tmp_path: Path, operators: dict, pyz: Path, signing: bundles.Signing) -> None:
+        tmp_path: Path, operators: dict, signing: bundles.Signing,
+        request: pytest.FixtureRequest) -> None:
     _require_emulation()
+    pyz: Path = request.getfixturevalue("pyz")  # after the check: it is not quick
     bundle = _arm64_bundle(tmp_path, signing)
     go_on_host = gobin.goroot(arch="arm64") / "bin" / "go"
     before = _exec_outcome(go_on_host)
