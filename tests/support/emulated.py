@@ -5,6 +5,7 @@ throwaway user namespace, so the machine's own binfmt_misc is never changed."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -84,8 +85,9 @@ def run(cmd: Sequence[str], *, env: Dict[str, str], uid: int = 0, offline: bool 
         proc = subprocess.Popen(
             ["unshare", "--user", "--mount", "--", "sh", "-c", _WAIT, str(ready_r),
              "sh", "-c", _REGISTER, "sh", str(BINFMT_LINE), *argv],
-            env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            pass_fds=(ready_r,))
+            env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, pass_fds=(ready_r,),
+            start_new_session=True)  # a timeout ends go's and qemu's children too
     finally:
         os.close(ready_r)
     try:
@@ -97,7 +99,7 @@ def run(cmd: Sequence[str], *, env: Dict[str, str], uid: int = 0, offline: bool 
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
