@@ -1,6 +1,6 @@
 """Run aarch64 programs on this x86_64 machine: Debian's arm64 python3.11 (a sysroot that
-scripts/get-aarch64 unpacks) under qemu-aarch64-static, with binfmt_misc registered only inside a
-throwaway user namespace, so the machine's own binfmt_misc is never changed."""
+scripts/get-aarch64 unpacks) under qemu-aarch64-static, with qemu registered in binfmt_misc only
+for the test (in a throwaway user namespace where the kernel allows it)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from tests.support import gobin
 
@@ -17,12 +18,14 @@ QEMU = Path("/usr/bin/qemu-aarch64-static")
 # qemu-user-static's line for systemd-binfmt (flags OPF: F opens qemu when registering).
 BINFMT_LINE = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
 _BINFMT = "/proc/sys/fs/binfmt_misc"
+_MACHINE_ENTRY = "rescue-test-aarch64"  # never the name of an entry the machine has itself
 # Identity maps: root stays root and uid 65534 stays 65534 (files keep their real owners).
 _ID_MAP = "0 0 4294967295\n"
 
-# Runs once the parent has written the maps (fd READY says so): then exec again, as the
-# namespace's root with its capabilities, to mount this namespace's own binfmt_misc and
-# register qemu there. The instance dies with the namespace: nothing to remove afterwards.
+# Runs once the parent has written the maps (a line on the pipe whose fd is $0 says so):
+# then exec again, as the namespace's root with its capabilities, to mount this namespace's
+# own binfmt_misc and register qemu there. The instance dies with the namespace: nothing to
+# remove afterwards.
 _WAIT = 'read _ <&"$0" || exit 125; exec "$@"'
 _REGISTER = (f'mount -t binfmt_misc binfmt_misc {_BINFMT} && cat "$1" >{_BINFMT}/register'
              ' && shift && exec "$@"')
@@ -51,18 +54,48 @@ def missing() -> List[str]:
     return found
 
 
-def probe() -> List[str]:
-    """[] when a user namespace here can mount its own binfmt_misc and register qemu in it,
-    else why not."""
+def probe() -> str:
+    """"" when a user namespace here can mount its own binfmt_misc and register qemu in it
+    (Linux 6.7+), else why not."""
     try:
         done = run(["cat", f"{_BINFMT}/qemu-aarch64"], env={"PATH": "/usr/bin:/bin"},
                    timeout=60)
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
-        return [f"a user namespace with its own binfmt_misc ({e})"]
+        return str(e)
     if done.returncode != 0 or "enabled" not in done.stdout:
-        return ["a user namespace with its own binfmt_misc (Linux with sandboxed binfmt_misc "
-                f"mounts): {done.stderr.strip() or done.returncode}"]
-    return []
+        return done.stderr.strip() or f"exit {done.returncode}"
+    return ""
+
+
+@contextmanager
+def binfmt() -> Iterator[bool]:
+    """Yields True when run() can register qemu in each command's own user namespace. On an
+    older kernel, registers it for the whole machine instead (root only; under a name of its
+    own, so an entry the machine has is never touched), yields False, and removes it again
+    when the block ends."""
+    why = probe()
+    if not why:
+        yield True
+        return
+    line = BINFMT_LINE.read_text().strip().replace(":qemu-aarch64:", f":{_MACHINE_ENTRY}:", 1)
+    # A holder in a private mount namespace: the mount never shows on the machine, and keeps
+    # the registration alive (newer kernels drop entries with their last mount). It removes
+    # the entry when told, or when its stdin closes because the test process died.
+    holder = subprocess.Popen(
+        ["unshare", "--mount", "--", "sh", "-c",
+         'mount -t binfmt_misc binfmt_misc "$0" && printf %s "$1" >"$0/register" || exit 1;'
+         f' echo registered; read _; echo -1 >"$0/{_MACHINE_ENTRY}"', _BINFMT, line],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert holder.stdin and holder.stdout
+    if holder.stdout.readline() != "registered\n":
+        _, err = holder.communicate(timeout=60)
+        raise RuntimeError(f"no binfmt_misc of a user namespace's own ({why}), and cannot "
+                           f"register qemu for the machine: {err.strip()}")
+    try:
+        yield False
+    finally:
+        _, err = holder.communicate("done\n", timeout=60)
+        assert holder.returncode == 0, f"{_MACHINE_ENTRY} may be left registered: {err}"
 
 
 def env(home: Path, **extra: str) -> Dict[str, str]:
@@ -71,27 +104,30 @@ def env(home: Path, **extra: str) -> Dict[str, str]:
 
 
 def run(cmd: Sequence[str], *, env: Dict[str, str], uid: int = 0, offline: bool = False,
-        cwd: Optional[Path] = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    """`cmd` in a new user and mount namespace whose own binfmt_misc sends aarch64 ELF files to
-    qemu, so that go's own tools (compile, link, the built program) run too; as `uid` (via
-    setpriv), and with no network at all when `offline` (`unshare -n`)."""
+        cwd: Optional[Path] = None, timeout: float = 900, namespaced: bool = True
+        ) -> subprocess.CompletedProcess:
+    """`cmd` as `uid` (via setpriv), with no network at all when `offline` (`unshare -n`).
+    `namespaced`: in a new user and mount namespace whose own binfmt_misc sends aarch64 ELF
+    files to qemu, so that go's own tools (compile, link, the built program) run too;
+    otherwise with the machine's binfmt_misc (see binfmt())."""
     argv = list(cmd)
     if uid:
         argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *argv]
     if offline:
         argv = ["unshare", "-n", *argv]
     ready_r, ready_w = os.pipe()
+    if namespaced:
+        argv = ["unshare", "--user", "--mount", "--", "sh", "-c", _WAIT, str(ready_r),
+                "sh", "-c", _REGISTER, "sh", str(BINFMT_LINE), *argv]
     try:
         proc = subprocess.Popen(
-            ["unshare", "--user", "--mount", "--", "sh", "-c", _WAIT, str(ready_r),
-             "sh", "-c", _REGISTER, "sh", str(BINFMT_LINE), *argv],
-            env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, pass_fds=(ready_r,),
+            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, pass_fds=(ready_r,) if namespaced else (),
             start_new_session=True)  # a timeout ends go's and qemu's children too
     finally:
         os.close(ready_r)
     try:
-        if _entered(proc):
+        if namespaced and _entered(proc):
             _map_identity(proc.pid)
             os.write(ready_w, b"go\n")
     finally:
