@@ -21,6 +21,7 @@ from manifests.limits import DEFAULT_LIMITS
 from tests.support import bundles, gobin, prefixes
 from tests.support.users import STOCK_PYTHON, User
 from tests.test_doctor import SYSTEM_PATH, fake_goroot, of, run_doctor
+from tests.test_user_go_settings import hello, install
 
 CORP = "https://proxy.corp.invalid,direct"
 # Everything in the test runner's environment that would change what go reads.
@@ -227,6 +228,14 @@ def test_goenv_fifo_is_named_and_never_waited_on(
     [f] = of(doc, "goenv-file")
     assert f["evidence"] == f"{fifo} (found as go finds it: GOENV={fifo})"
     assert f["fix"] == "unset GOENV (and remove the export from your shell profile)"
+    monkeypatch.setenv("GOENV", "/dev/zero")  # go would read it without end
+    with deadline(60):
+        code, doc, _ = run_doctor(prefix, capsys)
+    assert code == 4
+    assert of(doc, "goenv-file")[0]["message"] == (
+        "your GOENV file /dev/zero: it is a character device, not a regular file; go reads it "
+        "whole before every command, so every go command waits on it without end (doctor ran "
+        "go with GOENV=off)")
     monkeypatch.setenv("GOENV", os.devnull)  # how people turn it off: nothing to say
     code, doc, _ = run_doctor(prefix, capsys)
     assert code == 0 and not of(doc, "goenv-file")
@@ -278,6 +287,13 @@ def test_goenv_path_go_cannot_read_sets_nothing(
         "message": f"your GOENV file {clean}: it is a directory; go cannot read it either and "
                    "carries on without it, so it sets nothing",
         "evidence": f"{clean} (found as go finds it: $HOME/.config/go/env)"}]
+    clean.rmdir()
+    clean.symlink_to(clean.name)  # a link to itself: no one can open it
+    code, doc, _ = run_doctor(prefix, capsys)
+    assert code == 0
+    assert of(doc, "goenv-file")[0]["message"] == (
+        f"your GOENV file {clean}: it cannot be opened (Too many levels of symbolic links); go "
+        "cannot read it either and carries on without it, so it sets nothing")
 
 
 def test_goenv_line_hidden_by_an_export_is_named_for_every_go_started_without_it(
@@ -312,9 +328,8 @@ def test_doctor_names_the_goenv_goproxy_behind_a_broken_go_as_every_user(
         user: User, pyz: Path, toolchain_bundle: Path) -> None:
     rescue = [STOCK_PYTHON, "-I", str(user.give(pyz))]
     P = user.home / "P"
-    done = user.run([*rescue, "install", str(user.give(toolchain_bundle)), "--prefix", str(P)],
-                    offline=True)
-    assert done.returncode == 0, done.stderr
+    installed = install(user, rescue, user.give(toolchain_bundle), P)
+    assert installed.returncode == 0, installed.stderr
     old = fake_goroot(user.work / "old-go", "go1.20.14")
     (old / "bin" / "go").write_text(OLD_GO)
     goenv = write(user.home / ".config" / "go" / "env", f"GOPROXY={CORP}\n")
@@ -327,18 +342,10 @@ def test_doctor_names_the_goenv_goproxy_behind_a_broken_go_as_every_user(
                    **{doctor.ETC_ENV: str(etc)})
 
     # What the issue says happens once PATH is fixed and env.sh is not sourced.
-    hello = user.work / "hello"
-    hello.mkdir()
-    (hello / "go.mod").write_text("module example.com/hello\n\ngo 1.21\n\nrequire rsc.io/quote "
-                                  "v1.5.2\n")
-    (hello / "main.go").write_text('package main\n\nimport "rsc.io/quote"\n\n'
-                                   "func main() { println(quote.Hello()) }\n")
-    for p in (hello, hello / "go.mod", hello / "main.go"):
-        os.chown(p, user.uid, user.uid)
-    built = user.run([str(P / "current" / "bin" / "go"), "build", "."], offline=True, cwd=hello,
-                     env=user.env(GOFLAGS="-mod=mod"))
-    assert built.returncode != 0
-    assert "proxy.corp.invalid" in built.stderr, built.stderr
+    asked = user.run([str(P / "current" / "bin" / "go"), "list", "-m", "rsc.io/quote@v1.5.2"],
+                     offline=True, cwd=hello(user), env=user.env())
+    assert asked.returncode != 0
+    assert "proxy.corp.invalid" in asked.stderr, asked.stderr
 
     done = user.run([*rescue, "doctor", "--prefix", str(P), "--json"], offline=True, env=env)
     assert "Traceback" not in done.stderr, done.stderr
