@@ -16,7 +16,9 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from installer import (
     checklist,
     doctor_go,
+    doctor_goenv,
     go_commands,
+    goenv_file,
     toolchain_choice,
     usersettings,
     verify_shape,
@@ -117,6 +119,14 @@ class Facts:
     shape_error: str = ""  # why it could not be checked
     shape_untrusted: bool = False  # ... because a kept manifest failed its check
     shape_checked: bool = False  # a trust store was there to check it with
+    goenv: Optional[goenv_file.EnvFile] = None  # the GOENV file, found and read as go does
+    settings_by: str = ""  # who answered for `settings` when the diagnosed go could not
+    settings_without: str = ""  # GOROOT=... left out of that go's environment
+
+    @property
+    def effective(self) -> Dict[str, str]:
+        """`settings`, with the GOENV file doctor found and read itself."""
+        return {**self.settings, "GOENV": self.goenv.path} if self.goenv else self.settings
 
     @property
     def values(self) -> Dict[str, str]:
@@ -191,7 +201,7 @@ def find_versions(f: Facts) -> List[Finding]:
 
 
 def find_goroot_setting(f: Facts) -> List[Finding]:
-    goenv = f.values.get("GOENV", f.env.get("GOENV", ""))
+    goenv = f.goenv.path if f.goenv else f.values.get("GOENV", "")
     out = []
     for src in usersettings.sources("GOROOT", f.env, goenv):
         value = src.where.rsplit("GOROOT=", 1)[-1][:-1]  # "... (GOROOT=VALUE)"
@@ -230,17 +240,35 @@ def find_gomod(f: Facts) -> List[Finding]:
     return [Finding("gomod", INFO, f"module file {gomod}", f"GOMOD in {f.project}")]
 
 
+def _judged(f: Facts, effective: Mapping[str, str], env: Mapping[str, str]
+            ) -> List[usersettings.Finding]:
+    """usersettings' verdict on each setting the offline wiring cares about."""
+    version = (f.current or "").rsplit(".", 1)[0]
+    return [j for j in usersettings.judge(effective, env, go_settings(f.layout), version,
+                                          f.carried, source_line(f.layout.root),
+                                          installed=list(go_commands.wanted(f.layout)))
+            if j.level != "ok"]
+
+
 def find_settings(f: Facts) -> List[Finding]:
     """The offline wiring's settings as this go sees them, judged by usersettings."""
-    if f.settings_error or not f.settings or not f.current:
+    if not f.settings or not f.current:
         return []
-    version = f.current.rsplit(".", 1)[0]
     out = []
-    for j in usersettings.judge(f.settings, f.env, go_settings(f.layout), version, f.carried,
-                                source_line(f.layout.root),
-                                installed=list(go_commands.wanted(f.layout))):
-        if j.level == "ok":
-            continue
+    rescue_go = f.layout.current / "bin" / "go"
+    if f.settings_by == "doctor":
+        out.append(Finding("settings", INFO, "no go answers `go env` (neither the go on PATH "
+                           f"nor rescue's {rescue_go}): doctor judged the settings below from "
+                           "your environment, your GOENV file and the GOROOT's go.env",
+                           str(rescue_go)))
+    elif f.settings_by:
+        without = (f" without your GOROOT={f.settings_without}, which names another tree"
+                   if f.settings_without else "")
+        out.append(Finding("settings", INFO, "the go on PATH cannot answer `go env`: the "
+                           f"settings below are judged with rescue's {f.settings_by}, run with "
+                           f"your environment{without}, as it runs once PATH puts it first",
+                           f.settings_by))
+    for j in _judged(f, f.effective, f.env):
         where = [x for x in j.lines[1:] if not x.startswith(("fix:", "or, for one shell"))]
         fixes = [x[len("fix: "):] for x in j.lines if x.startswith("fix: ")]
         fixes += [x[len("or, for one shell: "):] for x in j.lines
@@ -248,6 +276,20 @@ def find_settings(f: Facts) -> List[Finding]:
         out.append(Finding(f"setting {j.key}", ERROR if j.level == usersettings.FAIL
                            else WARNING, f"{j.key}={j.got}: {j.lines[0]}",
                            "; ".join(where) or j.key, " or ".join(fixes)))
+    return out
+
+
+def find_goenv_file(f: Facts) -> List[Finding]:
+    """The GOENV file go would read, whatever state the go on PATH is in."""
+    if f.goenv is None or not f.goenv.path:
+        return []
+    out = [Finding(*x) for x in doctor_goenv.find_file(f.goenv)]
+    if f.settings and f.current and f.goenv.lines:
+        shown = {j.key for j in _judged(f, f.effective, f.env)}
+        alone = {**go_settings(f.layout), **{k: v for k, (_, v) in f.goenv.lines.items()},
+                 "GOENV": f.goenv.path}
+        out += [Finding(*x) for x in doctor_goenv.find_hidden(f.goenv, f.env,
+                                                              _judged(f, alone, {}), shown)]
     return out
 
 
@@ -423,7 +465,7 @@ def find_go_checks(f: Facts) -> List[Finding]:
            doctor_go.find_requires(g, f.settings.get("GOTOOLCHAIN", ""), str(f.layout.root),
                                    _wired_toolchain(f.layout))]
     if f.settings:
-        out += [Finding(*x) for x in doctor_go.find_check_settings(g, f.settings, f.env)]
+        out += [Finding(*x) for x in doctor_go.find_check_settings(g, f.effective, f.env)]
     return out
 
 
@@ -483,8 +525,8 @@ def find_integrity(f: Facts) -> List[Finding]:
 
 
 FINDERS = (find_prefix_links, find_current_link, find_path_gos, find_path_entries, find_versions,
-           find_goroot_setting, find_gopath, find_gomod, find_settings, find_profiles,
-           find_tree_modes, find_trio, find_go_checks, find_integrity)
+           find_goroot_setting, find_gopath, find_gomod, find_settings, find_goenv_file,
+           find_profiles, find_tree_modes, find_trio, find_go_checks, find_integrity)
 
 
 def findings(f: Facts) -> List[Finding]:
@@ -572,6 +614,28 @@ def _check_shape(facts: Facts, current: str, signers: Optional[List[AllowedSigne
         facts.shape_error = f"{exc.filename}: {exc.strerror}"
 
 
+def _settings_elsewhere(facts: Facts, go: str, env: Dict[str, str]) -> None:
+    """The diagnosed go cannot answer `go env`: ask rescue's own go, run as the user's shell
+    would run it once PATH is fixed; when that cannot answer either, read what go would."""
+    mine = facts.layout.current / "bin" / "go"
+    goroot = env.get("GOROOT", "")
+    if goroot and os.path.realpath(goroot) != facts.current_goroot:
+        # It would read that tree's go.env instead of the wiring; find_goroot_setting and
+        # the path-go fix (. env.sh unsets GOROOT) cover it, so judge the rest without it.
+        env = {k: v for k, v in env.items() if k != "GOROOT"}
+        facts.settings_without = goroot
+    if os.path.realpath(go) != os.path.realpath(mine):
+        try:
+            facts.settings, _ = checklist._settings(mine, env, {**env, "GOTOOLCHAIN": "local"})
+        except (OSError, subprocess.SubprocessError):
+            facts.settings = {}
+        facts.settings_by = str(mine) if facts.settings else ""
+    if not facts.settings:
+        facts.settings_by, facts.settings_without = "doctor", ""
+        facts.settings = usersettings.without_go(env, facts.goenv.path if facts.goenv else "",
+                                                 Path(facts.current_goroot or "") / "go.env")
+
+
 def gather(layout: Layout, project: Optional[Path] = None,
            env: Optional[Dict[str, str]] = None, etc: Optional[str] = None,
            signers: Optional[List[AllowedSigner]] = None, trust_source: str = "",
@@ -611,8 +675,11 @@ def gather(layout: Layout, project: Optional[Path] = None,
             facts.linked[str(path)] = os.readlink(path)
     if current:
         facts.carried = usersettings.carried_modules(layout.goproxy)
+    facts.goenv = goenv_file.read(*goenv_file.locate(env))
     if go is None:
         return facts
+    if facts.goenv.kind == goenv_file.HANGS:
+        env = {**env, "GOENV": "off"}  # go would wait on it forever; find_goenv_file says so
     run_env = {**env, "GOTOOLCHAIN": "local"}  # doctor never switches or downloads a toolchain
     cwd = facts.project or str(Path(go).parent)
     if facts.project and not os.path.isdir(facts.project):
@@ -624,6 +691,8 @@ def gather(layout: Layout, project: Optional[Path] = None,
             facts.settings, facts.settings_error = checklist._settings(Path(go), env, run_env)
         except (OSError, subprocess.SubprocessError) as exc:
             facts.settings_error = str(exc)
+    if not facts.settings and current:
+        _settings_elsewhere(facts, go, env)
     for root in {facts.values.get("GOROOT", ""), facts.go_root_of_binary or ""} - {""}:
         facts.version_file[root] = _read_first_line(os.path.join(root, "VERSION"))
         facts.sdk[root] = (os.path.isdir(os.path.join(root, "src", "runtime"))

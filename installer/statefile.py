@@ -16,6 +16,8 @@ from manifests.limits import DEFAULT_LIMITS
 # Opened for reading only, never through a planted link, and never waiting on a FIFO.
 _READ = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
          | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+# A file the user keeps and go reads through links (their GOENV file): followed, never waited on.
+READ_FOLLOWING = _READ & ~getattr(os, "O_NOFOLLOW", 0)
 
 
 class DamagedState(NotReadyError):
@@ -48,18 +50,23 @@ def _open(path: Path, what: str, fix: str) -> Optional[int]:
     return fd
 
 
-def _read(fd: int, path: Path, what: str, fix: str, limit: int) -> bytes:
+def read_at_most(fd: int, limit: int) -> bytes:
+    """Up to `limit` + 1 bytes of an open file: one more than `limit` shows it is larger."""
     chunks, left = [], limit + 1
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read(fd: int, path: Path, what: str, fix: str, limit: int) -> bytes:
     try:
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        return read_at_most(fd, limit)
     except OSError as exc:
         raise damaged(path, what, exc.strerror or str(exc), fix) from None
-    return b"".join(chunks)
 
 
 def read_bytes(path: Path, what: str, fix: str,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from installer import goenv_file
 from manifests.modpath import ModulePathError, match_prefix_patterns, unescape_path
 
 # Settings the GOROOT's go.env wires (installer/wiring.py go_settings) ...
@@ -16,7 +17,6 @@ WIRED = ("GOPROXY", "GOSUMDB", "GOTOOLCHAIN")
 UNWIRED = ("GOFLAGS", "GONOSUMDB", "GOINSECURE", "GOPRIVATE", "GONOPROXY")
 # `go env -json` of these; GOTOOLCHAIN is asked alone, see checklist.py.
 QUERY = ("GOPROXY", "GOSUMDB", *UNWIRED, "GOENV")
-ENV_FILE_MAX_BYTES = 1 << 20
 
 FAIL, WARN = "fail", "warn"
 
@@ -39,20 +39,20 @@ class Finding:
 
 
 def env_file_lines(path: Path) -> Dict[str, Tuple[int, str]]:
-    """KEY -> (line number, value) as go reads a GOENV file: `KEY=VALUE` lines whose first
-    byte is A-Z, no quoting, the last line for a key wins (cmd/go/internal/cfg readEnvFile)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(ENV_FILE_MAX_BYTES)
-    except OSError:
-        return {}
-    found: Dict[str, Tuple[int, str]] = {}
-    for number, raw in enumerate(data.split(b"\n"), 1):
-        key, eq, value = raw.partition(b"=")
-        if not eq or not b"A" <= raw[:1] <= b"Z":
-            continue
-        found[key.decode("utf-8", "replace")] = (number, value.decode("utf-8", "replace"))
-    return found
+    """KEY -> (line number, value) as go reads a GOENV file or go.env ({} for one it cannot
+    read, too large, or a FIFO, which is never waited on)."""
+    return goenv_file.read(str(path)).lines
+
+
+def without_go(env: Mapping[str, str], goenv: str, go_env: Path) -> Dict[str, str]:
+    """The settings as go would find them, for when no go answers `go env`: exported, then
+    the GOENV file, then the GOROOT's go.env (an empty variable does not count)."""
+    user, wired = env_file_lines(Path(goenv)) if goenv else {}, env_file_lines(go_env)
+    out = {"GOENV": goenv}
+    for key in (*QUERY, "GOTOOLCHAIN"):
+        if key != "GOENV":
+            out[key] = env.get(key) or user.get(key, (0, ""))[1] or wired.get(key, (0, ""))[1]
+    return out
 
 
 def sources(key: str, env: Mapping[str, str], goenv: str) -> List[Source]:

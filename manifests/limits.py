@@ -34,6 +34,7 @@ class Limits:
     # Tar PAX records: a long path and link target (each <= path_chars), nothing else.
     pax_header_bytes: int = 64 * KiB
     go_env_bytes: int = 64 * KiB  # a GOROOT's go.env, which the installer rewrites
+    goenv_file_bytes: int = 64 * KiB  # the user's GOENV file (`go env -w` writes a few lines)
     # Keys and the trust store (read before anything is trusted).
     trust_store_bytes: int = 1 * MiB
     key_file_bytes: int = 64 * KiB
