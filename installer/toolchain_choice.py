@@ -5,23 +5,21 @@ wins. Derived from the recorded state, so a killed install leaves no choice behi
 from __future__ import annotations
 
 import contextlib
-import contextvars
-from typing import Iterator, Optional
+from typing import Iterator, List
 
 from installer import state
 from installer.prefix import Layout
 
 DEFAULT = "auto"
 # An install between staging and its record: the staged go.env files and the checklist already
-# follow the bundle's choice, which installed.json records only when the install commits.
-_pending: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
-    "rescue_gotoolchain_pending", default=None)
+# follow the bundle's choice, which installed.json records only when the install commits. (A
+# stack, not a contextvar: those start at 3.7, and one install runs per process.)
+_pending: List[str] = []
 
 
 def read(layout: Layout) -> str:
-    pending = _pending.get()
-    if pending:
-        return pending
+    if _pending and _pending[-1]:
+        return _pending[-1]
     for entry in reversed(state.load(layout)["bundles"]):  # the newest record last
         if entry.get("gotoolchain"):
             return str(entry["gotoolchain"])
@@ -31,8 +29,8 @@ def read(layout: Layout) -> str:
 @contextlib.contextmanager
 def pending(choice: str) -> Iterator[None]:
     """While an install of a bundle that chose `choice` ("" for none) runs."""
-    token = _pending.set(choice or None)
+    _pending.append(choice)
     try:
         yield
     finally:
-        _pending.reset(token)
+        _pending.pop()

@@ -87,6 +87,7 @@ NEWER_THAN_36 = {
     r"missing_ok=|dirs_exist_ok=": "a try around the call (3.8)",
     r"\bcompresslevel=|shlex\.join|cached_property|fromisoformat|\btime_ns\(|nullcontext":
         "what 3.6 has (3.7/3.8)",
+    r"\bcontextvars\b|\bimportlib\.resources\b|\bbreakpoint\(": "what 3.6 has (3.7)",
 }
 
 
