@@ -31,8 +31,9 @@ def config(root: Path, listen: Listen, sumdb_name: Optional[str],
     if "$" in text or '"' in text or not text.isprintable():
         raise NotReadyError(f"writing the nginx configuration for {shown(text, 4096)}: the path "
                             "holds a $ (nginx reads a variable there), a double quote or a "
-                            "control character; serve it through a link without them, or use "
-                            "`serve --listen`", operation="writing the nginx configuration",
+                            "control character; pass --prefix as a path without them (a link "
+                            "to the prefix will do), or use `serve --listen`",
+                            operation="writing the nginx configuration",
                             subject=text)
     if sumdb_name is not None and not _NAME.match(sumdb_name):
         raise NotReadyError(f"writing the nginx configuration: the checksum database name "

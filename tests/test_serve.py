@@ -21,7 +21,11 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from installer import cli
+from installer.serve_routes import latest_version
+from tests.support.clirun import run
 from tests.support.goproxy_server import RealGoProject
+from tests.support.sumdb_server import NAME as SUMDB_NAME
+from tests.support.sumdb_server import SumDB
 from tests.support.users import NOBODY, User, chown_tree, make_user, remove_user_dirs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -317,6 +321,23 @@ def _nginx_env(prefix: Path) -> str:
 
 # --- what neither server may answer ----------------------------------------------------------
 
+TEXT, JSON = "text/plain; charset=utf-8", "application/json"
+PSEUDO = "v0.0.0-20240101000000-abcdefabcdef"
+FILES = {  # a module and the database's files in a small prefix, with the type go expects
+    "example.com/dep/@v/list": (b"v1.0.0\n", TEXT),
+    "example.com/dep/@v/v1.0.0.info": (b'{"Version":"v1.0.0","Time":"2024-01-01T00:00:00Z"}',
+                                       JSON),
+    "example.com/dep/@v/v1.0.0.mod": (b"module example.com/dep\n", TEXT),
+    "example.com/dep/@v/v1.0.0.zip": (b"PK\x05\x06" + bytes(18), "application/zip"),
+    "example.com/pseudo/@v/list": (PSEUDO.encode() + b"\n", TEXT),
+    f"example.com/pseudo/@v/{PSEUDO}.info": (b'{"Version":"%s"}' % PSEUDO.encode(), JSON),
+    f"sumdb/{SUMDB_NAME}/supported": (b"", TEXT),
+    f"sumdb/{SUMDB_NAME}/lookup/example.com/dep@v1.0.0": (b"1\nexample.com/dep v1.0.0 h1:x\n",
+                                                         TEXT),
+    f"sumdb/{SUMDB_NAME}/tile/8/0/000.p/2": (bytes(64), "application/octet-stream"),
+}
+
+
 @pytest.fixture(scope="module")
 def hostile_prefix() -> Iterator[Path]:
     """A prefix whose P/goproxy had links, a FIFO and a dotfile planted in it, beside a
@@ -328,8 +349,13 @@ def hostile_prefix() -> Iterator[Path]:
     (outside / "@v" / "list").write_bytes(SECRET)
     vdir = base / "P" / "goproxy" / "example.com" / "dep" / "@v"
     vdir.mkdir(parents=True)
-    (vdir / "list").write_text("v1.0.0\n")
-    (vdir / "v1.0.0.info").write_text('{"Version":"v1.0.0"}')
+    for name, (data, _type) in FILES.items():
+        (base / "P" / "goproxy" / name).parent.mkdir(parents=True, exist_ok=True)
+        (base / "P" / "goproxy" / name).write_bytes(data)
+    (base / "P" / "state").mkdir()
+    db = SumDB()
+    (base / "P" / "state" / "sumdb.json").write_text(json.dumps(
+        {"name": db.name, "key": db.vkey, "nosumdb": "corp.example/*"}))
     (vdir / ".secret").write_bytes(SECRET)
     evil = vdir.parents[1] / "evil" / "@v"
     evil.mkdir(parents=True)
@@ -433,3 +459,147 @@ def test_lan_server_refuses_to_leave_goproxy_or_to_change_it(
         == "v1.0.0\n"
     status, answer = ask(port, get("/example.com/dep/@v/list"))  # and it still serves
     assert status == 200 and answer.endswith(b"\r\n\r\nv1.0.0\n")
+
+
+def header(answer: bytes, name: str) -> str:
+    head = answer.split(b"\r\n\r\n", 1)[0].decode()
+    found = [line.split(":", 1)[1].strip() for line in head.split("\r\n")[1:]
+             if line.split(":", 1)[0].lower() == name.lower()]
+    return found[0] if found else ""
+
+
+@pytest.mark.parametrize("server", ["serve", "nginx"])
+def test_lan_server_answers_each_file_with_the_type_go_expects(
+        request: pytest.FixtureRequest, server: str) -> None:
+    port = request.getfixturevalue(f"hostile_{server}")
+    for rel, (data, content_type) in FILES.items():
+        status, answer = ask(port, get("/" + rel))
+        assert status == 200, answer[:300]
+        assert header(answer, "Content-Type") == content_type, rel
+        assert answer.split(b"\r\n\r\n", 1)[1] == data, rel
+        status, answer = ask(port, get("/" + rel, "HEAD"))
+        assert status == 200 and answer.endswith(b"\r\n\r\n"), answer
+        assert header(answer, "Content-Length") == str(len(data))
+    # Another database's endpoints are not here: go then asks that database itself.
+    assert ask(port, get("/sumdb/sum.golang.org/supported"))[0] == 404
+
+
+def test_serve_answers_latest_with_the_highest_release_else_pre_release(
+        hostile_serve: int, hostile_nginx: int) -> None:
+    status, answer = ask(hostile_serve, get("/example.com/dep/@latest"))
+    assert status == 200 and header(answer, "Content-Type") == "application/json"
+    assert answer.endswith(FILES["example.com/dep/@v/v1.0.0.info"][0])
+    status, answer = ask(hostile_serve, get("/example.com/pseudo/@latest"))
+    assert status == 200 and answer.endswith(FILES[f"example.com/pseudo/@v/{PSEUDO}.info"][0])
+    assert ask(hostile_serve, get("/example.com/none/@latest"))[0] == 404
+    # A static server cannot: go falls back to @v/list on this 404 (README).
+    assert ask(hostile_nginx, get("/example.com/dep/@latest"))[0] == 404
+
+
+@pytest.mark.parametrize("listing,latest", [
+    ("v1.0.0\nv1.2.0\nv1.10.0-rc.1\n", "v1.2.0"),
+    ("v2.0.0+incompatible\nv1.9.9\n", "v2.0.0+incompatible"),
+    ("v1.0.0-beta\nv0.0.0-20240101000000-abcdefabcdef\nv1.0.0-alpha\n", "v1.0.0-beta"),
+    ("v0.0.0-20240101000000-abcdefabcdef 2024-01-01T00:00:00Z\n",
+     "v0.0.0-20240101000000-abcdefabcdef"),
+    ("not-a-version\n\n", None),
+])
+def test_latest_is_the_highest_release_else_the_highest_pre_release(
+        listing: str, latest: Optional[str]) -> None:
+    assert latest_version(listing) == latest
+
+
+def test_serve_prints_what_clients_set_logs_each_request_and_stops_on_ctrl_c(
+        hostile_prefix: Path) -> None:
+    proc = subprocess.Popen(rescue_argv("serve", "--prefix", str(hostile_prefix), "--listen",
+                                        "127.0.0.1:0"), cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        head = [proc.stdout.readline() for _ in range(5)]  # type: ignore[union-attr]
+        port = int(head[0].split(" port ", 1)[1].split(";")[0])
+        ask(port, get("/example.com/dep/@v/list"))
+        ask(port, get("/example.com/linked/@v/list"))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    url = f"http://127.0.0.1:{port}"
+    assert head == [
+        f"serving {hostile_prefix / 'goproxy'} read-only on {url} (bound to 127.0.0.1 port "
+        f"{port}; Ctrl-C stops it)\n", "clients set:\n", f"  GOPROXY={url}\n",
+        f"  GOSUMDB={SumDB().vkey}\n", "  GONOSUMDB=corp.example/*\n"]
+    lines = err.splitlines()
+    assert lines[0].endswith(" 127.0.0.1 GET /example.com/dep/@v/list 200 " + lines[0][-3:])
+    assert " 127.0.0.1 GET /example.com/linked/@v/list 403 (a symbolic link, which is never " \
+           "followed) " in lines[1]
+    assert lines[2:] == [f"rescue: serving {hostile_prefix / 'goproxy'}: stopped (Ctrl-C or "
+                         "SIGTERM); nothing was changed"]
+    assert proc.returncode == 130
+
+
+def test_nginx_config_written_to_a_file_says_how_to_use_it(
+        hostile_prefix: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "go-modules.conf"
+    code, text, _ = run(["serve", "--prefix", hostile_prefix, "--nginx-config", "--listen",
+                         "[::]:80", "-o", out], capsys)
+    assert code == 0
+    assert text == (f"wrote {out}; check it with `nginx -t`, then reload nginx. Clients set:\n"
+                    f"  GOPROXY=http://{socket.gethostname()}:80\n  GOSUMDB={SumDB().vkey}\n"
+                    "  GONOSUMDB=corp.example/*\n")
+    conf = out.read_text()
+    assert "    listen [::]:80;\n" in conf and "autoindex off;" in conf
+    assert f"    location ^~ /sumdb/{SUMDB_NAME}/tile/ {{\n" in conf
+    assert "# <module>/@latest is not served (404)" in conf
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--listen", "lan-host:8080"],
+     "rescue: reading --listen lan-host:8080: not ADDR[:PORT] with an IP address; give one such "
+     "as 0.0.0.0:8080 (every IPv4 interface), 192.0.2.7, [::]:8080 or [::1]:8080 (the port "
+     "defaults to 8080; 0 picks a free one)\n"),
+    (["--listen", "[::1]:99999"], "rescue: reading --listen [::1]:99999: not ADDR[:PORT]"),
+    (["--listen", "192.0.2.77:8080"],
+     "rescue: serving on 192.0.2.77:8080: Cannot assign requested address; no interface of "
+     "this machine has that address; see `ip address`, or pass 0.0.0.0 or [::]\n"),
+    (["-o", "x.conf"], "rescue: reading the command line: -o/--output only goes with "
+                       "--nginx-config\n"),
+])
+def test_serve_refuses_what_it_cannot_do_and_says_what_to_pass(
+        hostile_prefix: Path, capsys: pytest.CaptureFixture, args: List[str],
+        message: str) -> None:
+    code, _, err = run(["serve", "--prefix", hostile_prefix, *args], capsys)
+    assert code == 2
+    assert err.startswith(message)
+
+
+def test_serve_on_a_port_in_use_says_to_pass_another(hostile_prefix: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run(["serve", "--prefix", hostile_prefix, "--listen",
+                            f"127.0.0.1:{port}"], capsys)
+    assert code == 2
+    assert err == (f"rescue: serving on 127.0.0.1:{port}: Address already in use; another "
+                   "program listens there; pass another port (--listen ADDR:PORT) or stop it\n")
+
+
+def test_serve_without_modules_says_to_install_a_bundle_that_carries_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run(["serve", "--prefix", tmp_path / "P"], capsys)
+    assert code == 2
+    assert err == (f"rescue: serving {tmp_path / 'P' / 'goproxy'}: no module proxy there (no "
+                   f"bundle that carries modules was installed into {tmp_path / 'P'}); install "
+                   f"one first: python3 rescue.pyz install BUNDLE --prefix {tmp_path / 'P'}\n")
+
+
+def test_nginx_config_refuses_a_prefix_path_nginx_would_read_as_a_variable(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    prefix = tmp_path / "go$HOME"
+    (prefix / "goproxy").mkdir(parents=True)
+    code, _, err = run(["serve", "--prefix", prefix, "--nginx-config"], capsys)
+    assert code == 2
+    assert err == (f"rescue: writing the nginx configuration for '{prefix / 'goproxy'}': the "
+                   "path holds a $ (nginx reads a variable there), a double quote or a control "
+                   "character; pass --prefix as a path without them (a link to the prefix "
+                   "will do), or use `serve --listen`\n")
