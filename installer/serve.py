@@ -189,6 +189,9 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = _not_allowed  # noqa: N815
 
     def _answer(self, body: bool) -> None:
+        if self.headers.get("Content-Length", "0").strip() not in ("", "0") \
+                or "Transfer-Encoding" in self.headers:
+            self.close_connection = True  # a body nobody reads must not be taken for a request
         found = serve_routes.route(self.path, self.server.sumdb_name)
         try:
             if isinstance(found, Refusal):

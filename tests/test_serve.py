@@ -374,7 +374,7 @@ def hostile_prefix() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def hostile_serve(hostile_prefix: Path) -> Iterator[int]:
     proc = subprocess.Popen(rescue_argv("serve", "--prefix", str(hostile_prefix), "--listen",
-                                        "127.0.0.1:0", "--json"), cwd=REPO,
+                                        "127.0.0.1:0", "--json", "--quiet"), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
@@ -382,8 +382,12 @@ def hostile_serve(hostile_prefix: Path) -> Iterator[int]:
         yield int(json.loads(line)["url"].rsplit(":", 1)[1])
     finally:
         proc.send_signal(signal.SIGTERM)  # as a service manager stops it
-        _, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
+    assert err == (f"rescue: serving {hostile_prefix / 'goproxy'}: stopped (Ctrl-C or "
+                   "SIGTERM); nothing was changed\n")  # --quiet: no request was logged
+    doc = json.loads(out)  # --json: the way out is a JSON document too
+    assert doc["exit_code"] == 130 and doc["error"]["type"] == "interrupted"
 
 
 def free_port() -> int:
@@ -482,6 +486,15 @@ def test_lan_server_answers_each_file_with_the_type_go_expects(
         assert header(answer, "Content-Length") == str(len(data))
     # Another database's endpoints are not here: go then asks that database itself.
     assert ask(port, get("/sumdb/sum.golang.org/supported"))[0] == 404
+
+
+def test_serve_never_reads_a_body_as_the_next_request(hostile_serve: int) -> None:
+    inner = get("/example.com/dep/@v/v1.0.0.mod")  # ends with Connection: close
+    outer = (f"GET /example.com/dep/@v/list HTTP/1.1\r\nHost: lan\r\nContent-Length: "
+             f"{len(inner)}\r\n\r\n").encode() + inner  # keep-alive, a body nobody reads
+    status, answer = ask(hostile_serve, outer)
+    assert status == 200 and answer.count(b"HTTP/1.1 ") == 1, answer
+    assert b"module example.com/dep" not in answer
 
 
 def test_serve_answers_latest_with_the_highest_release_else_pre_release(
