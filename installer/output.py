@@ -10,10 +10,11 @@ import click
 from manifests.progress import Terminal
 
 
-def emit_json(doc: Dict[str, Any]) -> None:
-    """One JSON document on stdout, in the schema every command shares (README "JSON")."""
+def emit_json(doc: Dict[str, Any], one_line: bool = False) -> None:
+    """One JSON document on stdout, in the schema every command shares (README "JSON");
+    `one_line` for a command that keeps running after it (a script reads one line)."""
     doc = {"ok": True, "exit_code": 0, "error": None, **doc}
-    click.echo(json.dumps(doc, indent=2, sort_keys=True))
+    click.echo(json.dumps(doc, indent=None if one_line else 2, sort_keys=True))
 
 
 def progress(label: str, as_json: bool) -> Terminal:

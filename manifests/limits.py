@@ -61,6 +61,9 @@ class Limits:
     step_detail_chars: int = 1000  # a drill step's detail: one of our messages, or go's output
     sumdb_name_chars: int = 255  # a database name is a host[/path]
     sumdb_patterns_chars: int = 4 * KiB  # the GONOSUMDB patterns a manifest records
+    # `serve`: what one LAN client may send and hold (go's URLs are < 1 KiB).
+    serve_request_line_bytes: int = 8 * KiB  # nginx's default large_client_header_buffers
+    serve_idle_seconds: int = 60  # a client that sends or reads nothing this long is dropped
 
 
 DEFAULT_LIMITS = Limits()
