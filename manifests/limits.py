@@ -60,6 +60,8 @@ class Limits:
     step_detail_chars: int = 1000  # a drill step's detail: one of our messages, or go's output
     sumdb_name_chars: int = 255  # a database name is a host[/path]
     sumdb_patterns_chars: int = 4 * KiB  # the GONOSUMDB patterns a manifest records
+    # An SBOM member, read whole by `sbom` (~1.5 KiB per module: room for 40,000 modules).
+    sbom_bytes: int = 64 * MiB
 
 
 DEFAULT_LIMITS = Limits()
