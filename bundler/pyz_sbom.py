@@ -39,10 +39,11 @@ def _wheel(path: Path, project: str) -> sbom.Wheel:
     return sbom.Wheel(project, version, path.name, sha256_file(path), declared)
 
 
-def files(pyz_name: str, build_id: str, used: Dict[str, str]) -> Dict[str, bytes]:
-    """format -> the SBOM bytes of a pyz carrying the wheels `used` (path -> project)."""
+def files(build_id: str, used: Dict[str, str]) -> Dict[str, bytes]:
+    """format -> the SBOM bytes of a pyz carrying the wheels `used` (path -> project). It
+    names the pyz `rescue.pyz` whatever the file is called: the same inputs, the same pyz."""
     wheels = [_wheel(Path(p), project) for p, project in sorted(used.items())]
-    return sbom.pyz_files(pyz_name, __version__, build_id, _created(), wheels)
+    return sbom.pyz_files("rescue.pyz", __version__, build_id, _created(), wheels)
 
 
 def write_beside(pyz: Path, fmt: str, data: bytes) -> Path:

@@ -274,7 +274,7 @@ def build_zipapp(output: Path, *, trust_file: Optional[Path], wheel_cache: Path,
     build_id = _tree_id(files)[:16]
     files[INDEX_MEMBER] = json.dumps({"build_id": build_id, "targets": index},
                                      indent=1, sort_keys=True).encode()
-    boms = pyz_sbom.files(output.name, build_id, used)
+    boms = pyz_sbom.files(build_id, used)
     files.update({f"{PYZ_PACKAGE}/{pyz_member(fmt)}": data for fmt, data in boms.items()})
     say(f"writing {output}")
     _write(output, files)
