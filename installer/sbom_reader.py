@@ -11,7 +11,7 @@ from installer.bundle_reader import BundleReader
 from installer.stage import Selected, stage
 from keys.allowed_signers import AllowedSigner
 from keys.trust_core import Verified
-from manifests.errors import NotReadyError
+from manifests.errors import NotReadyError, TrustError
 from manifests.sbom import FORMATS, PYZ_PACKAGE, SUFFIXES, pyz_member
 
 
@@ -33,7 +33,19 @@ def bundle_sbom(bundle: Path, signers: List[AllowedSigner], trust_source: str, f
         with tempfile.TemporaryDirectory(prefix="rescue-sbom-") as tmp:
             out = Path(tmp) / "sbom.json"
             stage(reader, m, Selected({wanted: out}), on_bytes)
-            return out.read_bytes(), verified
+            data = out.read_bytes()
+    _check_printable(bundle, wanted, data)
+    return data, verified
+
+
+def _check_printable(bundle: Path, member: str, data: bytes) -> None:
+    """What `sbom` prints to a terminal is what rescue writes: ASCII JSON, lines apart. A
+    signed bundle may still be hostile (a stolen key): its escape sequences are not printed."""
+    bad = next((i for i, b in enumerate(data) if (b < 0x20 and b != 0x0A) or b > 0x7E), None)
+    if bad is not None:
+        raise TrustError(f"reading the SBOM of {bundle}: {member} holds byte 0x{data[bad]:02x} at "
+                         f"offset {bad}, which rescue never writes (its SBOMs are ASCII JSON); "
+                         "not printed. Ask the bundle's builder how it was made")
 
 
 def pyz_sbom(fmt: str) -> bytes:

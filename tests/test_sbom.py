@@ -125,7 +125,7 @@ ESC = "goproxy/example.com/!lib/@v"
 
 
 def crafted(tmp_path: Path, signing: bundles.Signing, with_sbom: bool = True,
-            damage: Optional[str] = None) -> Path:
+            damage: Optional[str] = None, sbom_text: Optional[bytes] = None) -> Path:
     """A fake toolchain and one module carrying an MIT LICENSE; with `with_sbom`, the SBOM
     members rescue build writes; `damage` flips a byte of that member after signing."""
     c = craft.Craft(name="sbomtest")
@@ -149,7 +149,7 @@ def crafted(tmp_path: Path, signing: bundles.Signing, with_sbom: bool = True,
             projects=(sbom.Project("example.com/app", ((MOD, VER),)),))
         c.dir("sbom")
         for path, data in sbom.bundle_files(manifest, facts).items():
-            c.file(path, data)
+            c.file(path, sbom_text if sbom_text is not None and path == SBOM_SPDX else data)
     signed = doc()
     if damage is not None:
         c.contents[damage] = tamper.flip_byte(c.contents[damage])
@@ -275,6 +275,17 @@ def test_tampered_sbom_member_is_refused_like_any_member(
     assert f"verifying member {SBOM_SPDX}: sha256 mismatch" in err
     assert "SECURITY ERROR" in err and "{" not in out
     assert not (tmp_path / "prefix" / "versions").exists()
+
+
+def test_signed_sbom_with_terminal_escapes_is_not_printed(
+        tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
+    """A stolen key signs whatever it likes: an SBOM that would drive the terminal is refused."""
+    bundle = crafted(tmp_path, signing, sbom_text=b'{"name": "\x1b]0;pwned\x07\x1b[2J"}\n')
+    code, out, err = run(["sbom", bundle, "--trust", signing.signers], capsys)
+    assert (code, out) == (3, "")
+    assert (f"reading the SBOM of {bundle}: {SBOM_SPDX} holds byte 0x1b at offset 10, which "
+            "rescue never writes (its SBOMs are ASCII JSON); not printed") in err
+    assert "\x1b" not in err
 
 
 def test_sbom_of_a_bundle_without_one_says_what_to_do(
