@@ -262,6 +262,17 @@ def test_sbom_command_prints_the_signed_members_after_every_hash_checks(
             "them)") in out
 
 
+def test_install_checks_the_sbom_and_installs_it_nowhere(
+        tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
+    bundle = crafted(tmp_path, signing)
+    prefix = tmp_path / "prefix"
+    code, _, err = run(["install", bundle, "--prefix", prefix, "--trust", signing.signers],
+                       capsys)
+    assert code == 0, err
+    assert not (prefix / "sbom").exists()
+    assert [p.name for p in prefix.iterdir() if p.name.startswith(".staging")] == []
+
+
 @pytest.mark.parametrize("command", ["sbom", "inspect", "install"])
 def test_tampered_sbom_member_is_refused_like_any_member(
         command: str, tmp_path: Path, signing: bundles.Signing,
