@@ -19,6 +19,7 @@ from bundler.modules import resolve_and_fetch
 from bundler.modules_part import plan_modules
 from bundler.pack import ALL_CORES, BundleWriter
 from bundler.part import Part
+from bundler.sbom_part import sbom_part, written_beside
 from bundler.spec import Spec
 from bundler.spool import Spool
 from bundler.sumdb_part import plan_sumdb
@@ -58,6 +59,7 @@ class BuildResult:
     identical: bool = False  # the same bytes were already there: nothing replaced
     replaced: bool = False  # other bytes were there and --force replaced them
     rehearsal: Optional[rehearsal.Rehearsal] = None
+    sbom_files: Tuple[Path, ...] = ()  # BUNDLE.spdx.json, BUNDLE.cdx.json beside the bundle
 
 
 @dataclass
@@ -107,6 +109,12 @@ def build(spec: Spec, out: Path, store: BlobStore,
     _check_writable(bundle)
     with Spool(store.root / "tmp") as spool:
         content = _fetch_and_plan(spec, store, client, spool)
+        # The SBOM describes the content planned without it, and goes in first: a member
+        # like any other, listed and hashed in the signed manifest.
+        projects = spec.modules.projects if spec.modules is not None else ()
+        sbom, sbom_bytes = sbom_part(_manifest(spec, created, content), content.parts,
+                                     public.key_id, projects)
+        content.parts.insert(0, sbom)
         manifest = _manifest(spec, created, content)
         manifest_bytes = manifest.to_json()
         signature = sshsig.sign(private, manifest_bytes).encode()
@@ -117,7 +125,6 @@ def build(spec: Spec, out: Path, store: BlobStore,
             _pack(writer, content, manifest.content_bytes)
             sha = writer.finish()
             spool.close()  # packed: its disk space is free before the rehearsal
-            projects = spec.modules.projects if spec.modules is not None else ()
             report = (rehearsal.rehearse(writer.tmp, manifest, projects) if rehearse
                       else rehearsal.Rehearsal(skipped="--no-rehearsal"))
             identical, replaced = _settle_existing(spec, bundle, sha, force)
@@ -130,9 +137,10 @@ def build(spec: Spec, out: Path, store: BlobStore,
             raise
     sums = sums_path(bundle)
     write_atomic(sums, f"{sha}  {bundle.name}\n")  # `sha256sum -c` reads this line
+    beside = tuple(written_beside(bundle, sbom_bytes))
     return BuildResult(bundle, bundle.stat().st_size, manifest, public.key_id,
                        content.upstream_bytes, time.monotonic() - started, sha, sums, identical,
-                       replaced, report)
+                       replaced, report, beside)
 
 
 def _now(epoch: Optional[int]) -> datetime:

@@ -217,7 +217,8 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
            "modules": [{"path": x.path, "version": x.version} for x in result.manifest.modules],
            "seconds": round(result.seconds, 2),
            "rehearsal": result.rehearsal.to_dict() if result.rehearsal else None,
-           "volumes": _volumes_doc(result.path.parent, index) if index else None}
+           "volumes": _volumes_doc(result.path.parent, index) if index else None,
+           "sbom": [str(p) for p in result.sbom_files]}
     if as_json:
         emit_json(doc)
         return
@@ -233,6 +234,9 @@ def build(spec_path: Path, output: Path, force: bool, cache: Optional[Path],
     click.echo(f"  also in {sums}; check a copy with `sha256sum -c {sums.name}` in its directory")
     click.echo(f"signed by {result.key_id}; toolchains: {', '.join(doc['toolchains']) or '-'}; "
                f"modules: {len(result.manifest.modules)}")
+    if result.sbom_files:
+        click.echo(f"sbom   {', '.join(p.name for p in result.sbom_files)} (SPDX 2.3, "
+                   "CycloneDX 1.6; the same files are signed inside the bundle, under sbom/)")
     if result.rehearsal:
         click.echo(result.rehearsal.summary())
     if index:
@@ -375,7 +379,8 @@ def zipapp(trust: Optional[Path], output: Path, cache: Optional[Path], verbose: 
     if as_json:
         emit_json({"ok": True, "output": str(report.output), "size": report.size,
                    "build_id": report.build_id,
-                   "trust_store": str(trust) if trust is not None else None})
+                   "trust_store": str(trust) if trust is not None else None,
+                   "sbom": [str(p) for p in report.sbom_files]})
         return
     if verbose or sys.stdout.isatty():
         click.echo(f"wrote {report.output} ({report.size / 1e6:.1f} MB)")

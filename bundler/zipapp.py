@@ -20,10 +20,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from bundler import pyz_sbom
 from bundler.pyz_annotations import quote_annotations
 from bundler.pyz_bytecode import bytecode
 from manifests.errors import NotReadyError, TrustError
 from manifests.files import atomic_writer
+from manifests.sbom import PYZ_PACKAGE, pyz_member
 
 REPO = Path(__file__).resolve().parent.parent
 BOOTSTRAP = Path(__file__).resolve().with_name("pyz_bootstrap.py")
@@ -94,6 +96,7 @@ class ZipappReport:
     size: int
     build_id: str
     combos: List[Tuple[str, str]] = field(default_factory=list)  # (python, arch)
+    sbom_files: List[Path] = field(default_factory=list)  # rescue.pyz.spdx.json, .cdx.json
 
 
 def _norm(name: str) -> str:
@@ -233,9 +236,12 @@ def _tree_id(files: Dict[str, bytes]) -> str:
 
 
 def _collect_wheels(wheel_cache: Path, targets: Sequence[str], pythons: Sequence[str],
-                    say: Callable[[str], None]) -> Tuple[Dict[str, bytes], Dict[str, object],
-                                                          List[Tuple[str, str]]]:
-    """Pure files for the zip root, the native index, and the combos, from the pinned wheels."""
+                    say: Callable[[str], None],
+                    used: Optional[Dict[str, str]] = None
+                    ) -> Tuple[Dict[str, bytes], Dict[str, object], List[Tuple[str, str]]]:
+    """Pure files for the zip root, the native index, and the combos, from the pinned wheels;
+    `used` gets each wheel read (path -> project), for the pyz's SBOM."""
+    used = {} if used is None else used
     files: Dict[str, bytes] = {}
     parts: Dict[str, Dict[str, bytes]] = {}  # wheel stem -> its shipped native files
     index: Dict[str, object] = {}
@@ -251,6 +257,7 @@ def _collect_wheels(wheel_cache: Path, targets: Sequence[str], pythons: Sequence
                 stems = []
                 pins = pins_for(python)
                 for project, wheel in sorted(_wheels_for(wheel_cache, python, arch).items()):
+                    used[str(wheel)] = project
                     pin = pins[project]
                     if not pin.native and pin == PINS.get(project):
                         for name, data in _wheel_files(wheel, pin):
@@ -296,7 +303,8 @@ def build_zipapp(output: Path, *, trust_file: Optional[Path], wheel_cache: Path,
     if unknown:
         raise ZipappError(f"building {output.name}: unsupported Python {', '.join(unknown)}")
     wheel_cache.mkdir(parents=True, exist_ok=True)
-    files, index, combos = _collect_wheels(wheel_cache, targets, pythons, say)
+    used: Dict[str, str] = {}
+    files, index, combos = _collect_wheels(wheel_cache, targets, pythons, say, used)
     files.update(_source_files())
     if trust_file is not None:
         files[TRUSTED_MEMBER] = trust_file.read_bytes()
@@ -305,7 +313,10 @@ def build_zipapp(output: Path, *, trust_file: Optional[Path], wheel_cache: Path,
     build_id = _tree_id(files)[:16]
     files[INDEX_MEMBER] = json.dumps({"build_id": build_id, "targets": index},
                                      indent=1, sort_keys=True).encode()
+    boms = pyz_sbom.files(build_id, used)
+    files.update({f"{PYZ_PACKAGE}/{pyz_member(fmt)}": data for fmt, data in boms.items()})
     say(f"writing {output}")
     _write(output, files)
+    beside = [pyz_sbom.write_beside(output, fmt, data) for fmt, data in boms.items()]
     return ZipappReport(output=output, size=output.stat().st_size, build_id=build_id,
-                        combos=combos)
+                        combos=combos, sbom_files=beside)

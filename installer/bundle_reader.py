@@ -81,6 +81,12 @@ class BundleReader:
             raise NotReadyError(f"opening bundle {path}: it is the bundle's checksum file "
                                 f"(`sha256sum -c` reads it); pass the bundle {bundle}",
                                 operation="opening bundle", subject=str(path))
+        for suffix in (".spdx.json", ".cdx.json"):  # the SBOMs `rescue build` writes beside it
+            if path.name.endswith(".tar.zst" + suffix):
+                bundle = path.with_name(path.name[:-len(suffix)])
+                raise NotReadyError(f"opening bundle {path}: it is the bundle's SBOM (a JSON "
+                                    f"file to read as it is); pass the bundle {bundle}",
+                                    operation="opening bundle", subject=str(path))
         # A bundle cut into parts (a part, or their directory): opened once the index's
         # signature can be checked, in header().
         self._index = volumes.locate(path) if path.exists() else None

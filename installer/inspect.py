@@ -9,6 +9,7 @@ from installer.bundle_reader import BundleReader
 from installer.install import no_toolchain_for_host
 from installer.stage import Discard, stage
 from keys.allowed_signers import AllowedSigner
+from manifests.model import SBOM_FILES
 from manifests.toolchainzip import MODULE as TOOLCHAIN_MODULE
 
 
@@ -52,6 +53,8 @@ def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str,
         "sumdb": vars(m.sumdb) if m.sumdb is not None else None,
         # GOTOOLCHAIN the installed prefix gets: None leaves the prefix's own (auto when new).
         "gotoolchain": m.gotoolchain or None,
+        # The SBOM members (signed like the rest): `sbom BUNDLE` prints them.
+        "sbom": [p for p in SBOM_FILES if m.member(p) is not None],
     }
 
 
@@ -81,6 +84,9 @@ def describe(r: Dict[str, Any]) -> List[str]:
         lines.append(f"warning    {w}")
     for x in r["modules"]:
         lines.append(f"module     {x['path']} {x['version']}")
+    if r.get("sbom"):
+        lines.append(f"sbom       {', '.join(r['sbom'])}  (`sbom BUNDLE [--format cyclonedx]` "
+                     "prints them)")
     db = r.get("sumdb")
     if db:
         lines.append(f"sumdb      {db['name']}  tree#{db['size']} {db['hash']}"

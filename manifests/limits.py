@@ -64,6 +64,8 @@ class Limits:
     # `serve`: what one LAN client may send and hold (go's URLs are < 1 KiB).
     serve_request_line_bytes: int = 8 * KiB  # nginx's default large_client_header_buffers
     serve_idle_seconds: int = 60  # a client that sends or reads nothing this long is dropped
+    # An SBOM member, read whole by `sbom` (~1.5 KiB per module: room for 40,000 modules).
+    sbom_bytes: int = 64 * MiB
 
 
 DEFAULT_LIMITS = Limits()

@@ -31,6 +31,14 @@ HEADER_NAMES = (MANIFEST_NAME, SIGNATURE_NAME, SUMS_NAME)
 MAX_SIGNATURES = 16
 
 
+# The bundle's SBOM (manifests/sbom.py): listed and hashed like any member, so the signature
+# covers it; installed nowhere.
+SBOM_DIR = "sbom"
+SBOM_SPDX = "sbom/bundle.spdx.json"
+SBOM_CDX = "sbom/bundle.cdx.json"
+SBOM_FILES = (SBOM_SPDX, SBOM_CDX)
+
+
 def cosignature_name(n: int) -> str:
     return f"{SIGNATURE_NAME}.{n}"
 
@@ -358,7 +366,15 @@ def _tree_problem(m: Member, ids: Dict[str, Toolchain], sizes: Dict[str, int],
         except ModulePathError as exc:
             return f"{m.path}: not a GOPROXY module file ({exc})"
         return None
-    return f"{m.path}: not under toolchains/ or goproxy/"
+    if parts[0] == SBOM_DIR:
+        if m.path == SBOM_DIR:
+            return None if m.type == "dir" else f"{m.path}: must be a directory"
+        if m.path not in SBOM_FILES or m.type != "file":
+            return f"{m.path}: sbom/ holds only the files {', '.join(SBOM_FILES)}"
+        if m.size > DEFAULT_LIMITS.sbom_bytes:
+            return f"{m.path}: {m.size} bytes, beyond the {DEFAULT_LIMITS.sbom_bytes} byte limit"
+        return None
+    return f"{m.path}: not under toolchains/, goproxy/ or sbom/"
 
 
 def check_members(manifest: Manifest, limits: Limits = DEFAULT_LIMITS) -> List[str]:

@@ -473,7 +473,7 @@ PATHS = [
     Attack("nfc_nfd_collision", _with_files(f"{GOROOT}/caf\u00e9", f"{GOROOT}/cafe\u0301"),
            "ignoring case and Unicode normalization"),
     Attack("path_outside_any_listed_tree", _with_file("sitecustomize.py"),
-           "sitecustomize.py: not under toolchains/ or goproxy/"),
+           "sitecustomize.py: not under toolchains/, goproxy/ or sbom/"),
 ]
 
 

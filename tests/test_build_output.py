@@ -48,7 +48,10 @@ def test_build_prints_sha256_and_writes_bundle_sha256_for_sha256sum_c(
     assert f"\nsha256 {sha}\n" in out
     assert f"also in {bundle}.sha256; check a copy with `sha256sum -c {NAME}.sha256`" in out
     assert (out_dir / f"{NAME}.sha256").read_text() == f"{sha}  {NAME}\n"
-    assert sorted(p.name for p in out_dir.iterdir()) == [NAME, f"{NAME}.sha256"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        NAME, f"{NAME}.cdx.json", f"{NAME}.sha256", f"{NAME}.spdx.json"]
+    assert (f"sbom   {NAME}.spdx.json, {NAME}.cdx.json (SPDX 2.3, CycloneDX 1.6; the same "
+            "files are signed inside the bundle, under sbom/)") in out
     check = sha256sum_check(out_dir, f"{NAME}.sha256")
     assert (check.returncode, check.stdout) == (0, f"{NAME}: OK\n")
     # A damaged copy on the USB stick: the same file says so.
@@ -95,7 +98,8 @@ def test_rebuild_with_other_bytes_refuses_to_overwrite_the_bundle_unless_force(
     assert err.endswith(f"raise bundle.sequence in {spec} for a new bundle, or pass --force to "
                         "replace it.\n")
     assert upstream.sha256_file(bundle) == first["sha256"]
-    assert sorted(p.name for p in out_dir.iterdir()) == [NAME, f"{NAME}.sha256"]  # no .partial
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        NAME, f"{NAME}.cdx.json", f"{NAME}.sha256", f"{NAME}.spdx.json"]  # no .partial
     assert sha256sum_check(out_dir, f"{NAME}.sha256").returncode == 0
 
     code, out, err = rescue_build(capsys, monkeypatch, spec, epoch + 60, "-o", str(out_dir),
@@ -114,8 +118,9 @@ def test_output_ending_in_tar_zst_is_the_bundle_file_not_a_directory(
     code, out, err = rescue_build(capsys, monkeypatch, spec, int(time.time()), "-o", str(target))
     assert code == 0, err
     assert target.is_file()
-    assert sorted(p.name for p in target.parent.iterdir()) == ["dc-emergency.tar.zst",
-                                                               "dc-emergency.tar.zst.sha256"]
+    assert sorted(p.name for p in target.parent.iterdir()) == [
+        "dc-emergency.tar.zst", "dc-emergency.tar.zst.cdx.json", "dc-emergency.tar.zst.sha256",
+        "dc-emergency.tar.zst.spdx.json"]
     assert out.startswith(f"wrote {target} (")
     check = sha256sum_check(target.parent, "dc-emergency.tar.zst.sha256")
     assert (check.returncode, check.stdout) == (0, "dc-emergency.tar.zst: OK\n")
