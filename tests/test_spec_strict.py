@@ -39,7 +39,7 @@ TYPOS = {  # case -> (spec text, line, message after "reading spec FILE:LINE: ")
                      "bundle.compresion_level: unknown key; did you mean 'compression_level'?"),
     "toolchains": (HEAD + TOOLCHAINS + 'target = ["linux-arm64"]\n', 7,
                    "toolchains.target: unknown key; did you mean 'targets'? ([toolchains] keys: "
-                   "versions, targets, source, sha256)"),
+                   "versions, targets, source, sha256, gotoolchain)"),
     "upstream": (HEAD + TOOLCHAINS + '\n[upstream]\ndownload_idx = "http://x/"\n', 9,
                  "upstream.download_idx: unknown key; did you mean 'download_index'? "
                  "([upstream] keys: download_index, download_base, pypi_index, ca_bundle)"),
