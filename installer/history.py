@@ -129,7 +129,7 @@ def append(layout: Layout, record: Dict[str, Any]) -> None:
     path = layout.state / HISTORY_FILE
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0), 0o644)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0), 0o644)
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise

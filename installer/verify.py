@@ -372,7 +372,7 @@ def _submit(pool: ThreadPoolExecutor, batch: List[Entry]) -> None:
 
 def _hash_file(path: str) -> Any:
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
         with os.fdopen(fd, "rb") as f:
             h = hashlib.sha256()
             first = f.read(CHUNK)
