@@ -8,7 +8,7 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 WINDOWS = sys.platform == "win32"
 _REPARSE_POINT = 0x400  # FILE_ATTRIBUTE_REPARSE_POINT
@@ -155,23 +155,36 @@ def remove_link(path: os.PathLike[str] | str) -> None:
         os.rmdir(path)
 
 
-def walk(top: os.PathLike[str] | str) -> Iterator[Tuple[str, List[str], List[str]]]:
+def walk(top: os.PathLike[str] | str, onerror: Optional[Callable[[OSError], None]] = None
+         ) -> Iterator[Tuple[str, List[str], List[str]]]:
     """os.walk, top-down, that never enters a link or a junction (before 3.12 os.walk on
     Windows enters junctions); both are listed with the files."""
     try:
         entries = list(os.scandir(top))
-    except OSError:
+    except OSError as exc:
+        if onerror is not None:
+            onerror(exc)
         return
     dirs, files = [], []
     for e in entries:
         try:
             st = e.stat(follow_symlinks=False)
         except OSError:
+            files.append(e.name)  # listed: whoever reads it meets the error itself
             continue
         (dirs if stat.S_ISDIR(st.st_mode) and not is_reparse_point(st) else files).append(e.name)
-    yield str(top), dirs, files
+    yield os.fspath(top), dirs, files
     for d in dirs:
-        yield from walk(os.path.join(top, d))
+        yield from walk(os.path.join(top, d), onerror)
+
+
+def mode_differs(kind: str, want: int, got: int) -> bool:
+    """Whether a found mode differs from the expected one in a way this OS can show: on
+    Windows a mode is only the read-only flag of a file (a directory's is ignored, and the
+    exec bits come from the name's extension)."""
+    if not WINDOWS:
+        return want != got
+    return kind == "file" and (want & 0o200) != (got & 0o200)
 
 
 def disk_bytes(st: os.stat_result) -> int:

@@ -12,7 +12,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from installer import sumdb_prefix
+from installer import hostos, sumdb_prefix
 from installer.prefix import Layout, read_only_mode
 from manifests.errors import NotReadyError, TrustError
 from manifests.files import write_atomic
@@ -75,7 +75,10 @@ def file_url(path: Path) -> str:
 
 def source_line(root: Path) -> str:
     """`. P/env.sh` as a line to paste: quoted, so a path with `$(...)` or a backtick runs
-    nothing but the `.`; every message that tells the user to source env.sh prints this."""
+    nothing but the `.`; every message that tells the user to source env.sh prints this.
+    Windows: PowerShell's `. 'P\\env.ps1'` (cmd.exe users `call P\\env.cmd`)."""
+    if hostos.WINDOWS:
+        return ". " + _ps_quote(str(root / "env.ps1"))
     return ". " + shlex.quote(str(root / "env.sh"))
 
 

@@ -17,7 +17,8 @@ def test_windows_bundle_from_godl_zip_carries_go_exe(windows_bundle: Path,
     code, out, _ = run(["inspect", windows_bundle, "--trust", signing.signers, "--json"], capsys)
     doc = json.loads(out)
     assert code == 0 and doc["ok"] and doc["targets"] == ["windows-amd64"]
-    (tc,) = doc["toolchains"]
+    tc, newer = doc["toolchains"]
+    assert newer["id"] == "go1.22.10.windows-amd64"
     assert (tc["id"], tc["url"].rsplit("/", 1)[1]) == ("go1.21.13.windows-amd64",
                                                       "go1.21.13.windows-amd64.zip")
     assert tc["sha256"] == upstream.sha256_file(gobin.godl_windows_zip())
