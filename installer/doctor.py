@@ -11,9 +11,17 @@ import stat
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from installer import checklist, doctor_go, go_commands, usersettings, verify_shape, versions
+from installer import (
+    checklist,
+    doctor_go,
+    go_commands,
+    hostos,
+    usersettings,
+    verify_shape,
+    versions,
+)
 from installer.prefix import Layout
 from installer.verify import Report
 from installer.versions import installed_ids
@@ -31,6 +39,7 @@ HOME_PROFILES = (".profile", ".bash_profile", ".bashrc", ".zshrc", ".config/fish
 ETC_ENV = "RESCUE_DOCTOR_ETC"  # tests point it at a crafted /etc
 # `go env -json` of these, besides the settings usersettings judges.
 PLACES = ("GOVERSION", "GOROOT", "GOPATH", "GOMOD", "GOENV")
+GO_EXE = "go.exe" if hostos.WINDOWS else "go"
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,7 @@ class Facts:
     shape_error: str = ""  # why it could not be checked
     shape_untrusted: bool = False  # ... because a kept manifest failed its check
     shape_checked: bool = False  # a trust store was there to check it with
+    windows: Optional[Any] = None  # doctor_windows.WinFacts, on Windows
 
     @property
     def values(self) -> Dict[str, str]:
@@ -298,6 +308,8 @@ def find_profiles(f: Facts) -> List[Finding]:
 
 
 def find_path_entries(f: Facts) -> List[Finding]:
+    if f.windows is not None:
+        return []  # judged by find_windows: no uids, drive letters, ACLs
     out = []
     for e in f.path:
         where = f"PATH entry {e.index + 1}: {e.text!r}"
@@ -464,9 +476,17 @@ def find_integrity(f: Facts) -> List[Finding]:
                     f"{verify_cmd} (every file hashed), then {repair}")]
 
 
+def find_windows(f: Facts) -> List[Finding]:
+    if f.windows is None:
+        return []
+    from installer import doctor_windows  # it builds on this module's Finding
+
+    return doctor_windows.findings(f.windows, str(f.layout.root / "env.ps1"))
+
+
 FINDERS = (find_prefix_links, find_current_link, find_path_gos, find_path_entries, find_versions,
            find_goroot_setting, find_gopath, find_gomod, find_settings, find_profiles,
-           find_tree_modes, find_trio, find_go_checks, find_integrity)
+           find_tree_modes, find_trio, find_go_checks, find_integrity, find_windows)
 
 
 def findings(f: Facts) -> List[Finding]:
@@ -491,7 +511,7 @@ def _entry(index: int, text: str) -> Entry:
         st = os.stat(text)
     except OSError:
         return Entry(index, text)
-    go = os.path.join(text, "go")
+    go = os.path.join(text, GO_EXE)
     is_go = os.path.isfile(go) and os.access(go, os.X_OK)
     return Entry(index, text, stat.S_ISDIR(st.st_mode), True, st.st_mode, st.st_uid,
                  go if is_go and stat.S_ISDIR(st.st_mode) else "")
@@ -564,16 +584,23 @@ def gather(layout: Layout, project: Optional[Path] = None,
     problem = versions.current_problem(layout) or ""
     # Only a link to an installed toolchain counts as rescue's: one planted elsewhere is not.
     current = None if problem else versions.current_id(layout)
-    current_goroot = os.path.realpath(layout.current) if current else None
+    # Windows: `current` may be a pointer file (no junctions on this file system).
+    here = layout.versions / current if current and hostos.WINDOWS else layout.current
+    current_goroot = os.path.realpath(here) if current else None
     entries = [_entry(i, t) for i, t in enumerate(env.get("PATH", "").split(os.pathsep))]
     winner = next((e.go for e in entries if e.go), None)
-    go = winner or (str(layout.current / "bin" / "go") if current else None)
-    facts = Facts(env, os.getuid(), layout, current, current_goroot, entries, go,
+    go = winner or (str(here / "bin" / GO_EXE) if current else None)
+    uid = os.getuid() if hasattr(os, "getuid") else -1  # Windows has SIDs
+    facts = Facts(env, uid, layout, current, current_goroot, entries, go,
                   os.path.dirname(os.path.dirname(os.path.realpath(go))) if go else None,
                   project=str(project.absolute()) if project is not None else None,
                   current_problem=problem, installed=versions.installed_ids(layout))
     if current:
         _check_shape(facts, current, signers, trust_source, trust_error)
+    if hostos.WINDOWS:
+        from installer import doctor_windows
+
+        facts.windows = doctor_windows.gather(env, str(here / "bin") if current else "")
     home = env.get("HOME", "")
     for path in profile_files(home, etc):
         text = _read_text(path)
