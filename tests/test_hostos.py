@@ -115,3 +115,17 @@ def test_mode_on_windows_is_only_a_files_read_only_flag(monkeypatch: pytest.Monk
     assert hostos.mode_differs("file", 0o444, 0o666)  # writable: someone cleared the flag
     monkeypatch.setattr(hostos, "WINDOWS", False)
     assert hostos.mode_differs("dir", 0o555, 0o777)
+
+
+def test_guarded_switch_is_refused_on_windows_before_anything_changes(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from installer import guard
+    from manifests.errors import NotReadyError
+
+    monkeypatch.setattr(hostos, "WINDOWS", True)
+    with pytest.raises(NotReadyError) as e:
+        guard.baseline(guard.Guard([tmp_path]), Layout(tmp_path))
+    assert str(e.value) == (
+        "guarding the switch: --guard-project and --guard-cmd are not supported on Windows "
+        "yet (a guard ends its build's processes by process group); run the command without "
+        "them, then build the project yourself")
