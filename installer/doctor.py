@@ -136,7 +136,10 @@ class Facts:
 def find_path_gos(f: Facts) -> List[Finding]:
     out = []
     gos = [e for e in f.path if e.go]
-    mine = os.path.realpath(f.layout.current / "bin" / "go") if f.current else None
+    # Windows: `current` may be a pointer file, so its toolchain is named by its id
+    here = (f.layout.versions / f.current if f.current and f.windows is not None
+            else f.layout.current)
+    mine = os.path.normcase(os.path.realpath(here / "bin" / GO_EXE)) if f.current else None
     source_env = source_line(f.layout.root)
     for n, e in enumerate(gos):
         wins = "wins" if n == 0 else "shadowed by the first"
@@ -155,7 +158,7 @@ def find_path_gos(f: Facts) -> List[Finding]:
                            f"{f.layout.current} does not exist",
                            "python3 rescue.pyz install BUNDLE --prefix "
                            + shlex.quote(str(f.layout.root))))
-    elif os.path.realpath(gos[0].go) != mine:
+    elif os.path.normcase(os.path.realpath(gos[0].go)) != mine:
         out.append(Finding("path-go", ERROR, f"the go that wins on PATH is {gos[0].go}, not "
                            f"rescue's {f.layout.current / 'bin' / 'go'}",
                            f"PATH entry {gos[0].index + 1}: {gos[0].text}",
@@ -343,6 +346,8 @@ def find_path_entries(f: Facts) -> List[Finding]:
 
 
 def find_tree_modes(f: Facts) -> List[Finding]:
+    if f.windows is not None:
+        return []  # a Windows mode is a read-only flag; ACLs decide who may write
     out = []
     for path, (mode, _uid) in sorted(f.modes.items()):
         if mode & (stat.S_IWGRP | stat.S_IWOTH):

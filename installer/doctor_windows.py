@@ -53,7 +53,8 @@ def find_path(w: WinFacts) -> List[Finding]:
     out = []
     mine = _norm(w.mine)
     found = [_norm(e) for e in w.path]
-    first_mine = found.index(mine) if mine in found else len(found)
+    # Not on PATH at all: sourcing env.ps1 puts rescue's first, so nothing comes before it.
+    first_mine = found.index(mine) if mine in found else -1
     for i, entry in enumerate(w.path):
         where = f"PATH entry {i + 1}: {entry!r}"
         if not entry:

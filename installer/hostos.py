@@ -202,6 +202,14 @@ def fchmod(fd: int, path: os.PathLike[str] | str | None, mode: int) -> None:
         os.chmod(path, mode)
 
 
+def pread(fd: int, n: int, offset: int) -> bytes:
+    """os.pread; Windows has none: seek, then read (an O_APPEND write still goes to the end)."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, n, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, n)
+
+
 def uid() -> Optional[int]:
     """This process's user id; None on Windows, which has SIDs, not uids."""
     return os.getuid() if hasattr(os, "getuid") else None

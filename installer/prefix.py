@@ -68,7 +68,7 @@ def default_prefix() -> Path:
     if env:
         return Path(env)
     probe = SYSTEM_PREFIX if SYSTEM_PREFIX.exists() else SYSTEM_PREFIX.parent
-    if os.access(probe, os.W_OK):
+    if sys.platform != "win32" and os.access(probe, os.W_OK):  # Windows: per user only
         return SYSTEM_PREFIX
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))

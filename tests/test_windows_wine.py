@@ -101,3 +101,20 @@ def test_windows_verify_passes(installed: Installed) -> None:
                                  "--json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert json.loads(proc.stdout)["ok"]
+
+
+def test_windows_doctor_after_env_cmd_finds_nothing_that_breaks_builds(
+        installed: Installed) -> None:
+    w, prefix = installed.wine, installed.prefix
+    proc = w.cmd(f"call {win_path(prefix / 'env.cmd')} && {win_path(w.python)} -I "
+                 f"{win_path(installed.pyz)} doctor --prefix {win_path(prefix)} --json",
+                 "rescue doctor")
+    doc = json.loads(proc.stdout)
+    current = (prefix / "current").read_text().strip().split("/")[1]
+    assert doc["current"] == current
+    assert [f for f in doc["findings"] if f["severity"] == "error"] == [], doc["findings"]
+    first = next(f for f in doc["findings"] if f["check"] == "path-go")
+    assert first["message"] == (f"go on PATH #1: {win_path(prefix / 'versions' / current)}"
+                                "\\bin\\go.exe (wins)")
+    integrity = next(f for f in doc["findings"] if f["check"] == "integrity")
+    assert integrity["message"].startswith(f"versions/{current} matches its signed manifest")
