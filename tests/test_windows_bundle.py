@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.support import bundles, gobin, upstream
 from tests.support.clirun import run
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_windows_bundle_from_godl_zip_carries_go_exe(windows_bundle: Path,
@@ -42,3 +48,16 @@ def test_pyz_carries_windows_native_parts_for_every_supported_python(pyz: Path) 
     # click writes to a Windows console through colorama
     assert "colorama/__init__.py" in names
     assert any(n.endswith("_cffi_backend.cp313-win_amd64.pyd") for n in names)
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_windows_tests_fail_in_ci_when_wine_is_missing(ci: str, tmp_path: Path) -> None:
+    env = {**os.environ, "CI": ci, "RESCUE_TEST_CACHE": str(tmp_path)}  # a cache with no Wine
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-q", "-x",
+                           "-p", "no:cacheprovider", "tests/test_windows_wine.py"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    if ci:
+        assert proc.returncode == 1, proc.stdout[-2000:]
+        assert "no Wine set-up (run scripts/get-wine): CI must run the Windows tests" in proc.stdout
+    else:
+        assert proc.returncode == 0 and "5 skipped" in proc.stdout, proc.stdout[-2000:]

@@ -29,15 +29,23 @@ class Installed(NamedTuple):
     install: dict
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory, pyz: Path,
-              windows_bundle: Path) -> Iterator[Installed]:
+@pytest.fixture(scope="session")
+def wine() -> Wine:
+    """Session-scoped and asked first, so a missing Wine is told before the session's pyz and
+    bundle are built (pytest sets up wider scopes first)."""
     found = wine_support.find()
     if found is None:
         why = "no Wine set-up (run scripts/get-wine)"
         if IN_CI:
             pytest.fail(f"{why}: CI must run the Windows tests")
         pytest.skip(why)
+    return found
+
+
+@pytest.fixture(scope="module")
+def installed(wine: Wine, tmp_path_factory: pytest.TempPathFactory, pyz: Path,
+              windows_bundle: Path) -> Iterator[Installed]:
+    found = wine
     prefix = tmp_path_factory.mktemp("windows") / "P"
     proc = found.rescue(pyz, "install", win_path(windows_bundle), "--prefix", win_path(prefix),
                         "--json")
