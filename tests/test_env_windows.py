@@ -24,3 +24,10 @@ def test_env_ps1_reads_a_pointer_file_current() -> None:
     assert "$rescueCurrent = '/srv/o''neil/current'\n" in text
     assert "if (Test-Path -LiteralPath $rescueCurrent -PathType Leaf) {\n" in text
     assert "Remove-Item Env:GOROOT -ErrorAction SilentlyContinue\n" in text
+
+
+def test_windows_messages_say_to_dot_source_env_ps1(monkeypatch) -> None:
+    from installer import hostos
+
+    monkeypatch.setattr(hostos, "WINDOWS", True)
+    assert wiring.source_line(Path("/srv/o'neil")) == ". '/srv/o''neil/env.ps1'"

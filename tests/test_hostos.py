@@ -129,3 +129,12 @@ def test_guarded_switch_is_refused_on_windows_before_anything_changes(
         "guarding the switch: --guard-project and --guard-cmd are not supported on Windows "
         "yet (a guard ends its build's processes by process group); run the command without "
         "them, then build the project yourself")
+
+
+def test_current_pointer_file_that_cannot_be_read_is_a_current_problem(
+        windows: types.SimpleNamespace, tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    layout.current.write_bytes(b"versions/" + b"x" * 600)
+    assert versions.current_problem(layout) == "it cannot be read (longer than 512 bytes)"
+    layout.current.write_bytes(b"\xff\xfe")
+    assert versions.current_problem(layout).startswith("it cannot be read ('utf-8' codec can't")
