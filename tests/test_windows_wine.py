@@ -126,3 +126,15 @@ def test_windows_doctor_after_env_cmd_finds_nothing_that_breaks_builds(
                                 "\\bin\\go.exe (wins)")
     integrity = next(f for f in doc["findings"] if f["check"] == "integrity")
     assert integrity["message"].startswith(f"versions/{current} matches its signed manifest")
+
+
+def test_windows_pyz_starts_on_cpython_39_and_inspects_the_bundle(
+        wine: Wine, pyz: Path, windows_bundle: Path) -> None:
+    proc = wine.rescue(pyz, "selftest", "--json", python=wine.python39)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert (doc["ok"], doc["python"], doc["zstandard_backend"]) == (True, "3.9.13", "cext")
+    assert "\\rescue\\native\\cp39-win_amd64-" in doc["native_dir"]
+    proc = wine.rescue(pyz, "inspect", win_path(windows_bundle), "--json", python=wine.python39)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [t["id"] for t in json.loads(proc.stdout)["toolchains"]] == [OLD, NEW]

@@ -46,8 +46,13 @@ class Wine:
         self.timings.append((what, round(time.monotonic() - started, 1)))
         return proc
 
-    def rescue(self, pyz: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return self.run([str(self.python), "-I", win_path(pyz), *args],
+    @property
+    def python39(self) -> Path:
+        return self.root / "python39" / "python.exe"
+
+    def rescue(self, pyz: Path, *args: str, python: Optional[Path] = None,
+               **env: str) -> subprocess.CompletedProcess[str]:
+        return self.run([str(python or self.python), "-I", win_path(pyz), *args],
                         f"rescue {args[0]}", **env)
 
     def cmd(self, script: str, what: str, **env: str) -> subprocess.CompletedProcess[str]:
