@@ -48,8 +48,10 @@ def _strip_verbatim(target: str) -> str:
 
 
 def read_link(path: os.PathLike[str] | str) -> str:
-    """Where a link (or junction) points, as the file system holds it."""
-    return _strip_verbatim(os.readlink(path))
+    """Where a link (or junction) points, as the file system holds it (on Windows without the
+    `\\\\?\\` prefix readlink adds)."""
+    target = os.readlink(path)
+    return _strip_verbatim(target) if WINDOWS else target
 
 
 def relative_target(parent: str, target: str) -> str:

@@ -138,3 +138,8 @@ def test_current_pointer_file_that_cannot_be_read_is_a_current_problem(
     assert versions.current_problem(layout) == "it cannot be read (longer than 512 bytes)"
     layout.current.write_bytes(b"\xff\xfe")
     assert versions.current_problem(layout).startswith("it cannot be read ('utf-8' codec can't")
+
+
+def test_a_posix_link_target_is_shown_as_it_is(tmp_path: Path) -> None:
+    os.symlink("\\\\?\\C:\\x", tmp_path / "l")  # only Windows adds that prefix itself
+    assert hostos.read_link(tmp_path / "l") == "\\\\?\\C:\\x"
