@@ -186,6 +186,9 @@ def read_wheel(path: Path, what: str) -> Stream:
 def open_archive(path: Path, kind: str, what: str) -> Stream:
     if kind == "wheel":
         return read_wheel(path, what)
-    if path.name.endswith(".zip"):
+    # By content, not by name: the download store keeps go.dev's windows .zip under its sha256.
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if path.name.endswith(".zip") or magic == b"PK\x03\x04":
         return read_zip(path, what)
     return read_tar_gz(path, what)

@@ -39,6 +39,12 @@ def _readable(tags):
 
 
 def _tag():
+    if sys.platform == "win32":
+        # sysconfig reads the build's own name (win-amd64); platform.machine() asks WMI.
+        import sysconfig
+
+        return f"cp{sys.version_info[0]}{sys.version_info[1]}-" + \
+            sysconfig.get_platform().replace("-", "_")
     machine = os.uname().machine.lower()
     machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
     if sys.maxsize <= 2**32:
@@ -50,6 +56,10 @@ def _candidates(archive):
     explicit = os.environ.get("RESCUE_NATIVE_DIR")
     if explicit:
         yield explicit, True
+    elif sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"),
+                                                               "AppData", "Local")
+        yield os.path.join(local, "rescue", "native"), False
     else:
         cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         yield os.path.join(cache, "rescue", "native"), False
@@ -80,7 +90,7 @@ def _unpack(zf, base, target):
                     os.makedirs(os.path.dirname(dest), exist_ok=True)
                     with zf.open(name) as src, open(dest, "wb") as out:
                         shutil.copyfileobj(src, out)
-                    os.chmod(dest, 0o755 if dest.endswith(".so") else 0o644)
+                    os.chmod(dest, 0o755 if dest.endswith((".so", ".pyd")) else 0o644)
             try:
                 os.rename(tmp, final)  # atomic: a dir seen under its final name is complete
             except OSError:
@@ -89,8 +99,10 @@ def _unpack(zf, base, target):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     st = os.stat(final)
-    # Code in here runs as us: refuse a dir someone else could have planted or changed.
-    if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    # Code in here runs as us: refuse a dir someone else could have planted or changed. (Windows
+    # has no uid in a stat; the per-user LOCALAPPDATA is the user's own by its ACL.)
+    if hasattr(os, "getuid") and (st.st_uid != os.getuid()
+                                  or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
         raise OSError(f"owned by uid {st.st_uid} or writable by others")
     return final
 

@@ -53,6 +53,8 @@ PINS: Dict[str, Pin] = {
     "cffi": Pin("2.0.0", True, ("_cffi_backend.",)),
     "click": Pin("8.1.8", False, ("click/",)),
     "typing_extensions": Pin("4.16.0", False, ("typing_extensions.py",)),
+    # click imports colorama for every echo to a Windows console (click/_compat.py)
+    "colorama": Pin("0.4.6", False, ("colorama/",), drop=("colorama/tests/",)),
 }
 # CPython 3.6-3.8 (RHEL 8, SLES 15, Amazon Linux 2, Ubuntu 20.04): the newest release of each
 # pin with wheels for them. cryptography 40.0.2 is cp36-abi3, so one copy per arch serves all
@@ -81,6 +83,13 @@ FULL_VERSIONS = {"3.6": "3.6.15", "3.7": "3.7.17", "3.8": "3.8.18", "3.9": "3.9.
 PYTHONS = tuple(FULL_VERSIONS)
 # glibc 2.17+ reaches widest; manylinux1 (glibc 2.5) only for cffi 1.15.1's x86_64 wheel (3.6/3.7).
 PLATFORMS = ("manylinux2014_{arch}", "manylinux_2_17_{arch}", "manylinux1_{arch}")
+# A target named like a wheel platform tag is that platform alone (Windows: no glibc range).
+WINDOWS_TARGETS = ("win_amd64",)
+
+
+def _platforms(arch: str) -> Tuple[str, ...]:
+    return (arch,) if arch in WINDOWS_TARGETS else tuple(p.format(arch=arch) for p in PLATFORMS)
+
 
 _WHEEL_RE = re.compile(r"^(?P<name>[^-]+)-(?P<ver>[^-]+)(-\d[^-]*)?-(?P<py>[^-]+)-(?P<abi>[^-]+)"
                        r"-(?P<plat>[^-]+)\.whl$")
@@ -115,7 +124,7 @@ def _wheel_rank(filename: str, project: str, python: str, arch: str) -> Optional
             or m["ver"] != pins_for(python)[project].version):
         return None
     minor = int(python.split(".")[1])
-    plats = {p.format(arch=arch) for p in PLATFORMS} | {"any"}
+    plats = set(_platforms(arch)) | {"any"}
     if not plats & set(m["plat"].split(".")):
         return None
     best = None
@@ -146,8 +155,8 @@ def _download(wheelhouse: Path, projects: Sequence[str], python: str, arch: str)
            "--python-version", FULL_VERSIONS[python],
            "--abi", f"cp3{minor}", "--abi", f"cp3{minor}m", "--abi", "abi3", "--abi", "none",
            "-d", str(wheelhouse)]
-    for plat in PLATFORMS:
-        cmd += ["--platform", plat.format(arch=arch)]
+    for plat in _platforms(arch):
+        cmd += ["--platform", plat]
     cmd += [f"{p}=={pins_for(python)[p].version}" for p in projects]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -294,7 +303,7 @@ def _write(output: Path, files: Dict[str, bytes]) -> None:
 
 
 def build_zipapp(output: Path, *, trust_file: Optional[Path], wheel_cache: Path,
-                 targets: Sequence[str] = ("x86_64", "aarch64"),
+                 targets: Sequence[str] = ("x86_64", "aarch64", "win_amd64"),
                  pythons: Sequence[str] = PYTHONS,
                  progress: Optional[Callable[[str], None]] = None) -> ZipappReport:
     """Write a self-contained installer pyz for every (python, arch) combination asked for."""

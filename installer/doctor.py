@@ -11,7 +11,7 @@ import stat
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from installer import (
     checklist,
@@ -19,6 +19,7 @@ from installer import (
     doctor_goenv,
     go_commands,
     goenv_file,
+    hostos,
     toolchain_choice,
     usersettings,
     verify_shape,
@@ -42,6 +43,7 @@ HOME_PROFILES = (".profile", ".bash_profile", ".bashrc", ".zshrc", ".config/fish
 ETC_ENV = "RESCUE_DOCTOR_ETC"  # tests point it at a crafted /etc
 # `go env -json` of these, besides the settings usersettings judges.
 PLACES = ("GOVERSION", "GOROOT", "GOPATH", "GOMOD", "GOENV")
+GO_EXE = "go.exe" if hostos.WINDOWS else "go"
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class Facts:
     goenv: Optional[goenv_file.EnvFile] = None  # the GOENV file, found and read as go does
     settings_by: str = ""  # who answered for `settings` when the diagnosed go could not
     settings_without: str = ""  # GOROOT=... left out of that go's environment
+    windows: Optional[Any] = None  # doctor_windows.WinFacts, on Windows
 
     @property
     def effective(self) -> Dict[str, str]:
@@ -145,7 +148,10 @@ class Facts:
 def find_path_gos(f: Facts) -> List[Finding]:
     out = []
     gos = [e for e in f.path if e.go]
-    mine = os.path.realpath(f.layout.current / "bin" / "go") if f.current else None
+    # Windows: `current` may be a pointer file, so its toolchain is named by its id
+    here = (f.layout.versions / f.current if f.current and f.windows is not None
+            else f.layout.current)
+    mine = os.path.normcase(os.path.realpath(here / "bin" / GO_EXE)) if f.current else None
     source_env = source_line(f.layout.root)
     for n, e in enumerate(gos):
         wins = "wins" if n == 0 else "shadowed by the first"
@@ -164,7 +170,7 @@ def find_path_gos(f: Facts) -> List[Finding]:
                            f"{f.layout.current} does not exist",
                            "python3 rescue.pyz install BUNDLE --prefix "
                            + shlex.quote(str(f.layout.root))))
-    elif os.path.realpath(gos[0].go) != mine:
+    elif os.path.normcase(os.path.realpath(gos[0].go)) != mine:
         out.append(Finding("path-go", ERROR, f"the go that wins on PATH is {gos[0].go}, not "
                            f"rescue's {f.layout.current / 'bin' / 'go'}",
                            f"PATH entry {gos[0].index + 1}: {gos[0].text}",
@@ -349,6 +355,8 @@ def find_profiles(f: Facts) -> List[Finding]:
 
 
 def find_path_entries(f: Facts) -> List[Finding]:
+    if f.windows is not None:
+        return []  # judged by find_windows: no uids, drive letters, ACLs
     out = []
     for e in f.path:
         where = f"PATH entry {e.index + 1}: {e.text!r}"
@@ -382,6 +390,8 @@ def find_path_entries(f: Facts) -> List[Finding]:
 
 
 def find_tree_modes(f: Facts) -> List[Finding]:
+    if f.windows is not None:
+        return []  # a Windows mode is a read-only flag; ACLs decide who may write
     out = []
     for path, (mode, _uid) in sorted(f.modes.items()):
         if mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -524,9 +534,18 @@ def find_integrity(f: Facts) -> List[Finding]:
                     f"{verify_cmd} (every file hashed), then {repair}")]
 
 
+def find_windows(f: Facts) -> List[Finding]:
+    if f.windows is None:
+        return []
+    from installer import doctor_windows  # it builds on this module's Finding
+
+    return doctor_windows.findings(f.windows, str(f.layout.root / "env.ps1"))
+
+
 FINDERS = (find_prefix_links, find_current_link, find_path_gos, find_path_entries, find_versions,
            find_goroot_setting, find_gopath, find_gomod, find_settings, find_goenv_file,
-           find_profiles, find_tree_modes, find_trio, find_go_checks, find_integrity)
+           find_profiles, find_tree_modes, find_trio, find_go_checks, find_integrity,
+           find_windows)
 
 
 def findings(f: Facts) -> List[Finding]:
@@ -551,7 +570,7 @@ def _entry(index: int, text: str) -> Entry:
         st = os.stat(text)
     except OSError:
         return Entry(index, text)
-    go = os.path.join(text, "go")
+    go = os.path.join(text, GO_EXE)
     is_go = os.path.isfile(go) and os.access(go, os.X_OK)
     return Entry(index, text, stat.S_ISDIR(st.st_mode), True, st.st_mode, st.st_uid,
                  go if is_go and stat.S_ISDIR(st.st_mode) else "")
@@ -646,16 +665,23 @@ def gather(layout: Layout, project: Optional[Path] = None,
     problem = versions.current_problem(layout) or ""
     # Only a link to an installed toolchain counts as rescue's: one planted elsewhere is not.
     current = None if problem else versions.current_id(layout)
-    current_goroot = os.path.realpath(layout.current) if current else None
+    # Windows: `current` may be a pointer file (no junctions on this file system).
+    here = layout.versions / current if current and hostos.WINDOWS else layout.current
+    current_goroot = os.path.realpath(here) if current else None
     entries = [_entry(i, t) for i, t in enumerate(env.get("PATH", "").split(os.pathsep))]
     winner = next((e.go for e in entries if e.go), None)
-    go = winner or (str(layout.current / "bin" / "go") if current else None)
-    facts = Facts(env, os.getuid(), layout, current, current_goroot, entries, go,
+    go = winner or (str(here / "bin" / GO_EXE) if current else None)
+    uid = os.getuid() if hasattr(os, "getuid") else -1  # Windows has SIDs
+    facts = Facts(env, uid, layout, current, current_goroot, entries, go,
                   os.path.dirname(os.path.dirname(os.path.realpath(go))) if go else None,
                   project=str(project.absolute()) if project is not None else None,
                   current_problem=problem, installed=versions.installed_ids(layout))
     if current:
         _check_shape(facts, current, signers, trust_source, trust_error)
+    if hostos.WINDOWS:
+        from installer import doctor_windows
+
+        facts.windows = doctor_windows.gather(env, str(here / "bin") if current else "")
     home = env.get("HOME", "")
     for path in profile_files(home, etc):
         text = _read_text(path)

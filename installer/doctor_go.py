@@ -92,7 +92,8 @@ def read_modfile(project: Path, gowork: str = "") -> Optional[ModFile]:
         return None
     shown = _shown(found, project)
     try:
-        fd = os.open(found, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+        fd = os.open(found, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
         why = ("it is a symbolic link (doctor never reads through one)" if os.path.islink(found)
                else exc.strerror or str(exc))

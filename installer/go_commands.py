@@ -9,8 +9,10 @@ import re
 from pathlib import Path
 from typing import Dict, List
 
+from installer import hostos
 from installer.host import host_target
 from installer.prefix import Layout
+from manifests.files import write_atomic
 from manifests.goversion import split_toolchain_id
 
 # Only names this module makes are ever removed from P/bin.
@@ -49,8 +51,12 @@ def sync(layout: Layout) -> List[str]:
         where.mkdir(mode=0o755, exist_ok=True)
         for name in os.listdir(where):
             path = where / name
-            if _OURS.fullmatch(name) and name not in want and path.is_symlink():
+            if (_OURS.fullmatch(name) and name not in want and path.is_symlink()
+                    or hostos.WINDOWS and name.endswith(".cmd") and _OURS.fullmatch(name)
+                    and name[:-4] not in want and path.is_file()):
                 path.unlink()
+        if hostos.WINDOWS:
+            return notes + _sync_cmd(where, want)
         for name, target in sorted(want.items()):
             path = where / name
             if path.is_symlink() and os.readlink(path) == target:
@@ -72,3 +78,17 @@ def sync(layout: Layout) -> List[str]:
 
 def _script(where: Path, target: str) -> str:
     return f'#!/bin/sh\nexec "{(where / target).resolve()}" "$@"\n'
+
+
+def _sync_cmd(where: Path, want: Dict[str, str]) -> List[str]:
+    """Windows: `go1.22.10.cmd`, which go's toolchain search finds through PATHEXT (a symlink
+    needs admin rights, and a copy of go.exe would look for its GOROOT in P)."""
+    for name, target in sorted(want.items()):
+        path = where / f"{name}.cmd"
+        exe = os.path.normpath(os.path.join(where, target)) + ".exe"
+        text = f'@"{exe}" %*\r\n'
+        with contextlib.suppress(OSError):
+            if path.read_bytes() == text.encode():
+                continue
+        write_atomic(path, text)
+    return []

@@ -22,10 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from installer import crashpoints
+from installer import crashpoints, hostos
 from installer.prefix import Layout
 from installer.statefile import no_link
 from installer.wiring import go_settings
+from manifests.errors import NotReadyError
 from manifests.files import NEW_FILE
 from manifests.limits import DEFAULT_LIMITS as LIMITS
 from manifests.pycompat import CAPTURE_TEXT
@@ -322,6 +323,11 @@ def kill_leftovers(run_id: str) -> int:
 
 def baseline(guard: Guard, layout: Layout) -> Dict[Path, Optional[List[str]]]:
     """`go list -m all` of each project with the toolchain current before the switch."""
+    if hostos.WINDOWS:  # called before the switch: refused with nothing changed
+        raise NotReadyError(
+            "guarding the switch: --guard-project and --guard-cmd are not supported on Windows "
+            "yet (a guard ends its build's processes by process group); run the command "
+            "without them, then build the project yourself")
     if not layout.current.exists():
         return {}
     env = user_env(layout)

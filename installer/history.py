@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
-from installer import statefile
+from installer import hostos, statefile
 from installer.prefix import Layout
 from manifests import files
 from manifests.goversion import split_toolchain_id
@@ -51,7 +51,7 @@ def _user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # a uid with no passwd entry (containers, setpriv)
-        return str(os.getuid())
+        return str(hostos.uid())
 
 
 def new_record(op: str, previous: Optional[str], current: Optional[str], why: str,
@@ -129,7 +129,7 @@ def append(layout: Layout, record: Dict[str, Any]) -> None:
     path = layout.state / HISTORY_FILE
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0), 0o644)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0), 0o644)
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
@@ -140,7 +140,7 @@ def append(layout: Layout, record: Dict[str, Any]) -> None:
         if not stat.S_ISREG(st.st_mode):
             raise statefile.damaged(path, "history", "it is not a regular file",
                                     _FIX.replace("F", str(path)))
-        cut = st.st_size > 0 and os.pread(fd, 1, st.st_size - 1) != b"\n"
+        cut = st.st_size > 0 and hostos.pread(fd, 1, st.st_size - 1) != b"\n"
         line = json.dumps(record, sort_keys=True) + "\n"
         files.write_all(fd, (("\n" if cut else "") + line).encode("utf-8"))
         os.fsync(fd)

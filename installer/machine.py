@@ -65,7 +65,7 @@ def prefix_error(operation: str, root: Path, exc: OSError) -> NotReadyError:
     user may not change, or what to free on a full disk. Anything else as `machine_error`."""
     code = exc.errno or 0
     where = Path(exc.filename) if exc.filename else root
-    if code in (errno.EACCES, errno.EPERM):
+    if code in (errno.EACCES, errno.EPERM) and hasattr(os, "geteuid"):  # Windows: no uids
         me = os.geteuid()
         found = next((o for o in (owner(root), owner(where)) if o and o[1] != me), None)
         if found is not None:

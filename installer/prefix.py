@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
 
+from installer import hostos
 from manifests.errors import NotReadyError
 
 SYSTEM_PREFIX = Path("/usr/local/go-emergency")
@@ -67,7 +68,7 @@ def default_prefix() -> Path:
     if env:
         return Path(env)
     probe = SYSTEM_PREFIX if SYSTEM_PREFIX.exists() else SYSTEM_PREFIX.parent
-    if os.access(probe, os.W_OK):
+    if sys.platform != "win32" and os.access(probe, os.W_OK):  # Windows: per user only
         return SYSTEM_PREFIX
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
@@ -135,17 +136,9 @@ def _make_dirs(root: Path) -> List[Path]:
 
 
 def _flock(fd: int, layout: Layout, timeout: float, on_wait: Callable[[str], None]) -> None:
-    import fcntl
-
     deadline = time.monotonic() + timeout
     told = False
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
+    while not hostos.try_lock(fd):
         if time.monotonic() >= deadline:
             raise NotReadyError(
                 f"locking {layout.root}: another rescue command still holds the prefix lock "
@@ -166,10 +159,10 @@ def locked(layout: Layout, timeout: float = 300.0,
     before may have removed the directory we opened, so we check it is still the prefix."""
     while True:
         created = _make_dirs(layout.root)
-        fd = os.open(layout.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        fd, held = hostos.open_lock(layout.root)
         try:
             _flock(fd, layout, timeout, on_wait)
-            same = os.path.samestat(os.fstat(fd), os.stat(layout.root))
+            same = os.path.samestat(os.fstat(fd), os.stat(held))
         except FileNotFoundError:
             same = False
         except BaseException:
@@ -200,16 +193,16 @@ def remove_stale(layout: Layout) -> List[str]:
         path = layout.root / entry
         if entry.startswith(".staging-"):
             if is_link(path):  # not made by an install: its target is left alone
-                notes.append(f"removed {entry}, a symbolic link to {os.readlink(path)!r} "
+                notes.append(f"removed {entry}, a symbolic link to {hostos.read_link(path)!r} "
                              "(its target was not touched)")
-                os.unlink(path)
+                hostos.remove_link(path)
                 continue
             size = tree_bytes(path)
             remove_tree(path)
             notes.append(f"removed {entry} ({size / 1e6:.0f} MB), left by an interrupted "
                          "install")
         elif entry.startswith(".current.") and entry.endswith(".tmp"):
-            os.unlink(path)
+            hostos.remove_link(path)
     return notes
 
 
@@ -246,15 +239,13 @@ def make_read_only(tree: Path, keep_top: bool = False, files: bool = True) -> No
 
 
 def is_link(path: Path) -> bool:
-    """`path` is a symbolic link (a dangling one too): rescue unlinks one, never walks it."""
-    return os.path.islink(path)
+    """`path` is a symbolic link (a dangling one too) or a junction: rescue unlinks one, never
+    walks it."""
+    return hostos.is_link(path)
 
 
 def _real_dir(path: Path) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
+    return hostos.is_real_dir(path)
 
 
 def tree_bytes(tree: Path) -> int:
@@ -262,6 +253,12 @@ def tree_bytes(tree: Path) -> int:
     frees, and nothing behind a link inside it (fwalk enters only the directories it lists)."""
     total = 0
     if not _real_dir(tree):
+        return total
+    if not hasattr(os, "fwalk"):  # Windows: a walk that enters no link and no junction
+        for dirpath, _dirs, files in hostos.walk(tree):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += hostos.disk_bytes(os.lstat(os.path.join(dirpath, name)))
         return total
     for _dirpath, _dirs, files, dirfd in os.fwalk(tree):
         for name in files:
@@ -275,7 +272,17 @@ def remove_tree(tree: Path) -> None:
     unlinked, never walked: its target may be anyone's directory outside the prefix."""
     if not _real_dir(tree):
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tree)
+            hostos.remove_link(tree)
+        return
+    if not hasattr(os, "fwalk"):
+        # Windows: a read-only file cannot be deleted; its flag goes first. The walk enters no
+        # junction, and rmtree (3.8+) removes a junction without entering it.
+        for dirpath, _dirs, files in hostos.walk(tree):
+            for name in [*files, ""]:
+                path = os.path.join(dirpath, name) if name else dirpath
+                if not hostos.is_link(path):
+                    os.chmod(path, 0o700 if not name else 0o600)
+        shutil.rmtree(tree)
         return
     # fwalk checks each directory it opens is the one it listed, so a link planted in the tree
     # (or swapped in while it is walked) is never entered; fchmod changes the directory held
@@ -295,6 +302,8 @@ def exchange(a: Path, b: Path) -> bool:
     False when this kernel, libc or file system cannot; the caller then falls back to two
     renames that its crash recovery can finish.
     """
+    if hostos.WINDOWS:
+        return False  # no renameat2: two renames
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2
@@ -313,6 +322,8 @@ def exchange(a: Path, b: Path) -> bool:
 def sync_filesystem(path: Path) -> None:
     """Flush the file system holding `path` (syncfs), not every file system (sync): on a busy
     host a global sync also waits for everyone else's writes."""
+    if hostos.WINDOWS:
+        return  # no syncfs and no sync; each file was fsynced where it mattered
     try:
         syncfs = ctypes.CDLL(None, use_errno=True).syncfs
         fd = os.open(path, os.O_RDONLY)
@@ -358,14 +369,14 @@ def replace_tree(new: Path, live: Path, aside: Path) -> None:
 def switch_symlink(link: Path, target: str) -> None:
     """Point `link` at `target` atomically: a new link under a temp name, then rename."""
     tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
+    if hostos.is_link(tmp) or tmp.exists():
+        hostos.remove_link(tmp)
+    hostos.make_dir_link(target, tmp)  # a junction on Windows
+    hostos.replace_dir_link(tmp, link)
 
 
 def current_target(layout: Layout) -> Optional[str]:
     try:
-        return os.readlink(layout.current)
-    except OSError:
+        return hostos.link_target(layout.current)
+    except (OSError, ValueError):
         return None

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Set, Union
 
-from installer import crashpoints
+from installer import crashpoints, hostos
 from installer.bundle_reader import BundleReader, truncated
 from installer.machine import machine_error
 from installer.prefix import read_only_mode
@@ -55,7 +55,7 @@ def _write_file(dest: Optional[StrPath], data: BinaryIO, m: Member, mode: int) -
         if got != m.sha256:
             raise refuse(m.path, f"sha256 mismatch\n\tbundle:   {got}\n\tmanifest: {m.sha256}")
         if fd >= 0:
-            os.fchmod(fd, mode)
+            hostos.fchmod(fd, dest, mode)
     except OSError as exc:  # writing into staging: this machine's (disk full, no inodes)
         raise machine_error("staging the bundle", exc, dest) from None
     finally:

@@ -94,7 +94,7 @@ def run(go: Path, layout: Layout, wired: Dict[str, str], env: Dict[str, str]) ->
 def _head(path: Path, verifier: Verifier) -> Optional[Tree]:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0))
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
         with os.fdopen(fd, "rb") as f:
             return open_tree(f.read(DEFAULT_LIMITS.sumdb_note_bytes), verifier)
     except (OSError, NoteError, TlogError):

@@ -31,7 +31,8 @@ from manifests.sumdb_note import parse_verifier
 from manifests.tlog import TlogError, Tree, record_hash, stored_hash_index
 from manifests.tlog_tiles import read_hashes
 
-_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+_READ = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+         | getattr(os, "O_BINARY", 0))
 
 
 class _Missing(LookupError):

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-from installer import state, statefile, toolchain_proxy, trust_policy, versions, wiring
+from installer import hostos, state, statefile, toolchain_proxy, trust_policy, versions, wiring
 from installer.prefix import Layout
 from installer.verify_modules import check_modcache, check_module_hashes
 from keys import allowed_signers, sshsig
@@ -335,10 +335,11 @@ class Scan:
             return
         top = str(self.top)
         yield from self._one("", top)
-        if os.path.islink(top):  # a link in a tree's place is reported, never walked
+        if hostos.is_link(top):  # a link in a tree's place is reported, never walked
             return
         cut = len(top) + 1
-        for dirpath, dirnames, filenames in os.walk(top, onerror=self._walk_error):
+        walk = hostos.walk if hostos.WINDOWS else os.walk  # enters no junction
+        for dirpath, dirnames, filenames in walk(top, onerror=self._walk_error):
             for name in dirnames + filenames:
                 full = os.path.join(dirpath, name)
                 yield from self._one(full[cut:].replace(os.sep, "/"), full)
@@ -346,9 +347,10 @@ class Scan:
     def _one(self, rel: str, full: str) -> Iterable[Tuple[str, Entry]]:
         try:
             st = os.lstat(full)
-            kind = ("dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode)
+            link = stat.S_ISLNK(st.st_mode) or hostos.is_reparse_point(st)  # or a junction
+            kind = ("symlink" if link else "dir" if stat.S_ISDIR(st.st_mode)
                     else "file" if stat.S_ISREG(st.st_mode) else "other")
-            target = os.readlink(full) if kind == "symlink" else ""
+            target = hostos.read_link(full) if kind == "symlink" else ""
         except OSError as exc:
             self.unreadable.append({"path": self.shown(rel), "error": exc.strerror or str(exc)})
             return
@@ -372,7 +374,7 @@ def _submit(pool: ThreadPoolExecutor, batch: List[Entry]) -> None:
 
 def _hash_file(path: str) -> Any:
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
         with os.fdopen(fd, "rb") as f:
             h = hashlib.sha256()
             first = f.read(CHUNK)
@@ -446,7 +448,7 @@ class Verifier:
         if found.kind != e.type:
             self.change(shown_path, e.bundle, type=[e.type, found.kind])
             return
-        if e.mode is not None and found.mode != e.mode:
+        if e.mode is not None and hostos.mode_differs(found.kind, e.mode, found.mode):
             self.change(shown_path, e.bundle, mode=[f"{e.mode:04o}", f"{found.mode:04o}"])
         if found.kind == "symlink" and found.target != e.target:
             self.change(shown_path, e.bundle, target=[e.target, found.target])

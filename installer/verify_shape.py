@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Dict, List, Optional
 
-from installer import state
+from installer import hostos, state
 from installer.prefix import Layout
 from installer.verify import Bundle, Expect, Report, Scan, goroot_expectations, load_bundles
 from keys.allowed_signers import AllowedSigner
@@ -57,7 +57,7 @@ def _compare(report: Report, scan: Scan, expect: Dict[str, Expect]) -> None:
         what: Dict[str, List[str]] = {}
         if found.kind != e.type:
             what["type"] = [e.type, found.kind]
-        elif e.mode is not None and found.mode != e.mode:
+        elif e.mode is not None and hostos.mode_differs(found.kind, e.mode, found.mode):
             what["mode"] = [f"{e.mode:04o}", f"{found.mode:04o}"]
         if found.kind == e.type == "symlink" and found.target != e.target:
             what["target"] = [e.target, found.target]

@@ -22,6 +22,7 @@ from installer import (
     go_commands,
     guard_pending,
     history,
+    hostos,
     prefix,
     state,
     statefile,
@@ -111,9 +112,12 @@ def current_problem(layout: Layout) -> Optional[str]:
     a link planted outside the prefix, dangling, a loop, or not a link at all."""
     if not os.path.lexists(layout.current):
         return None
-    if not os.path.islink(layout.current):
+    if not hostos.is_dir_link(layout.current):
         return "it is not a symbolic link"
-    target = os.readlink(layout.current)
+    try:
+        target = hostos.link_target(layout.current)
+    except (OSError, ValueError) as exc:
+        return f"it cannot be read ({exc})"
     head, _, tc_id = target.partition("/")
     if head != "versions" or _split(tc_id) is None:
         return f"it points to {target!r}, not to versions/<an installed toolchain>"
@@ -137,11 +141,9 @@ def checked_current(layout: Layout) -> Optional[str]:
 
 
 def _is_real_dir(path: Path) -> bool:
-    """A directory itself, not a link to one: rescue never walks through a link."""
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
+    """A directory itself, not a link to one (nor a junction): rescue never walks through a
+    link."""
+    return hostos.is_real_dir(path)
 
 
 def pins(layout: Layout) -> List[str]:

@@ -12,7 +12,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from installer import sumdb_prefix, toolchain_choice
+from installer import hostos, sumdb_prefix, toolchain_choice
 from installer.prefix import Layout, read_only_mode
 from manifests.errors import NotReadyError, TrustError
 from manifests.files import write_atomic
@@ -75,7 +75,10 @@ def file_url(path: Path) -> str:
 
 def source_line(root: Path) -> str:
     """`. P/env.sh` as a line to paste: quoted, so a path with `$(...)` or a backtick runs
-    nothing but the `.`; every message that tells the user to source env.sh prints this."""
+    nothing but the `.`; every message that tells the user to source env.sh prints this.
+    Windows: PowerShell's `. 'P\\env.ps1'` (cmd.exe users `call P\\env.cmd`)."""
+    if hostos.WINDOWS:
+        return ". " + _ps_quote(str(root / "env.ps1"))
     return ". " + shlex.quote(str(root / "env.sh"))
 
 
@@ -145,7 +148,7 @@ def read_go_env(path: Path) -> str:
     try:
         # O_NONBLOCK: a FIFO at this path must not hang the install before fstat refuses it.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0))
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         return ""
     except OSError as exc:
@@ -227,14 +230,54 @@ def shell_snippets(layout: Layout) -> Dict[str, str]:
             + "if set -q GOROOT\n    set -e GOROOT\nend\n"),
         "env.ps1": (
             "# rescue: `. env.ps1` puts the emergency Go toolchain first on PATH (once) and\n"
-            "# exports its offline settings.\n"
-            f"$rescueBin = @({_ps_quote(bin_dir)}, {_ps_quote(versions_dir)})\n"
+            "# exports its offline settings, which win over a stale export or a line in your\n"
+            "# GOENV file (%AppData%\\go\\env on Windows) for this shell.\n"
+            f"$rescueCurrent = {_ps_quote(str(layout.current))}\n"
+            "$rescueFirst = Join-Path $rescueCurrent 'bin'\n"
+            # Where the file system has no junctions, `current` is a file naming versions/<id>.
+            "if (Test-Path -LiteralPath $rescueCurrent -PathType Leaf) {\n"
+            f"  $rescueFirst = Join-Path (Join-Path {_ps_quote(str(layout.root))} "
+            "((Get-Content -LiteralPath $rescueCurrent -TotalCount 1).Trim())) 'bin'\n"
+            "}\n"
+            f"$rescueBin = @($rescueFirst, {_ps_quote(bin_dir)}, {_ps_quote(versions_dir)})\n"
             "$rescueSep = [IO.Path]::PathSeparator\n"
-            "$env:PATH = ($rescueBin + @(($env:PATH -split [regex]::Escape($rescueSep)) |"
-            " Where-Object { $_ -and $rescueBin -notcontains $_ })) -join $rescueSep\n"
+            "$env:PATH = (@($rescueFirst, $rescueBin[2]) + @(($env:PATH -split "
+            "[regex]::Escape($rescueSep)) | Where-Object { $_ -and $rescueBin -notcontains $_ }))"
+            " -join $rescueSep\n"
             + "".join(f"$env:{k} = {_ps_quote(v)}\n" for k, v in settings.items())
             + "Remove-Item Env:GOROOT -ErrorAction SilentlyContinue\n"),
+        "env.cmd": cmd_snippet(layout, settings),
     }
+
+
+def _cmd_value(text: str) -> str:
+    # Inside `set "NAME=value"` only % is special in a batch file (delayed expansion is off).
+    return text.replace("%", "%%")
+
+
+def cmd_snippet(layout: Layout, settings: Dict[str, str]) -> str:
+    """`call P\\env.cmd` for cmd.exe: the same as env.ps1. A `current` junction is on PATH as
+    itself; a pointer file (no junctions on this file system) is read when it is sourced."""
+    current, root = _cmd_value(str(layout.current)), _cmd_value(str(layout.root))
+    first = current + "\\bin"
+    lines = [
+        "@echo off",
+        "rem rescue: `call env.cmd` puts the emergency Go toolchain first on PATH and sets its",
+        "rem offline settings, which win over a stale setting or a line in your GOENV file",
+        "rem (%%AppData%%\\go\\env) for this cmd.exe window.",
+        f'set "RESCUE_BIN={first}"',
+        f'if not exist "{first}\\" for /f "usebackq delims=" %%i in ("{current}") do '
+        f'set "RESCUE_BIN={root}\\%%i\\bin"',
+        'set "RESCUE_BIN=%RESCUE_BIN:/=\\%"',
+        # Earlier copies out first: sourcing twice leaves each directory once.
+        'call set "PATH=%%PATH:%RESCUE_BIN%;=%%"',
+        f'call set "PATH=%%PATH:{_cmd_value(str(layout.root / "bin"))};=%%"',
+        f'set "PATH=%RESCUE_BIN%;{_cmd_value(str(layout.root / "bin"))};%PATH%"',
+        'set "RESCUE_BIN="',
+        *(f'set "{k}={_cmd_value(v)}"' for k, v in settings.items()),
+        'set "GOROOT="',
+    ]
+    return "\r\n".join(lines) + "\r\n"
 
 
 def write_shell_snippets(layout: Layout) -> None:

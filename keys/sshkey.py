@@ -203,7 +203,7 @@ def private_key_bytes(private: Ed25519PrivateKey, comment: str) -> bytes:
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
     # O_EXCL from the first byte: never truncate someone's key, never race a symlink into place.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
     try:
         os.fchmod(fd, mode)  # a restrictive umask must not leave the key unreadable to its owner
         os.write(fd, data)
@@ -254,7 +254,7 @@ def generate_keypair(private_path: Path, comment: str) -> PublicKey:
 def _read_key_file(path: Path) -> bytes:
     doing = f"reading signing key {path}"
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise NotReadyError(f"{doing}: no such file; {_GENERATE_HINT}") from None
     except PermissionError:

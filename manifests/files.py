@@ -11,7 +11,9 @@ from typing import BinaryIO, Iterator, Tuple, Union
 
 CHUNK = 1 << 20
 # A file made here is new: never one already there, never through a link planted in its place.
-NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+# O_BINARY: Windows opens a descriptor in text mode (\n written as \r\n) without it.
+NEW_FILE = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            | getattr(os, "O_BINARY", 0))
 
 
 def write_all(fd: int, data: bytes) -> None:

