@@ -157,6 +157,12 @@ def _setup():
             _fail("this rescue.pyz needs CPython 3.6-3.14 on the machines it was built for; "
                   f"this is {tag} ({sys.executable}). It carries: {built}. Run it with one of "
                   "those, e.g. `python3.11 rescue.pyz ...`")
+        try:
+            import lzma  # noqa: F401  (the native parts are LZMA members)
+        except ImportError:
+            _fail(f"this Python ({sys.executable}) has no lzma module, which rescue.pyz needs "
+                  "to unpack its native parts: install your system's Python lzma support "
+                  "(the xz library it was built against), or run the pyz with another python3")
         tried = []
         for base, explicit in _candidates(archive):
             try:

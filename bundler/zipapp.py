@@ -297,9 +297,12 @@ def _write(output: Path, files: Dict[str, bytes]) -> None:
         with zipfile.ZipFile(raw, "w", allowZip64=False) as zf:
             for name in sorted(files):
                 info = zipfile.ZipInfo(name, FIXED_TIME)
-                info.compress_type = zipfile.ZIP_DEFLATED
+                # The native parts are unpacked by the bootstrap's zipfile, not zipimport
+                # (deflate only): LZMA keeps the pyz under 25 MB with every platform's wheels.
+                native = name.startswith("_native/") and name != "_native/index.json"
+                info.compress_type = zipfile.ZIP_LZMA if native else zipfile.ZIP_DEFLATED
                 info.external_attr = (stat.S_IFREG | 0o644) << 16
-                zf.writestr(info, files[name], compresslevel=9)
+                zf.writestr(info, files[name], compresslevel=None if native else 9)
 
 
 def build_zipapp(output: Path, *, trust_file: Optional[Path], wheel_cache: Path,

@@ -241,3 +241,20 @@ def test_wheel_whose_file_differs_from_its_record_is_refused(tmp_path: Path, pyz
             in str(e.value))
     assert "SECURITY ERROR" in str(e.value)
     assert not (tmp_path / "rescue.pyz").exists()
+
+
+def test_python_without_lzma_is_told_what_the_native_parts_need(pyz: Path, home):
+    """The native parts are LZMA members (the pyz stays under 25 MB with every platform's
+    wheels): a Python built without its lzma module is told so, exit 2, not a traceback."""
+    run = ("import runpy, sys; sys.modules['lzma'] = None; sys.argv = [sys.argv[1], 'selftest']; "
+           "runpy.run_path(sys.argv[0], run_name='__main__')")
+    proc = subprocess.run([str(HOST_PYTHON), "-I", "-c", run, str(pyz)], env=home,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (
+        f"rescue: this Python ({HOST_PYTHON}) has no lzma module, which rescue.pyz needs to "
+        "unpack its native parts: install your system's Python lzma support (the xz library "
+        "it was built against), or run the pyz with another python3\n")
+    names = {i.filename: i.compress_type for i in zipfile.ZipFile(pyz).infolist()}
+    assert {t for n, t in names.items() if n.startswith("_native/") and n.endswith(".so")} == {
+        zipfile.ZIP_LZMA}
