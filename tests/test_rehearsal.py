@@ -43,7 +43,8 @@ def test_rehearsal_builds_lists_and_verifies_each_project_from_the_bundle(real, 
     # The project was only read: -o /dev/null, -mod=readonly.
     assert sorted(p.name for p in real.project.iterdir()) == ["go.mod", "go.sum", "main.go"]
     name = Path(doc["bundle"]).name
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [name, name + ".sha256"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        name, name + ".cdx.json", name + ".sha256", name + ".spdx.json"]
 
 
 def test_build_names_the_module_and_project_when_the_proxy_lacks_a_gosum_pin(real, signing,
