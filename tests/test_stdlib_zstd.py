@@ -13,7 +13,7 @@ import pytest
 
 from tests.support import bundles, craft, gobin
 
-PY314 = gobin.cache_root() / "cpython-3.14/usr/bin/python3"  # scripts/get-python314
+PY314 = gobin.cache_root() / "cpython-3.14/usr/bin/python3"  # scripts/get-python
 
 
 def _run(pyz: Path, env: Dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
