@@ -383,6 +383,25 @@ def test_journal_of_a_real_install_is_accepted_field_by_field(
     assert state.journal_problem(Layout(prefix), doc) is None
 
 
+def test_planted_journal_cannot_choose_gotoolchain_its_manifest_never_chose(
+        prefix: Path, capsys: pytest.CaptureFixture) -> None:
+    """A real bundle's journaled record, with `gotoolchain = local` added: it would turn off
+    every installed GOROOT's switching; the signed manifest says nothing of it."""
+    from installer import state
+    from installer.prefix import Layout
+
+    manifest = sorted((prefix / "state" / "bundles").glob("*.json"))[0]
+    data = manifest.read_bytes()
+    entry = next(b for b in state.load(Layout(prefix))["bundles"]
+                 if b["manifest_sha256"] == manifest.stem)
+    _journal(prefix, entry={**entry, "gotoolchain": "local"}, manifest=data.decode())
+    code, out, _ = run(["pin", "1.21.12", "--prefix", prefix], capsys)
+    assert code == 0
+    assert ("its entry's gotoolchain differs from its manifest's; it was NOT applied" in out)
+    env = (prefix / "versions" / "go1.22.0.linux-amd64" / "go.env").read_text()
+    assert "GOTOOLCHAIN=auto" in env and "GOTOOLCHAIN=local" not in env
+
+
 def test_kept_manifest_that_is_a_fifo_is_refused_instead_of_hanging(
         prefix: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
     kept = sorted((prefix / "state" / "bundles").glob("*.json"))[0]
