@@ -266,33 +266,31 @@ def _serving(g: GoFacts, need: str, toolchain: str = "") -> str:
 def _fix(g: GoFacts, need: str, here: str, toolchain: str = "", exact: str = "",
          wired: str = "auto") -> str:
     """`exact`: the toolchain go looks for (it switches to that name only, never to a newer
-    patch release)."""
+    patch release). `wired`: the prefix's GOTOOLCHAIN; with "local" go never switches."""
     ok = _serves(g, need, toolchain)
     # Installed versions have a P/bin/go<V>, which GOTOOLCHAIN=auto (the wiring) finds on
     # PATH before anything else; `use` makes one current for every shell.
     source = source_line(Path(here.rsplit(" --prefix ", 1)[1]))
-    if wired == "local":  # the bundle chose it: go never switches, so say what does
-        local = ("this prefix keeps GOTOOLCHAIN=local (its bundle's spec chose "
-                 "toolchains.gotoolchain = \"local\"), so go never switches by itself")
-        if ok:
-            return (f"make it current: {here.format(ok[0])}; or run {ok[0]} itself (in P/bin, "
-                    f"on PATH after {source}); {local}")
-        want = _go_line_toolchain(_bare(need)) or need
-        plat = f" for {g.platform}" if g.platform else ""
-        return (f"bring a bundle with {want} or newer{plat} (a spec listing it in versions), "
-                f"install it and make it current: {here.format(want)}; {local}")
+    local = ("; this prefix keeps GOTOOLCHAIN=local (its bundle's spec chose "
+             "toolchains.gotoolchain = \"local\"), so go never switches by itself"
+             if wired == "local" else "")
     if ok:
         use = f"make it current: {here.format(ok[0])}"
+        if local:
+            return f"{use}; or run {ok[0]} itself (in P/bin, on PATH after {source}){local}"
         if ok[0] == exact:
             return (f"{source} (puts P/bin/{ok[0]} on PATH with GOTOOLCHAIN=auto, so go "
                     f"switches to it), or {use}")
         return (f"{use}; or name it in go.mod (`toolchain {ok[0]}`): GOTOOLCHAIN=auto then "
                 f"switches to P/bin/{ok[0]} after {source}")
     want = _go_line_toolchain(_bare(need)) or need
-    plat = f" for {g.platform}" if g.platform else ""
-    return (f"bring a bundle with {want} or newer{plat} (a spec listing it in versions) and "
-            f"install it: then go switches to it by itself after {source} (GOTOOLCHAIN=auto, "
-            f"P/bin on PATH), or make it current: {here.format(want)}")
+    bring = f"bring a bundle with {want} or newer{f' for {g.platform}' if g.platform else ''}"
+    if local:
+        return (f"{bring} (a spec listing it in versions), install it and make it current: "
+                f"{here.format(want)}{local}")
+    return (f"{bring} (a spec listing it in versions) and install it: then go switches to it "
+            f"by itself after {source} (GOTOOLCHAIN=auto, P/bin on PATH), or make it current: "
+            f"{here.format(want)}")
 
 
 # --- settings that turn Go's own checks off -------------------------------------------------

@@ -157,3 +157,18 @@ def test_a_damaged_choice_in_installed_json_names_the_file(
     err = capsys.readouterr().err
     assert f"{path}" in err
     assert "bundle 'hostile' has a gotoolchain that is not one of auto, local" in err
+
+
+def test_doctor_tells_a_local_prefix_to_bring_and_make_current_when_nothing_serves() -> None:
+    """With GOTOOLCHAIN=local chosen, installing a newer bundle is not enough: go never
+    switches to it, so doctor's fix says to make it current."""
+    from installer import doctor_go
+
+    g = doctor_go.GoFacts(running="go1.21.13", platform="linux-amd64",
+                          installed=["go1.21.13"])
+    here = "python3 rescue.pyz use {} --prefix /srv/P"
+    assert doctor_go._fix(g, "1.23", here, wired="local") == (
+        "bring a bundle with go1.23.0 or newer for linux-amd64 (a spec listing it in versions), "
+        "install it and make it current: python3 rescue.pyz use go1.23.0 --prefix /srv/P; this "
+        "prefix keeps GOTOOLCHAIN=local (its bundle's spec chose toolchains.gotoolchain = "
+        "\"local\"), so go never switches by itself")
