@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from installer import usersettings
+from installer import statefile, usersettings
 from installer.wiring import source_line
 from manifests.goversion import compare, is_toolchain_version, split_toolchain_id, version_key
 from manifests.limits import DEFAULT_LIMITS
@@ -92,8 +92,7 @@ def read_modfile(project: Path, gowork: str = "") -> Optional[ModFile]:
         return None
     shown = _shown(found, project)
     try:
-        fd = os.open(found, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(found, statefile.READ)
     except OSError as exc:
         why = ("it is a symbolic link (doctor never reads through one)" if os.path.islink(found)
                else exc.strerror or str(exc))

@@ -14,10 +14,10 @@ from manifests.errors import NotReadyError
 from manifests.limits import DEFAULT_LIMITS
 
 # Opened for reading only, never through a planted link, and never waiting on a FIFO.
-_READ = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+READ = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
          | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
 # A file the user keeps and go reads through links (their GOENV file): followed, never waited on.
-READ_FOLLOWING = _READ & ~getattr(os, "O_NOFOLLOW", 0)
+READ_FOLLOWING = READ & ~getattr(os, "O_NOFOLLOW", 0)
 
 
 class DamagedState(NotReadyError):
@@ -33,7 +33,7 @@ def _open(path: Path, what: str, fix: str) -> Optional[int]:
     """A descriptor of the regular file `path` (None when there is none); a link, a
     directory, a FIFO or a file this user may not read is refused with `fix` as the way out."""
     try:
-        fd = os.open(path, _READ)
+        fd = os.open(path, READ)
     except FileNotFoundError:
         return None
     except OSError as exc:

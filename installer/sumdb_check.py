@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from installer import sumdb_prefix
+from installer import statefile, sumdb_prefix
 from installer.prefix import Layout, remove_tree
 from manifests.limits import DEFAULT_LIMITS
 from manifests.modpath import (
@@ -93,8 +93,7 @@ def run(go: Path, layout: Layout, wired: Dict[str, str], env: Dict[str, str]) ->
 
 def _head(path: Path, verifier: Verifier) -> Optional[Tree]:
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(path, statefile.READ)
         with os.fdopen(fd, "rb") as f:
             return open_tree(f.read(DEFAULT_LIMITS.sumdb_note_bytes), verifier)
     except (OSError, NoteError, TlogError):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from installer import sumdb_prefix
+from installer import statefile, sumdb_prefix
 from installer.goproxy_merge import PROXY_FILE_MODE, MergeJournal, _make_dirs
 from installer.prefix import Layout
 from manifests.errors import NotReadyError, TrustError
@@ -31,9 +31,6 @@ from manifests.sumdb_note import parse_verifier
 from manifests.tlog import TlogError, Tree, record_hash, stored_hash_index
 from manifests.tlog_tiles import read_hashes
 
-_READ = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-         | getattr(os, "O_BINARY", 0))
-
 
 class _Missing(LookupError):
     """A tile no bundle carried: the proof cannot be made here (go would fail the same way)."""
@@ -42,7 +39,7 @@ class _Missing(LookupError):
 def _read(path: Path) -> Optional[bytes]:
     """A small carried file, never through a link; None when absent."""
     try:
-        fd = os.open(path, _READ)
+        fd = os.open(path, statefile.READ)
     except (FileNotFoundError, NotADirectoryError):
         return None
     with os.fdopen(fd, "rb") as f:

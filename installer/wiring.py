@@ -12,7 +12,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from installer import hostos, sumdb_prefix, toolchain_choice
+from installer import hostos, statefile, sumdb_prefix, toolchain_choice
 from installer.prefix import Layout, read_only_mode
 from manifests.errors import NotReadyError, TrustError
 from manifests.files import write_atomic
@@ -147,8 +147,7 @@ def read_go_env(path: Path) -> str:
     the bundle chose what lies at this path."""
     try:
         # O_NONBLOCK: a FIFO at this path must not hang the install before fstat refuses it.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(path, statefile.READ)
     except FileNotFoundError:
         return ""
     except OSError as exc:
