@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from bundler import pyz_sbom
+from bundler import pyz_lzma, pyz_sbom
 from bundler.pyz_annotations import quote_annotations
 from bundler.pyz_bytecode import bytecode
 from manifests.errors import NotReadyError, TrustError
@@ -288,7 +288,7 @@ def _collect_wheels(wheel_cache: Path, targets: Sequence[str], pythons: Sequence
     return files, index, combos
 
 
-def _write(output: Path, files: Dict[str, bytes]) -> None:
+def _write(output: Path, files: Dict[str, bytes], lzma_cache: Path) -> None:
     """Write the zip behind a shebang: sorted, fixed times, whole or not at all."""
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_writer(output, 0o755) as raw:
@@ -300,9 +300,12 @@ def _write(output: Path, files: Dict[str, bytes]) -> None:
                 # The native parts are unpacked by the bootstrap's zipfile, not zipimport
                 # (deflate only): LZMA keeps the pyz under 25 MB with every platform's wheels.
                 native = name.startswith("_native/") and name != "_native/index.json"
-                info.compress_type = zipfile.ZIP_LZMA if native else zipfile.ZIP_DEFLATED
                 info.external_attr = (stat.S_IFREG | 0o644) << 16
-                zf.writestr(info, files[name], compresslevel=None if native else 9)
+                if native:
+                    pyz_lzma.write_member(zf, info, files[name], lzma_cache)
+                else:
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    zf.writestr(info, files[name], compresslevel=9)
 
 
 def build_zipapp(output: Path, *, trust_file: Optional[Path], wheel_cache: Path,
@@ -328,7 +331,7 @@ def build_zipapp(output: Path, *, trust_file: Optional[Path], wheel_cache: Path,
     boms = pyz_sbom.files(build_id, used)
     files.update({f"{PYZ_PACKAGE}/{pyz_member(fmt)}": data for fmt, data in boms.items()})
     say(f"writing {output}")
-    _write(output, files)
+    _write(output, files, wheel_cache / "lzma")  # beside the wheels they come from
     beside = [pyz_sbom.write_beside(output, fmt, data) for fmt, data in boms.items()]
     return ZipappReport(output=output, size=output.stat().st_size, build_id=build_id,
                         combos=combos, sbom_files=beside)
