@@ -170,12 +170,15 @@ _LEVEL_FIELD = next((f for f in ("compress_level", "_compresslevel")
 
 
 def write_zip(out: BinaryIO, prefix: str, files: List[ZipFile], when: Optional[datetime],
-              level: int = 6) -> None:
+              level: int = 6) -> str:
     """Write the module zip: distpack's names, order, modes and time, deflated at `level`.
+    Returns the h1 of what went in: each entry's name and the sha256 of the very bytes it was
+    given, so a file that changed since it was planned shows, with no second read of the zip.
 
     Deterministic: the same files give the same bytes. Not byte-equal to the proxy's zip (Go's
     flate is another encoder); equal where Go looks (`h1:` covers names and contents only).
     """
+    sums: List[Tuple[str, str]] = []
     stamp = _dos_time(when)
     # The extended-timestamp field Go's archive/zip adds for a file's Modified time (UTC).
     unix = int(when.timestamp()) if when else 315532800
@@ -194,6 +197,7 @@ def write_zip(out: BinaryIO, prefix: str, files: List[ZipFile], when: Optional[d
             info.external_attr = (0o100000 | distpack_mode(f.name)) << 16
             info.extra = extra
             info.file_size = f.size
+            digest = hashlib.sha256()
             with f.open() as src, zf.open(info, "w", force_zip64=f.size >= 1 << 31) as dst:
                 if _LEVEL_FIELD is None:  # 3.6 would deflate at 6, 4x slower for a GOROOT:
                     # the compressor 3.7+ makes for `level`, swapped in before the first byte
@@ -202,4 +206,7 @@ def write_zip(out: BinaryIO, prefix: str, files: List[ZipFile], when: Optional[d
                     chunk = src.read(1 << 20)
                     if not chunk:
                         break
+                    digest.update(chunk)
                     dst.write(chunk)
+            sums.append((f.entry, digest.hexdigest()))
+    return hash1_sums(sums)

@@ -15,7 +15,7 @@ import pytest
 from installer import cli
 from manifests import toolchainzip
 from manifests.dirhash import hash_zip
-from tests.support import bundles, craft
+from tests.support import bundles, craft, tamper
 
 V_DIR = Path("goproxy/golang.org/toolchain/@v")
 OLD, NEW = "go1.21.13", "go1.22.10"
@@ -131,3 +131,29 @@ def test_install_rewires_goroots_installed_when_the_wiring_said_local(
     assert "GOTOOLCHAIN=auto\n" in go_env.read_text()
     code, out, err = run(["verify", "--prefix", P, "--trust", signing.signers], capsys)
     assert code == 0, out + err
+
+
+def test_a_staged_file_changed_after_its_check_is_caught_as_the_zip_is_written(
+        tmp_path: Path) -> None:
+    """The zip's h1 comes from the bytes written into it, not from the manifest's sums: a
+    GOROOT file that changed on disk between its check and the rebuild is refused."""
+    from installer.prefix import Layout
+    from installer.toolchain_proxy import stage_modules
+    from manifests.errors import TrustError
+    from manifests.model import parse_manifest
+
+    c = two_toolchains()
+    staging = tmp_path / "staging"
+    for m in c.members:
+        if m["type"] == "dir":
+            (staging / m["path"]).mkdir(parents=True, exist_ok=True)
+        elif m["type"] == "file":
+            (staging / m["path"]).write_bytes(c.contents[m["path"]])
+    root = f"toolchains/{OLD}.linux-amd64/go"
+    (staging / root / "src/go.mod").write_bytes(b"module evil\n")  # after the check
+    manifest = parse_manifest(tamper.canonical(c.doc()))
+    with pytest.raises(TrustError) as e:
+        stage_modules(manifest, staging, Layout(tmp_path / "P"), "linux-amd64")
+    assert (f"verifying golang.org/toolchain@v0.0.1-{OLD}.linux-amd64: checksum mismatch\n"
+            "\tthe zip written: h1:") in e.value.message
+    assert f"\n\tmanifest: {c.toolchains[0]['module_zip_hash']}\n" in e.value.message
