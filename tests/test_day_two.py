@@ -185,8 +185,8 @@ def test_real_upgrade_then_rollback_in_seconds_for_every_user(
 
 # --- SIGKILL at any moment --------------------------------------------------------------
 
-INSTALL_POINTS = ["stage-member-1", "stage-member-1000", "stage-member-2500",
-                  "stage-member-5000", "stage-member-10000", "install-staged",
+# Staging is one loop: its first member and one deep in the tree stand for every other.
+INSTALL_POINTS = ["stage-member-1", "stage-member-5000", "install-staged",
                   "install-merged", "install-renamed", "install-checked", "install-journaled",
                   "install-recorded", "install-switched-unlogged", "install-switched"]
 SWITCH_POINTS = ["rollback-journaled", "rollback-switched", "rollback-logged",
