@@ -20,6 +20,7 @@ from installer import (
     go_commands,
     goenv_file,
     hostos,
+    statefile,
     toolchain_choice,
     usersettings,
     verify_shape,
@@ -597,11 +598,21 @@ def profile_files(home: str, etc: str) -> List[Path]:
 
 
 def _read_text(path: Path) -> Optional[str]:
+    """A start-up file's first PROFILE_MAX_BYTES, or None: through the links dotfile managers
+    make, but never from a FIFO or device (a plain open would wait on a FIFO for ever)."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read(PROFILE_MAX_BYTES).decode("utf-8", "replace")
+        fd = os.open(path, statefile.READ_FOLLOWING)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = statefile.read_at_most(fd, PROFILE_MAX_BYTES)[:PROFILE_MAX_BYTES]
+        return data.decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read_first_line(path: str) -> str:

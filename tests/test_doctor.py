@@ -234,6 +234,35 @@ def test_startup_files_that_set_go_variables_or_put_another_go_on_path(
     assert seen[f"{etc}/environment:2"]["message"].endswith("sets GOFLAGS for every new shell")
 
 
+def test_startup_files_that_are_fifos_are_skipped_and_linked_ones_are_read(
+        prefix: Path, shell: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A FIFO planted as ~/.bashrc or in /etc/profile.d would hold a plain open for ever;
+    a ~/.profile linked from a dotfiles checkout is the user's real one."""
+    import signal
+
+    home, etc = shell, tmp_path / "etc"
+    os.mkfifo(home / ".bashrc")
+    (etc / "profile.d").mkdir()
+    os.mkfifo(etc / "profile.d" / "zz.sh")
+    dotfiles = home / "dotfiles" / "profile"
+    dotfiles.parent.mkdir()
+    dotfiles.write_text("export GOROOT=/usr/local/go\n")
+    (home / ".profile").symlink_to(dotfiles)
+    def waited(*_: object) -> None:
+        raise TimeoutError("doctor waited on a FIFO")
+
+    old = signal.signal(signal.SIGALRM, waited)
+    signal.alarm(60)  # a read that waits fails the test rather than hanging the suite
+    try:
+        code, doc, text = run_doctor(prefix, capsys)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    seen = [f["evidence"].split(": ", 1)[0] for f in doc["findings"]
+            if f["check"].startswith("startup-")]
+    assert seen == [f"{home}/.profile:1"], text
+
+
 def test_path_entries_that_are_empty_relative_missing_spaced_writable_or_foreign(
         prefix: Path, shell: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
