@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from installer import go_commands, sumdb_check, usersettings
+from installer import go_commands, goenv_file, sumdb_check, usersettings
 from installer.prefix import Layout
 from installer.wiring import go_settings, source_line
 from manifests.pycompat import CAPTURE_TEXT
@@ -98,6 +98,9 @@ def run(goroot: Path, version: str, goos: str, goarch: str, layout: Layout,
     # The checklist itself never downloads a toolchain: GOTOOLCHAIN is read alone (above) and
     # judged; every other go command here runs this go.
     env = {**user_env, "GOTOOLCHAIN": "local"}
+    hangs = _goenv_hangs(user_env)
+    if hangs is not None:
+        return [hangs]
     checks: List[Check] = []
     want = f"go version {version} {goos}/{goarch}"
     try:
@@ -131,12 +134,26 @@ def user_settings(goroot: Path, version: str, layout: Layout,
     go = goroot / "bin" / "go"
     user_env = env if env is not None else check_env(layout)
     env = {**user_env, "GOTOOLCHAIN": "local"}
+    hangs = _goenv_hangs(user_env)
+    if hangs is not None:
+        return [hangs]
     try:
         outs = _run_all(go, {"goroot": (["env", "GOROOT"], env),
                              **_settings_commands(user_env, env)})
     except OSError:
         return []  # no go to ask: the full checklist says so, with the reason
     return _judged(outs, goroot, version, layout, user_env, go_settings(layout))
+
+
+def _goenv_hangs(user_env: Dict[str, str]) -> Optional[Check]:
+    """A failed check, at once, when the user's GOENV file is one go would wait on (a FIFO, a
+    device): every go command would hang until the checklist's timeout."""
+    g = goenv_file.read(*goenv_file.locate(user_env))
+    if g.kind != goenv_file.HANGS:
+        return None
+    return Check("go env GOENV", False, "a GOENV file go can read", f"{g.path}: {g.problem}",
+                 detail=(goenv_file.WAITS, f"found as go finds it: {g.origin}",
+                         f"fix: {goenv_file.hang_fix(g)}"))
 
 
 def _judged(outs: Dict[str, subprocess.CompletedProcess[str]], goroot: Path, version: str,

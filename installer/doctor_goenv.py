@@ -22,12 +22,8 @@ def find_file(g: goenv_file.EnvFile) -> List[Row]:
         return [("goenv-file", INFO, f"your GOENV file {g.path}: {g.problem}; go cannot read "
                  "it either and carries on without it, so it sets nothing", where, "")]
     if g.kind == goenv_file.HANGS:
-        fix = ("unset GOENV (and remove the export from your shell profile)"
-               if g.origin.startswith("GOENV=") else f"rm {shlex.quote(g.path)}, then set again "
-               "only what you need with go env -w")
-        return [("goenv-file", ERROR, f"your GOENV file {g.path}: {g.problem}; go reads it "
-                 "whole before every command, so every go command waits on it without end "
-                 "(doctor ran go with GOENV=off)", where, fix)]
+        return [("goenv-file", ERROR, f"your GOENV file {g.path}: {g.problem}; {goenv_file.WAITS} "
+                 "(doctor ran go with GOENV=off)", where, goenv_file.hang_fix(g))]
     if g.kind == goenv_file.UNREAD:
         return [("goenv-file", ERROR, f"your GOENV file {g.path}: {g.problem} (`go env -w` "
                  "writes a few lines); doctor cannot say which settings in it override the "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ IGNORED = "ignored"  # go cannot read it either, and carries on without it
 HANGS = "hangs"  # go reads it whole before every command and never gets to the end
 UNREAD = "unread"  # larger than any `go env -w` writes: doctor did not read it; go does
 DAMAGED = "damaged"  # not text: go still applies each KEY=VALUE line in it
+WAITS = "go reads it whole before every command, so every go command waits on it without end"
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
@@ -116,3 +118,10 @@ def read(path: str, origin: str = "") -> EnvFile:
                        kind=UNREAD)
     damage = _damage(data)
     return EnvFile(path, origin, parse(data), damage, DAMAGED if damage else "")
+
+
+def hang_fix(g: EnvFile) -> str:
+    """The way out of a GOENV file go would wait on (kind HANGS)."""
+    if g.origin.startswith("GOENV="):
+        return "unset GOENV (and remove the export from your shell profile)"
+    return f"rm {shlex.quote(g.path)}, then set again only what you need with go env -w"

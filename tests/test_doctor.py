@@ -14,6 +14,7 @@ import pytest
 from installer import doctor
 from installer.cli import main
 from tests.support import bundles, craft, prefixes
+from tests.support.deadline import deadline
 from tests.support.users import STOCK_PYTHON, User
 
 SYSTEM_PATH = "/usr/bin:/bin"
@@ -238,8 +239,6 @@ def test_startup_files_that_are_fifos_are_skipped_and_linked_ones_are_read(
         prefix: Path, shell: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A FIFO planted as ~/.bashrc or in /etc/profile.d would hold a plain open for ever;
     a ~/.profile linked from a dotfiles checkout is the user's real one."""
-    import signal
-
     home, etc = shell, tmp_path / "etc"
     os.mkfifo(home / ".bashrc")
     (etc / "profile.d").mkdir()
@@ -248,16 +247,8 @@ def test_startup_files_that_are_fifos_are_skipped_and_linked_ones_are_read(
     dotfiles.parent.mkdir()
     dotfiles.write_text("export GOROOT=/usr/local/go\n")
     (home / ".profile").symlink_to(dotfiles)
-    def waited(*_: object) -> None:
-        raise TimeoutError("doctor waited on a FIFO")
-
-    old = signal.signal(signal.SIGALRM, waited)
-    signal.alarm(60)  # a read that waits fails the test rather than hanging the suite
-    try:
+    with deadline(60):  # a read that waits fails the test rather than hanging the suite
         code, doc, text = run_doctor(prefix, capsys)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
     seen = [f["evidence"].split(": ", 1)[0] for f in doc["findings"]
             if f["check"].startswith("startup-")]
     assert seen == [f"{home}/.profile:1"], text

@@ -4,21 +4,20 @@ its file, line and fix, whatever state the go on PATH is in."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Dict, List
 
 import pytest
 
 from installer import doctor, goenv_file
 from manifests.limits import DEFAULT_LIMITS
 from tests.support import bundles, gobin, prefixes
+from tests.support.deadline import deadline
 from tests.support.users import STOCK_PYTHON, User
 from tests.test_doctor import SYSTEM_PATH, fake_goroot, of, run_doctor
 from tests.test_user_go_settings import hello, install
@@ -70,21 +69,6 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
-
-
-@contextlib.contextmanager
-def deadline(seconds: int) -> Iterator[None]:
-    """Fail instead of hanging: a doctor that waits on a FIFO is the bug these tests catch."""
-    def expired(*_: Any) -> None:
-        raise AssertionError(f"doctor did not finish in {seconds}s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def goproxy_finding(P: Path, goenv: Path, line: int) -> Dict[str, str]:

@@ -13,6 +13,7 @@ from typing import List
 from installer import usersettings, wiring
 from installer.prefix import Layout
 from tests.support import gobin
+from tests.support.deadline import deadline
 from tests.support.users import User
 
 TOOLCHAIN = "go1.21.13.linux-amd64"
@@ -113,6 +114,22 @@ def test_goenv_file_gotoolchain_and_goproxy_fail_the_checklist_and_keep_the_prev
                        offline=True, env=env, cwd=proj)
     assert sourced.returncode == 0, sourced.stderr
     assert sourced.stderr == "ok\n"
+
+    # A GOENV file go waits on (a FIFO): every go command would hang, so the checklist fails
+    # at once, naming the file and the way out, instead of after its 300 s timeout.
+    goenv.unlink()
+    os.mkfifo(goenv)
+    _own(user, goenv)
+    with deadline(150, "install"):
+        hung = install(user, rescue, bundle, prefix)
+    assert hung.returncode == 4, hung.stderr
+    assert (f"  FAIL go env GOENV  {goenv}: it is a FIFO (named pipe), not a regular "
+            "file\n") in hung.stdout
+    assert "expected: a GOENV file go can read" in hung.stdout
+    assert ("go reads it whole before every command, so every go command waits on it "
+            "without end") in hung.stdout
+    assert f"fix: rm {goenv}, then set again only what you need with go env -w" in hung.stdout
+    assert os.readlink(prefix / "current") == f"versions/{TOOLCHAIN}"
 
 
 def test_exported_go_variables_fail_the_checklist_with_unset_as_the_fix(
