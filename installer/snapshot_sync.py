@@ -131,6 +131,14 @@ def _commit(git: Git, tip: Optional[str], host: str, new: Dict[str, bytes]) -> s
                    ).decode("ascii").strip()
 
 
+def _no_server_hooks(url: str) -> Tuple[str, ...]:
+    """A file:// push runs the receiving side here, as this user, and git hands it none of our
+    `-c` settings: its repository's hooks would run unless it is told again."""
+    if not url.startswith("file:"):
+        return ()
+    return ("--receive-pack=git -c core.hooksPath=/dev/null receive-pack",)
+
+
 def _rejected(exc: GitFailed) -> bool:
     """The push lost a race with another host's (the branch moved): fetch and try again."""
     return any(w in exc.text for w in ("[rejected]", "non-fast-forward", "fetch first",
@@ -172,7 +180,7 @@ def _sync(url: str, where: str, host: str, branch: str, records: Dict[str, bytes
                 return result
             commit = _commit(git, tip, host, new)
             try:
-                git.run("push", "-q", "--porcelain", "--", url,
+                git.run("push", "-q", "--porcelain", *_no_server_hooks(url), "--", url,
                         f"{commit}:refs/heads/{branch}")
             except GitFailed as exc:
                 if not _rejected(exc):
