@@ -8,12 +8,14 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from installer import cli, snapshot_git
+from installer import cli, snapshot_git, snapshot_sync
+from manifests.limits import DEFAULT_LIMITS
 from tests.support import bundles, craft
 from tests.support.users import STOCK_PYTHON, User
 from tests.test_snapshot import fake_toolchain, write_bundle
@@ -298,15 +300,20 @@ def record(hosts: Dict[str, Path], snapshot_id: str) -> bytes:
 
 
 def test_pull_keeps_the_good_records_and_names_each_hostile_one(
-        hosts: Dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        hosts: Dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     repo = bare(tmp_path / "server.git")
     a1 = create(capsys, hosts["alpha"], "a")
     assert sync(capsys, hosts["alpha"], repo, "alpha")[0] == 0
     doc = json.loads(record(hosts, a1))
     doc["goroot"]["files"][0]["mode"] = "0777"
+    # The limit made small: a blob past 256 MiB costs git ~15 s to pack and unpack; the check
+    # is the same one (its size, from the tree listing, before a byte of it is read).
+    monkeypatch.setattr(snapshot_sync, "LIMITS", replace(DEFAULT_LIMITS,
+                                                         snapshot_file_bytes=64 << 10))
     huge = tmp_path / "huge"
     with open(huge, "wb") as f:
-        f.truncate(257 << 20)  # zeros: a tiny object in the repository, 257 MiB read back
+        f.truncate((64 << 10) + 1)
     evil = "ev\x1b[31mil"
     plant(repo, {
         "snapshots/mallory/a-link.json": ("120000", b"/etc/shadow"),
@@ -327,8 +334,8 @@ def test_pull_keeps_the_good_records_and_names_each_hostile_one(
         f"reading snapshot {where}:'snapshots/mallory/a-link.json': it is a symbolic link, "
         f"which rescue never follows{fix}")
     assert by_file["'snapshots/mallory/huge.json'"]["message"] == (
-        f"reading snapshot {where}:'snapshots/mallory/huge.json': it holds {257 << 20} bytes, "
-        f"more than the {256 << 20} a real snapshot can{fix}")
+        f"reading snapshot {where}:'snapshots/mallory/huge.json': it holds {(64 << 10) + 1} "
+        f"bytes, more than the {64 << 10} a real snapshot can{fix}")
     assert by_file["'snapshots/ev\\x1b[31mil/x.json'"]["message"] == (
         f"reading snapshot {where}:'snapshots/ev\\x1b[31mil/x.json': its directory is not a "
         f"host name (letters, digits and `._-`){fix}")
@@ -423,12 +430,13 @@ def test_sync_and_pull_with_the_pyz_for_every_user(user: User, pyz: Path,
         return out  # type: ignore[no-any-return]
 
     made = {}
-    for host in ("alpha", "beta"):
-        prefix = str(user.work / host)
+    for host in ("alpha", "beta"):  # the same prefix path on each host; alpha's moved aside
+        prefix = str(user.work / "P")
         run("install", str(bundle), "--prefix", prefix, host=host)
         made[host] = run("snapshot", "create", "--prefix", prefix, host=host)["id"]
         out = run("snapshot", "sync", "--git", str(repo), "--prefix", prefix, host=host)
         assert out["new"] == [made[host]] and out["host"] == host, out
+        (user.work / "P").rename(user.work / host)
     out = run("snapshot", "pull", "--git", f"file://{repo}", "--prefix", str(user.work / "beta"),
               host="beta")
     assert out["pulled"] == [f"alpha:{made['alpha']}"], out
