@@ -179,7 +179,13 @@ def _read(proc: subprocess.Popen, limit: int) -> bytes:
 def scratch(host: str) -> Iterator[Git]:
     """A Git in a fresh temporary directory, removed afterwards: nothing of one run (a
     half-fetched pack, a planted config) is there for the next."""
-    base = Path(tempfile.mkdtemp(prefix="rescue-snapshot-git-"))
+    try:
+        base = Path(tempfile.mkdtemp(prefix="rescue-snapshot-git-"))
+    except OSError as exc:
+        raise NotReadyError(
+            f"running git: no scratch directory in {tempfile.gettempdir()} "
+            f"({exc.strerror or exc}); set TMPDIR to a directory this user can write",
+            operation="running git", subject=tempfile.gettempdir()) from None
     try:
         yield Git(base, host)
     finally:

@@ -10,6 +10,7 @@ from typing import Any, List, Optional, Set
 from installer import statefile
 from installer.prefix import Layout
 from installer.snapshot_check import is_id
+from manifests.errors import NotReadyError
 from manifests.files import write_atomic
 
 WHAT = "snapshot pins"
@@ -40,8 +41,14 @@ def load(layout: Layout) -> Set[str]:
 
 def save(layout: Layout, pinned: Set[str]) -> None:
     statefile.no_link(layout.state, "the state directory")
-    write_atomic(path(layout), json.dumps({"format": FORMAT, "pinned": sorted(pinned)},
-                                          indent=2) + "\n")
+    try:
+        write_atomic(path(layout), json.dumps({"format": FORMAT, "pinned": sorted(pinned)},
+                                              indent=2) + "\n")
+    except OSError as exc:
+        raise NotReadyError(
+            f"writing snapshot pins {path(layout)}: {exc.strerror or exc}; run as the user who "
+            "owns the prefix", operation="writing snapshot pins",
+            subject=str(path(layout))) from None
 
 
 def change(layout: Layout, snapshot_id: str, pin: bool) -> List[str]:

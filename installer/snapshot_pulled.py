@@ -110,22 +110,38 @@ def keep(layout: Layout, host: str, snapshot_id: str, data: bytes, where: str) -
     statefile.no_link(area(layout), "the pulled snapshots")
     directory = area(layout) / host
     statefile.no_link(directory, "the pulled snapshots")
-    directory.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(directory) and not directory.is_dir():
+        raise statefile.damaged(directory, "the pulled snapshots", "it is not a directory",
+                                f"move it aside (`mv {directory} {directory}.damaged`) and pull "
+                                "again")
     final = directory / f"{snapshot_id}.json"
     had = statefile.read_bytes(final, "snapshot", _fix(host),
                                limit=DEFAULT_LIMITS.snapshot_file_bytes)
-    if had is not None:
-        if had == data:
-            return False
+    if had is not None and had != data:
         raise TrustError(
             f"pulling snapshot {where}: it differs from the copy pulled before ({final}); a "
             "record is never rewritten, so the repository's was changed after it was pushed; "
             "ask the host's owner which is right, and compare both with `snapshot diff`",
             operation="pulling snapshot", subject=where)
+    if had is not None:
+        return False
+    try:
+        return _claim(directory, final, snapshot_id, data)
+    except OSError as exc:
+        raise NotReadyError(
+            f"pulling snapshot {where}: keeping it as {final}: {exc.strerror or exc}; run as "
+            f"the user who owns {layout.root}, or pass a --prefix of your own",
+            operation="pulling snapshot", subject=where) from None
+
+
+def _claim(directory: Path, final: Path, snapshot_id: str, data: bytes) -> bool:
+    directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".{snapshot_id}.{os.getpid()}.new"
     write_atomic(tmp, data)
     try:
         os.link(tmp, final)  # never replaces a file another pull kept meanwhile
+    except FileExistsError:
+        return False
     finally:
         os.unlink(tmp)
     return True

@@ -447,3 +447,37 @@ def test_sync_and_pull_with_the_pyz_for_every_user(user: User, pyz: Path,
     assert pulled.stat().st_uid == user.uid
     assert git("log", "--format=%an", "main", repo=repo).splitlines() == [
         "rescue snapshot sync (beta)", "rescue snapshot sync (alpha)"]
+    if user.uid == 0:
+        return
+    # a pulled area this user may not write (root took it over): the file and the way out
+    os.chown(pulled.parent, 0, 0)
+    pulled.unlink()
+    done = user.run([*rescue_cmd, "snapshot", "pull", "--git", str(repo), "--prefix",
+                     str(user.work / "beta"), "--json"], offline=True,
+                    env=user.env(RESCUE_SNAPSHOT_HOST="beta"))
+    assert done.returncode == 2, done.stderr
+    assert json.loads(done.stdout)["refused"][0]["message"] == (
+        f"pulling snapshot file://{repo}:snapshots/alpha/{made['alpha']}.json: keeping it as "
+        f"{pulled}: Permission denied; run as the user who owns {user.work / 'beta'}, or pass a "
+        "--prefix of your own")
+
+
+def test_pull_into_an_area_it_cannot_write_names_the_file_and_the_way_out(
+        hosts: Dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = bare(tmp_path / "server.git")
+    a1 = create(capsys, hosts["alpha"], "a")
+    assert sync(capsys, hosts["alpha"], repo, "alpha")[0] == 0
+    area = hosts["beta"] / "state/snapshots-pulled"
+    area.mkdir()
+    (area / "alpha").write_text("not a directory")
+    code, out = pull(capsys, hosts["beta"], repo, "beta")
+    assert code == 2 and out["pulled"] == [], out
+    assert out["refused"][0]["message"] == (
+        f"reading the pulled snapshots {area}/alpha: it is not a directory; move it aside (`mv "
+        f"{area}/alpha {area}/alpha.damaged`) and pull again")
+    (area / "alpha").unlink()
+    (area / "alpha").symlink_to(tmp_path)
+    code, out = pull(capsys, hosts["beta"], repo, "beta")
+    assert code == 2 and out["refused"][0]["message"].startswith(
+        f"reading the pulled snapshots {area}/alpha: it is a symbolic link (to "), out
+    assert not (tmp_path / f"{a1}.json").exists()
