@@ -156,8 +156,14 @@ def test_two_hosts_sync_to_one_repository_and_check_their_go_against_each_others
         "snapshot(s); no commit made\n")
     assert len(subjects(repo)) == 2
     a2 = create(capsys, hosts["alpha"], "v1.0.1")
-    code, out = sync(capsys, hosts["alpha"], repo, "alpha")
-    assert (code, out["new"], out["already"]) == (0, [a2], 1), out
+    (hosts["alpha"] / "state/snapshots/cut.json").write_text('{"format": 1')
+    assert rescue("snapshot", "sync", "--git", repo, "--host", "alpha", "--prefix",
+                  hosts["alpha"]) == 0
+    assert capsys.readouterr().out.startswith(
+        f"pushed    {a2}\nskipped   {hosts['alpha']}/state/snapshots/cut.json: damaged (see "
+        f"`snapshot list`)\n1 new snapshot(s) committed to file://{repo} (main, "
+        "snapshots/alpha/) as ")
+    (hosts["alpha"] / "state/snapshots/cut.json").unlink()
     assert subjects(repo)[0] == "snapshots from alpha: 1 new"
 
     # beta pulls alpha's records (never its own back), and checks its go against them
@@ -166,12 +172,26 @@ def test_two_hosts_sync_to_one_repository_and_check_their_go_against_each_others
     assert (out["own"], out["already"]) == (1, 0)
     assert (hosts["beta"] / f"state/snapshots-pulled/alpha/{a1}.json").read_bytes() == \
         (hosts["alpha"] / f"state/snapshots/{a1}.json").read_bytes()
-    code, out = pull(capsys, hosts["beta"], repo, "beta")
-    assert code == 0 and (out["pulled"], out["already"]) == ([], 2), out
+    assert rescue("snapshot", "pull", "--git", repo, "--host", "beta", "--prefix",
+                  hosts["beta"]) == 0
+    assert capsys.readouterr().out == (
+        f"0 pulled into {hosts['beta']}/state/snapshots-pulled, 2 had already, 1 of this host's "
+        "own left to its store\n")
     code, listed = run_json(capsys, "snapshot", "list", "--pulled", "--prefix", hosts["beta"])
     assert [s["ref"] for s in listed["snapshots"]] == [f"alpha:{a1}", f"alpha:{a2}"]
+    assert rescue("snapshot", "list", "--pulled", "--prefix", hosts["alpha"]) == 0
+    assert capsys.readouterr().out == (
+        f"no pulled snapshots in {hosts['alpha']}/state/snapshots-pulled; bring them with "
+        "`snapshot pull --git REPO`\n")
+    (hosts["beta"] / "state/snapshots-pulled/alpha/x.json").write_text("{")
     assert rescue("snapshot", "list", "--pulled", "--prefix", hosts["beta"]) == 0
-    assert capsys.readouterr().out.startswith(f"alpha:{a1} ")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"alpha:{a1} ") and lines[1].startswith(f"alpha:{a2} ")
+    assert lines[2].startswith(f"damaged reading snapshot {hosts['beta']}/state/"
+                               "snapshots-pulled/alpha/x.json: not JSON")
+    assert lines[2].endswith("; remove it and pull again (`rescue.pyz snapshot pull --git "
+                             "REPO`); the host alpha still has its own record")
+    (hosts["beta"] / "state/snapshots-pulled/alpha/x.json").unlink()
     assert rescue("snapshot", "verify", f"alpha:{a1}", "--prefix", hosts["beta"]) == 0
     assert f"matches snapshot {a1}" in capsys.readouterr().out
     code, out = run_json(capsys, "snapshot", "diff", f"alpha:{a2}", "--live", "--prefix",
@@ -215,6 +235,23 @@ def test_a_push_another_host_made_first_is_fetched_and_retried_never_forced(
     assert code == 0 and out["tries"] == 2 and out["new"] == [a1], out
     assert subjects(repo) == ["snapshots from alpha: 1 new", "snapshots from beta: 1 new"]
     assert tree(repo) == [f"snapshots/alpha/{a1}.json", f"snapshots/beta/{b1}.json"]
+
+    def beta_always_first(self: snapshot_git.Git, *args: str, **kw: Any) -> bytes:
+        if args[0] == "push" and kw.get("stdin") is None and not raced[1:]:
+            raced.append(-1)  # beta's own push below goes through unraced
+            create(capsys, hosts["beta"], "b")
+            raced[-1] = rescue("snapshot", "sync", "--git", repo, "--host", "beta",
+                               "--prefix", hosts["beta"], "--json")
+            del raced[1:]
+        return real_run(self, *args, **kw)
+
+    monkeypatch.setattr(snapshot_git.Git, "run", beta_always_first)
+    create(capsys, hosts["alpha"], "a")
+    code, out = sync(capsys, hosts["alpha"], repo, "alpha")
+    assert code == 2 and out["error"]["message"] == (
+        f"syncing snapshots to file://{repo}: other hosts pushed first 5 times in a row; nothing "
+        "of this host's was lost, run `snapshot sync` again"), out
+    assert len(subjects(repo)) == 2 + 5 and subjects(repo)[0] == "snapshots from beta: 1 new"
 
 
 def test_two_hosts_syncing_at_the_same_moment_both_land(
