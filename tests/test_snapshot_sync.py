@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -260,7 +261,7 @@ def test_two_hosts_syncing_at_the_same_moment_both_land(
     ids = {h: [create(capsys, p, f"{h}{i}") for i in range(3)] for h, p in hosts.items()}
     root = Path(__file__).resolve().parents[1]
     procs = [subprocess.Popen(
-        [shutil.which("python3") or "python3", "-m", "installer.cli", "snapshot", "sync",
+        [sys.executable, "-m", "installer.cli", "snapshot", "sync",
          "--git", str(repo), "--host", h, "--prefix", str(p), "--json"], cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, text=True)
         for h, p in hosts.items()]
