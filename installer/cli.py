@@ -281,11 +281,13 @@ def _register() -> None:
     from installer.cli_sbom import sbom
     from installer.cli_serve import serve
     from installer.cli_snapshot import snapshot
+    from installer.cli_snapshot_sync import register as register_snapshot_sync
     from installer.cli_verify import repair, verify
 
     for command in [*cli_versions.COMMANDS, snapshot, doctor, verify, repair, drill, serve, sbom]:
         cli.add_command(command)
     cli_versions.guard_options(install)  # the same guard options as `use`
+    register_snapshot_sync(snapshot)
     click.option("--auto-prune", is_flag=True,
                  help="Above the disk's stop mark, remove the oldest unpinned toolchains "
                       "(never current or previous) until the bundle fits.")(install)

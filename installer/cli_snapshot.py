@@ -1,4 +1,5 @@
-"""`rescue.pyz snapshot ...`: record the build environment, list, show, diff, verify, prune."""
+"""`rescue.pyz snapshot ...`: record the build environment, list, show, diff, verify, prune
+(sharing through Git and pins: cli_snapshot_sync)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional
 import click
 
 from installer import snapshot as snap
-from installer import snapshot_store
+from installer import snapshot_pins, snapshot_store
 from installer.cli_group import Commands
 from installer.options import JSON, PREFIX
 from installer.prefix import Layout
@@ -43,6 +44,8 @@ def snapshot() -> None:
       python3 rescue.pyz snapshot list
       python3 rescue.pyz snapshot diff v1.2.0-20261128T142307Z --live
       python3 rescue.pyz snapshot verify v1.2.0-20261128T142307Z
+      python3 rescue.pyz snapshot sync --git ssh://git.corp/ops/snapshots.git
+      python3 rescue.pyz snapshot pull --git ssh://git.corp/ops/snapshots.git
     """
 
 
@@ -57,19 +60,29 @@ def create(tag: Optional[str], output: Optional[Path], prefix: Optional[Path],
     """Snapshot the current GOROOT (every file's sha256), go env, modules and bundle.
 
     Kept as P/state/snapshots/ID.json; the id joins the tag, the UTC time and the CI run.
+    Disk marks of the store's file system: from 85% used it writes nothing (exit 2, JSON
+    `marks.paused`); from 95% it first removes the oldest snapshots neither tagged nor pinned,
+    three at a time, until under 95% (JSON `marks.removed`).
 
     \b
     Examples:
       python3 rescue.pyz snapshot create --tag v1.2.0
       python3 rescue.pyz snapshot create --tag "before upgrade" -o audit/snap.json --json
     """
+    from installer import snapshot_marks
+
     layout = _layout(prefix)
+    snap.check_tag(tag)  # a bad tag is refused before the marks remove anything
+    marks = snapshot_marks.make_room(layout)
     doc = snap.take(layout, tag)
     stored, notes = snapshot_store.save(layout, doc, output)
+    if marks["removed"]:
+        notes.insert(0, f"the disk was {marks['before_percent']:g}% used (clean mark "
+                     f"{marks['clean_percent']:g}%): removed {', '.join(marks['removed'])}")
     if as_json:
         _emit({"snapshot": {k: v for k, v in doc.items() if k != "goroot"},
                "id": doc["id"], "root_hash": doc["goroot"]["root_hash"],
-               "file": str(stored) if stored else None,
+               "file": str(stored) if stored else None, "marks": marks,
                "output": str(output) if output else None, "notes": notes})
         return
     click.echo(f"snapshot  {doc['id']}")
@@ -105,12 +118,19 @@ def _describe(doc: Dict[str, Any]) -> List[str]:
 
 
 @snapshot.command("list")
+@click.option("--pulled", is_flag=True,
+              help="Other hosts' snapshots from `snapshot pull` (as HOST:ID) instead.")
 @_common
-def list_(prefix: Optional[Path], as_json: bool) -> None:
+def list_(pulled: bool, prefix: Optional[Path], as_json: bool) -> None:
     """The stored snapshots, oldest first; damaged files are named after them, with the way out.
     """
     layout = _layout(prefix)
+    if pulled:
+        return _list_pulled(layout, as_json)
     snaps, damaged = snapshot_store.survey(layout)
+    pins = snapshot_pins.load(layout)
+    for s in snaps:
+        s["pinned"] = s["id"] in pins
     if as_json:
         _emit({"snapshots": snaps, "damaged": damaged, "store": str(snapshot_store.store(layout))})
         return
@@ -119,6 +139,24 @@ def list_(prefix: Optional[Path], as_json: bool) -> None:
                    "`snapshot create`")
     for s in snaps:
         click.echo(f"{s['id']:<48} {s['created']}  {plain(s['toolchain'])}  "
+                   f"{s['root_hash'][:19]}" + ("  pinned" if s["pinned"] else ""))
+    for d in damaged:
+        click.echo(f"damaged {d['message']}")
+
+
+def _list_pulled(layout: Layout, as_json: bool) -> None:
+    from installer import snapshot_pulled
+
+    snaps, damaged = snapshot_pulled.survey(layout)
+    if as_json:
+        _emit({"snapshots": snaps, "damaged": damaged,
+               "store": str(snapshot_pulled.area(layout))})
+        return
+    if not snaps and not damaged:
+        click.echo(f"no pulled snapshots in {snapshot_pulled.area(layout)}; bring them with "
+                   "`snapshot pull --git REPO`")
+    for s in snaps:
+        click.echo(f"{s['ref']:<56} {s['created']}  {plain(s['toolchain'])}  "
                    f"{s['root_hash'][:19]}")
     for d in damaged:
         click.echo(f"damaged {d['message']}")
@@ -223,13 +261,16 @@ def verify(snapshot_id: str, prefix: Optional[Path], as_json: bool) -> None:
               help="Remove snapshots older than DAYS (those --keep keeps stay).")
 @click.option("--include-tagged", is_flag=True,
               help="Prune tagged snapshots too (kept by default: a release's record).")
+@click.option("--include-pinned", is_flag=True,
+              help="Prune pinned snapshots too (kept by default: `snapshot pin`).")
 @click.option("--dry-run", is_flag=True, help="Say what would go; remove nothing.")
 @_common
 def prune(keep: Optional[int], older_than: Optional[float], include_tagged: bool,
-          dry_run: bool, prefix: Optional[Path], as_json: bool) -> None:
+          include_pinned: bool, dry_run: bool, prefix: Optional[Path], as_json: bool) -> None:
     """Remove old snapshots: all but the newest N, and/or those older than DAYS.
 
-    Tagged snapshots stay (and take none of the N places) unless --include-tagged; damaged
+    Tagged snapshots stay (and take none of the N places) unless --include-tagged, pinned ones
+    unless --include-pinned; damaged
     files stay for a person to look at (`snapshot list` names them).
 
     \b
@@ -246,7 +287,8 @@ def prune(keep: Optional[int], older_than: Optional[float], include_tagged: bool
     layout = _layout(prefix)
     try:
         result = snapshot_store.prune(layout, keep, older_than, dry_run=dry_run,
-                            include_tagged=include_tagged)
+                                      include_tagged=include_tagged,
+                                      include_pinned=include_pinned)
     except OSError as exc:
         raise NotReadyError(f"pruning snapshots {snapshot_store.store(layout)}: "
                             f"{exc.strerror}; run as the user who owns the prefix",
@@ -259,6 +301,8 @@ def prune(keep: Optional[int], older_than: Optional[float], include_tagged: bool
         click.echo(f"{'would remove' if dry_run else 'removed'} {sid}")
     tagged = (f" ({len(result['tagged'])} tagged, kept; --include-tagged prunes them too)"
               if result["tagged"] else "")
+    tagged += (f" ({len(result['pinned'])} pinned, kept; --include-pinned prunes them too)"
+               if result["pinned"] else "")
     damaged = (f"; {len(result['damaged'])} damaged file(s) left alone, see `snapshot list`"
                if result["damaged"] else "")
     click.echo(f"{len(result['removed'])} {'to remove' if dry_run else 'removed'}, "

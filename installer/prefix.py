@@ -49,6 +49,7 @@ class Layout:
                 (self.bundles, "the signed manifests directory"),
                 (self.state / "trust", "the adopted trust store directory"),
                 (self.state / "snapshots", "the snapshot store"),
+                (self.state / "snapshots-pulled", "the pulled snapshots"),
                 (self.state / "guard-logs", "the guard logs directory"),
                 (self.state / "history.jsonl", "the history")]
 

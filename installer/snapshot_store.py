@@ -103,18 +103,40 @@ def _link(tmp: Path, final: Path) -> None:
 
 # --- reading ----------------------------------------------------------------------------------
 
-def read(path: Path, in_store: bool, expect_id: Optional[str] = None) -> Optional[Dict[str, Any]]:
+def read(path: Path, in_store: bool, expect_id: Optional[str] = None,
+         fix: Optional[str] = None) -> Optional[Dict[str, Any]]:
     """The snapshot in `path` (None when there is no such file), or the error naming the file,
     what is wrong and the way out: damage exit 2, sums that contradict its own list exit 3."""
-    if in_store:
+    if fix is None and in_store:
         fix = (f"move it aside (`mv {path} {path}.damaged`) and take a new snapshot with "
                "`rescue.pyz snapshot create`, or put back the copy written with -o")
-    else:
+    elif fix is None:
         fix = ("pass a snapshot file as `rescue.pyz snapshot create -o FILE` wrote it (copy it "
                "again if it was cut on the way)")
-    doc = statefile.read_json(path, WHAT, fix, problem, limit=DEFAULT_LIMITS.snapshot_file_bytes)
-    if doc is None:
+    data = statefile.read_bytes(path, WHAT, fix, limit=DEFAULT_LIMITS.snapshot_file_bytes)
+    if data is None:
         return None
+    return check_bytes(data, str(path), fix, expect_id)
+
+
+def check_bytes(data: bytes, where: str, fix: str, expect_id: Optional[str] = None
+                ) -> Dict[str, Any]:
+    """The snapshot these bytes hold (read bounded from a file or a Git blob), checked field by
+    field and against its own sums; `where` names them in the error."""
+    path: Any = where  # a file, or `URL:snapshots/HOST/ID.json` (never made a Path: `//`)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise statefile.damaged(path, WHAT, f"not UTF-8 text (byte {exc.start})", fix) from None
+    if not text.strip():
+        raise statefile.damaged(path, WHAT, "it is empty (cut short?)", fix)
+    try:
+        doc = statefile.parse_json(text)
+    except ValueError as exc:
+        raise statefile.damaged(path, WHAT, f"not JSON ({exc})", fix) from None
+    wrong = problem(doc)
+    if wrong:
+        raise statefile.damaged(path, WHAT, wrong, fix)
     if expect_id is not None and doc["id"] != expect_id:
         raise statefile.damaged(path, WHAT, f"it holds snapshot {shown(doc['id'])}, not the "
                                 f"{shown(expect_id)} its name says", fix)
@@ -122,16 +144,21 @@ def read(path: Path, in_store: bool, expect_id: Optional[str] = None) -> Optiona
     if bad:
         what, recorded, computed = bad
         raise TrustError(
-            f"reading snapshot {path}: {what} ({recorded} recorded, {computed} computed): it was "
-            "edited after `snapshot create` wrote it, so it proves nothing; compare it with the "
-            "copy written with -o, or take a new snapshot of a toolchain `rescue.pyz verify` "
-            "passes", operation="reading snapshot", subject=str(path), expected=recorded,
+            f"reading snapshot {where}: {what} ({recorded} recorded, {computed} computed): it "
+            "was edited after `snapshot create` wrote it, so it proves nothing; compare it with "
+            "the copy written with -o, or take a new snapshot of a toolchain `rescue.pyz "
+            "verify` passes", operation="reading snapshot", subject=where, expected=recorded,
             got=computed)
-    return doc
+    return doc  # type: ignore[no-any-return]
 
 
 def load(layout: Layout, ref: str) -> Dict[str, Any]:
-    """A stored snapshot by id, or a snapshot file by path (one with a `/`)."""
+    """A stored snapshot by id, a pulled one by HOST:ID, or a snapshot file by path (one with
+    a `/`)."""
+    if ":" in ref and "/" not in ref and os.sep not in ref:
+        from installer import snapshot_pulled
+
+        return snapshot_pulled.load(layout, ref)
     if "/" in ref or os.sep in ref:
         doc = read(Path(ref), in_store=False)
         if doc is None:
@@ -188,17 +215,25 @@ def listing(layout: Layout) -> List[Dict[str, Any]]:
 
 def prune(layout: Layout, keep: Optional[int], older_than_days: Optional[float],
           now: Optional[datetime] = None, dry_run: bool = False,
-          include_tagged: bool = False) -> Dict[str, List[Any]]:
+          include_tagged: bool = False, include_pinned: bool = False) -> Dict[str, List[Any]]:
     """Remove stored snapshots. Kept: the newest `keep`, and those younger than the given days;
     with both options a snapshot goes only when neither keeps it. A tagged snapshot (a
     release's record) is kept apart, and takes none of the `keep` places, unless
-    `include_tagged`. Damaged files are left for a person to look at (`snapshot list`)."""
+    `include_tagged`; so is a pinned one (`snapshot pin`) unless `include_pinned`. Damaged files
+    are left for a person to look at (`snapshot list`)."""
+    from installer import snapshot_pins
+
     now = now or datetime.now(timezone.utc)
+    pins = set() if include_pinned else snapshot_pins.load(layout)
     snaps, damaged = survey(layout)
     cutoff = now - timedelta(days=older_than_days) if older_than_days is not None else None
-    removed, kept, tagged = [], [], []
+    removed, kept, tagged, pinned = [], [], [], []
     place = 0
     for s in reversed(snaps):  # newest first
+        if s["id"] in pins:
+            pinned.append(s["id"])
+            kept.append(s["id"])
+            continue
         if s["tag"] and not include_tagged:
             tagged.append(s["id"])
             kept.append(s["id"])
@@ -211,5 +246,5 @@ def prune(layout: Layout, keep: Optional[int], older_than_days: Optional[float],
         (kept if keep_it else removed).append(s["id"])
         if not keep_it and not dry_run:
             os.unlink(s["file"])
-    return {"removed": removed, "kept": kept, "tagged": tagged,
+    return {"removed": removed, "kept": kept, "tagged": tagged, "pinned": pinned,
             "damaged": [d["file"] for d in damaged]}

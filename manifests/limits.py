@@ -66,6 +66,15 @@ class Limits:
     serve_idle_seconds: int = 60  # a client that sends or reads nothing this long is dropped
     # An SBOM member, read whole by `sbom` (~1.5 KiB per module: room for 40,000 modules).
     sbom_bytes: int = 64 * MiB
+    # Snapshots: the disk marks of the store's file system, and what a shared Git repository
+    # of them (`snapshot sync` / `pull`) may hand back.
+    snapshot_pause_percent: float = 85.0  # `snapshot create` warns and writes nothing
+    snapshot_clean_percent: float = 95.0  # ... and first removes the oldest unpinned, untagged
+    snapshot_clean_batch: int = 3  # removed at a time before the disk is measured again
+    snapshot_repo_entries: int = 100_000  # paths under snapshots/ one pull reads
+    snapshot_git_output_bytes: int = 64 * MiB  # a git listing read back (~100 bytes a path)
+    snapshot_git_seconds: int = 300  # one git command (a fetch of a big history included)
+    snapshot_push_tries: int = 5  # a push another host's push beat: fetched again, this often
 
 
 DEFAULT_LIMITS = Limits()
