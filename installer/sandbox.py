@@ -142,6 +142,7 @@ def run(root: Path, cmd: Sequence[str], workdir: Optional[Path],
         for sub in ("home", "cache", "gopath", "tmp"):
             (work / sub).mkdir(mode=0o700, exist_ok=True)
         env = environment(layout, work, extra_env)
+        _check_found(cmd[0], env["PATH"], what)
         read_end, write_end = os.pipe()
         try:
             argv = bwrap_argv(bwrap, layout, project, work, env, write_end, cmd)
@@ -151,6 +152,15 @@ def run(root: Path, cmd: Sequence[str], workdir: Optional[Path],
     finally:
         if remove:
             _remove(work)
+
+
+def _check_found(name: str, path: str, what: str) -> None:
+    """A command name is looked up on the sandbox's PATH here, where the answer can name the
+    fix; the same directories are seen inside. A path (with a `/`) is left to bwrap."""
+    if "/" not in name and shutil.which(name, path=path) is None:
+        raise NotReadyError(f"running {what}: {shown(name)} is not on the sandbox's PATH "
+                            f"({path}); give its path, or set PATH with --env",
+                            operation="running", subject=what)
 
 
 def _run_bwrap(argv: List[str], read_end: int, write_end: int, what: str) -> int:
