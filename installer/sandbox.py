@@ -211,7 +211,8 @@ def _probe(bwrap: str) -> str:
     """Why bwrap fails here: the smallest sandbox, its error captured."""
     try:
         done = subprocess.run([bwrap, "--unshare-user", "--unshare-net", "--ro-bind", "/", "/",
-                               "--", "/bin/true"], capture_output=True, timeout=30)
+                               "--", "/bin/true"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bwrap does not run: {exc}); " + INSTALL_BWRAP
     said = done.stderr.decode("utf-8", "replace").strip().splitlines()
