@@ -204,3 +204,39 @@ def test_exec_refusals_name_the_fix(fake: Path, tmp_path: Path, monkeypatch: pyt
             "only reads; cd to your project first") in err
     code, _, err = run(["exec", "--prefix", fake, "--env", "NOVALUE", "--", "go"], capsys)
     assert code == 2 and "'NOVALUE': give NAME=VALUE" in err
+
+
+def test_exec_names_a_workdir_it_cannot_make_and_a_prefix_go_cannot_use(
+        fake: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "a-file").write_text("")
+    code, _, err = run(["exec", "--prefix", fake, "--workdir", tmp_path / "a-file" / "w", "--",
+                        "true"], capsys)
+    assert code == 2
+    assert (f"cannot make the work dir '{tmp_path}/a-file/w': Not a directory; pass a --workdir "
+            "you can write") in err
+    # The installer refuses such a path; a link to a prefix moved there later is caught here.
+    moved = tmp_path / "go,emergency"
+    fake.rename(moved)
+    (tmp_path / "linked").symlink_to(moved)
+    code, _, err = run(["exec", "--prefix", tmp_path / "linked", "--", "true"], capsys)
+    assert code == 2
+    assert (f"the prefix '{moved}': the path holds a comma (','), which go reads as a GOPROXY "
+            "list separator") in err
+
+
+def test_exec_reports_a_bwrap_that_fails_for_its_own_reason(
+        fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    # A stand-in for a bwrap that can make a sandbox but fails at this one's setup (say, a
+    # bind source gone): its own message went to stderr; rescue says where to look.
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "bwrap").write_text('#!/bin/sh\ncase "$*" in *--json-status-fd*) '
+                                 'echo "bwrap: Can\'t find source path" >&2; exit 1 ;; esac\n')
+    (tools / "bwrap").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:/usr/bin:/bin")
+    code, _, err = run(["exec", "--prefix", fake, "--", "true"], capsys)
+    assert code == 2
+    assert ("running 'true': bwrap could not make the sandbox (exit 1; its message is above); "
+            "check that the command exists inside the sandbox, which sees only /usr, /etc, the "
+            "prefix, the current directory and the work dir") in err
