@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List
@@ -15,7 +16,7 @@ import pytest
 
 from tests.support import bundles, users
 from tests.support.clirun import run
-from tests.test_allowlist import install_fake
+from tests.test_allowlist import fapolicyd_cli, install_fake, trust_lines
 
 # Read at import: an autouse fixture hides CI from the tests themselves.
 IN_CI = os.environ.get("CI") == "true"
@@ -240,3 +241,22 @@ def test_exec_reports_a_bwrap_that_fails_for_its_own_reason(
     assert ("running 'true': bwrap could not make the sandbox (exit 1; its message is above); "
             "check that the command exists inside the sandbox, which sees only /usr, /etc, the "
             "prefix, the current directory and the work dir") in err
+
+
+def test_allowlist_of_a_real_go_is_what_fapolicyd_writes_for_it(
+        provisioned: Path, pyz: Path, tmp_path: Path) -> None:
+    # The agent's other half: the real toolchain's ~9300 files, through the pyz as an operator
+    # runs it, line for line what fapolicyd-cli itself writes for the same tree.
+    started = time.monotonic()
+    done = subprocess.run([users.STOCK_PYTHON, "-I", str(pyz), "allowlist", "--prefix",
+                           str(provisioned)], capture_output=True, timeout=300)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    upper = tmp_path / "etc-upper"
+    theirs = fapolicyd_cli(upper, "--file", "add", str(provisioned / "versions" / TC),
+                           "--trust-file", "go")
+    assert theirs.returncode == 0, theirs.stderr
+    ours = trust_lines(done.stdout)
+    assert ours == trust_lines((upper / "fapolicyd/trust.d/go").read_bytes())
+    assert len(ours) > 9000
+    print(f"allowlist of {len(ours)} files in {took:.1f}s")
