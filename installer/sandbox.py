@@ -104,20 +104,21 @@ def environment(layout: Layout, work: Path, extra: Sequence[Tuple[str, str]]) ->
 
 def bwrap_argv(bwrap: str, layout: Layout, project: Path, work: Path, env: Dict[str, str],
                status_fd: int, cmd: Sequence[str]) -> List[str]:
-    """Later mounts cover earlier ones: the project and work dirs first (they may sit under
-    /tmp, which is a fresh tmpfs), the system and the prefix read-only last, so neither can be
-    made writable by a project dir that holds them."""
+    """Later mounts cover earlier ones: the system read-only, then the project and work dirs
+    (which may sit under /tmp, a fresh tmpfs, or under /usr), then the prefix read-only last,
+    so a project dir that holds the prefix cannot make it writable. (A project dir of `/` or
+    of a system dir itself is refused before.)"""
     argv = [bwrap, "--unshare-user", "--disable-userns", "--unshare-ipc", "--unshare-pid",
             "--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
             # A new session: the build cannot push keystrokes into the caller's terminal.
             "--new-session", "--cap-drop", "ALL", "--json-status-fd", str(status_fd),
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--bind", str(project), str(project), "--bind", str(work), str(work)]
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for top in SYSTEM_DIRS:
         if os.path.islink(top):  # merged /usr: /bin -> usr/bin
             argv += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             argv += ["--ro-bind", top, top]
+    argv += ["--bind", str(project), str(project), "--bind", str(work), str(work)]
     argv += ["--ro-bind", str(layout.root), str(layout.root), "--chdir", str(project),
              "--clearenv"]
     for name, value in sorted(env.items()):
@@ -133,6 +134,10 @@ def run(root: Path, cmd: Sequence[str], workdir: Optional[Path],
     bwrap = find_bwrap(what)
     layout = prefix_layout(root, what)
     project = Path(os.path.realpath(os.getcwd()))
+    if str(project) in ("/",) + SYSTEM_DIRS:
+        raise NotReadyError(f"running {what}: the current directory is {project}, which would "
+                            "make the system's own files writable to the build; cd to your "
+                            "project first", operation="running", subject=what)
     if project == layout.root or layout.root in project.parents:
         raise NotReadyError(f"running {what}: the current directory {shown(project)} is inside "
                             "the prefix, which the build only reads; cd to your project first",

@@ -203,6 +203,12 @@ def test_exec_refusals_name_the_fix(fake: Path, tmp_path: Path, monkeypatch: pyt
     assert code == 2
     assert (f"the current directory '{fake}/versions' is inside the prefix, which the build "
             "only reads; cd to your project first") in err
+    for system in ("/", "/usr"):
+        monkeypatch.chdir(system)
+        code, _, err = run(["exec", "--prefix", fake, "--", "go"], capsys)
+        assert code == 2
+        assert (f"the current directory is {system}, which would make the system's own files "
+                "writable to the build; cd to your project first") in err
     code, _, err = run(["exec", "--prefix", fake, "--env", "NOVALUE", "--", "go"], capsys)
     assert code == 2 and "'NOVALUE': give NAME=VALUE" in err
 
