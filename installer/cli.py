@@ -278,13 +278,15 @@ def _register() -> None:
     from installer import cli_versions
     from installer.cli_doctor import doctor
     from installer.cli_drill import drill
+    from installer.cli_harden import allowlist, exec_
     from installer.cli_sbom import sbom
     from installer.cli_serve import serve
     from installer.cli_snapshot import snapshot
     from installer.cli_snapshot_sync import register as register_snapshot_sync
     from installer.cli_verify import repair, verify
 
-    for command in [*cli_versions.COMMANDS, snapshot, doctor, verify, repair, drill, serve, sbom]:
+    for command in [*cli_versions.COMMANDS, snapshot, doctor, verify, repair, drill, serve, sbom,
+                    allowlist, exec_]:
         cli.add_command(command)
     cli_versions.guard_options(install)  # the same guard options as `use`
     register_snapshot_sync(snapshot)
