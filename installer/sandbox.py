@@ -147,7 +147,8 @@ def run(root: Path, cmd: Sequence[str], workdir: Optional[Path],
         for sub in ("home", "cache", "gopath", "tmp"):
             (work / sub).mkdir(mode=0o700, exist_ok=True)
         env = environment(layout, work, extra_env)
-        _check_found(cmd[0], env["PATH"], what)
+        seen = [project, work, layout.root, *(Path(d) for d in SYSTEM_DIRS)]
+        _check_found(cmd[0], env["PATH"], what, seen)
         read_end, write_end = os.pipe()
         try:
             argv = bwrap_argv(bwrap, layout, project, work, env, write_end, cmd)
@@ -159,12 +160,25 @@ def run(root: Path, cmd: Sequence[str], workdir: Optional[Path],
             _remove(work)
 
 
-def _check_found(name: str, path: str, what: str) -> None:
-    """A command name is looked up on the sandbox's PATH here, where the answer can name the
-    fix; the same directories are seen inside. A path (with a `/`) is left to bwrap."""
-    if "/" not in name and shutil.which(name, path=path) is None:
-        raise NotReadyError(f"running {what}: {shown(name)} is not on the sandbox's PATH "
-                            f"({path}); give its path, or set PATH with --env",
+def _check_found(name: str, path: str, what: str, seen: Sequence[Path]) -> None:
+    """The command is looked up here, where the answer can name the fix: a name on the
+    sandbox's PATH, a path (relative to the project) under a directory the sandbox shows, at
+    the same place. Otherwise bwrap's own exit 1 would pass for the command's."""
+    if "/" not in name:
+        if shutil.which(name, path=path) is None:
+            raise NotReadyError(f"running {what}: {shown(name)} is not on the sandbox's PATH "
+                                f"({path}); give its path, or set PATH with --env",
+                                operation="running", subject=what)
+        return
+    full = Path(os.path.abspath(os.path.join(str(seen[0]), name)))  # seen[0]: the project
+    shown_dirs = ", ".join(str(d) for d in seen)
+    if not any(full == d or d in full.parents for d in seen):
+        raise NotReadyError(f"running {what}: {shown(str(full))} is outside what the sandbox "
+                            f"shows ({shown_dirs}); copy it into the project, or run one "
+                            "on the sandbox's PATH", operation="running", subject=what)
+    if not (os.path.isfile(full) and os.access(full, os.X_OK)):
+        raise NotReadyError(f"running {what}: {shown(str(full))} is not an executable file; "
+                            "give the path of one, relative to the project or absolute",
                             operation="running", subject=what)
 
 

@@ -188,6 +188,16 @@ def test_exec_refusals_name_the_fix(fake: Path, tmp_path: Path, monkeypatch: pyt
     assert code == 2
     assert (f"'no-such-tool' is not on the sandbox's PATH ({fake}/current/bin:{fake}/bin:"
             "/usr/local/bin:/usr/bin:/bin); give its path, or set PATH with --env") in err
+    # A path is checked here too: bwrap's own exit 1 would pass for the command's.
+    code, _, err = run(["exec", "--prefix", fake, "--", "./build.sh"], capsys)
+    assert code == 2
+    assert (f"running './build.sh': '{Path.cwd() / 'build.sh'}' is not an executable file; "
+            "give the path of one, relative to the project or absolute") in err
+    code, _, err = run(["exec", "--prefix", fake, "--", "/opt/tools/lint"], capsys)
+    assert code == 2
+    assert ("running '/opt/tools/lint': '/opt/tools/lint' is outside what the sandbox shows "
+            f"({Path.cwd()}, ") in err
+    assert "; copy it into the project, or run one on the sandbox's PATH" in err
     code, _, err = run(["exec", "--prefix", tmp_path / "nowhere", "--", "go"], capsys)
     assert code == 2
     assert (f"running 'go': no prefix at '{tmp_path / 'nowhere'}'; pass the --prefix you "
