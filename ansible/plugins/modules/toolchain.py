@@ -199,7 +199,7 @@ def facts(listing, info, prefix):
                   info["manifest_sha256"] else {"key_id": record.get("signer")})
     return {"rescue_prefix": prefix, "rescue_current": cur,
             "rescue_goroot": listing.get("goroot"), "rescue_goproxy": listing.get("goproxy"),
-            "rescue_bundle": bundle, "rescue_signer": signer}
+            "rescue_bundle_id": bundle, "rescue_signer": signer}
 
 
 def said(current, bundle):
@@ -263,6 +263,7 @@ def main():
     if p["pyz"] in missing:
         if os.path.lexists(os.path.join(prefix, "versions")):
             module.exit_json(changed=True, action="unknown", current=None,
+                             ansible_facts=facts({}, info, prefix),
                              msg=f"check mode: {p['pyz']} is not on this host yet, so what "
                                  f"{prefix} holds cannot be asked; the real run copies it and "
                                  "decides")
@@ -280,11 +281,11 @@ def main():
     else:
         action = "none"
     was = facts(before, info, prefix)
-    diff = {"before": said(cur, was["rescue_bundle"]), "after": said(wanted["id"], new)}
+    diff = {"before": said(cur, was["rescue_bundle_id"]), "after": said(wanted["id"], new)}
     if action == "none":
         module.exit_json(changed=False, action=action, current=cur, ansible_facts=was)
     if module.check_mode:
-        module.exit_json(changed=True, action=action, current=cur, diff=diff,
+        module.exit_json(changed=True, action=action, current=cur, diff=diff, ansible_facts=was,
                          msg="check mode: would {} {}".format(action, wanted["id"]))
 
     guard = []
@@ -311,7 +312,7 @@ def main():
              current=current_of(after),
              rolled_back=doc["exit_code"] == 4 and current_of(after) == cur,
              guard=doc.get("guard"), facts=now, changed=current_of(after) != cur)
-    diff["after"] = said(now["rescue_current"], now["rescue_bundle"])
+    diff["after"] = said(now["rescue_current"], now["rescue_bundle_id"])
     module.exit_json(changed=True, action=action, current=now["rescue_current"],
                      previous=cur, diff=diff, rescue=doc, ansible_facts=now)
 
