@@ -111,6 +111,10 @@ class Fleet:
         (w / "inventory.ini").write_text(
             "[fleet]\n" + "".join(f"{h} rescue_prefix={self.prefix(h)}\n" for h in HOSTS)
             + f"[fleet:vars]\nansible_connection=local\nansible_python_interpreter="
+            f"{STOCK_PYTHON}\n"
+            # The controller's own tasks, with a python uid 65534 can run (the venv's may
+            # live under /root).
+            f"[controller]\nlocalhost ansible_connection=local ansible_python_interpreter="
             f"{STOCK_PYTHON}\n")
         shutil.copy2(pyz, w / "rescue.pyz")
         chown_tree(w, user.uid)
@@ -122,6 +126,7 @@ class Fleet:
     def play(self, bundle: Path, *flags: str, **extra: Any) -> Tuple[int, str]:
         w = self.user.work
         extra = {"rescue_pyz": str(w / "rescue.pyz"), "rescue_bundle": str(bundle),
+                 "rescue_controller_python": STOCK_PYTHON,
                  "fleet_project": str(w / "app"), **extra}
         env = self.user.env(
             ANSIBLE_COLLECTIONS_PATH=str(self.collections), ANSIBLE_LOCAL_TEMP=str(w / "tmp"),
