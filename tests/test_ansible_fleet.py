@@ -8,6 +8,7 @@ stock python3 as the hosts' interpreter), inside `unshare -n`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -218,3 +219,103 @@ def test_fleet_rollout_is_idempotent_checks_and_diffs_and_a_failing_guard_rolls_
     assert ("guarded install of go1.22.0.linux-amd64: guard command `echo guard says no on h2; "
             "exit 3` in " in fatal)
     assert "go1.21.13.linux-amd64 is current again" in fatal
+
+
+# --- the module alone, as Ansible runs it (its arguments in a JSON file), in milliseconds ----
+
+def _module(args: Dict[str, Any], tmp_path: Path, check: bool = False) -> Dict[str, Any]:
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check}}))
+    done = subprocess.run([sys.executable, str(MODULE), str(path)], capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def module_args(tmp_path: Path, signing: bundles.Signing,
+                capsys: pytest.CaptureFixture) -> Dict[str, Any]:
+    _need(BIN / "ansible-playbook")  # the module imports ansible.module_utils
+    c = craft.Craft(name="fleet")
+    c.toolchain()
+    bundle = c.write(tmp_path / "fleet-stable-1.rescue.tar.zst", signing.key)
+    pyz = tmp_path / "rescue.pyz"
+    pyz.write_text("print('this is not rescue')\n")
+    return {"pyz": str(pyz), "bundle": str(bundle), "prefix": str(tmp_path / "P"),
+            "bundle_info": _inspected(bundle, signing, capsys), "python": STOCK_PYTHON}
+
+
+def test_module_refuses_a_copy_whose_sha256_is_not_the_controllers(
+        module_args: Dict[str, Any], tmp_path: Path) -> None:
+    bundle = module_args["bundle"]
+    doc = _module({**module_args, "bundle_sha256": "ab" * 32}, tmp_path)
+    got = hashlib.sha256(Path(bundle).read_bytes()).hexdigest()
+    assert doc["failed"] and doc["msg"] == (
+        f"checking {bundle}: sha256 mismatch: the controller's copy is {'ab' * 32}, this one "
+        f"is {got}; copy it again")
+
+
+def test_module_never_reads_a_bundle_through_a_link(
+        module_args: Dict[str, Any], tmp_path: Path) -> None:
+    link = tmp_path / "link.tar.zst"
+    link.symlink_to(module_args["bundle"])
+    doc = _module({**module_args, "bundle": str(link)}, tmp_path)
+    assert doc["failed"] and doc["msg"] == (
+        f"checking {link}: Too many levels of symbolic links; copy it again (a regular file, "
+        "not a link)")
+
+
+def test_module_says_what_is_missing_and_what_it_cannot_know_in_check_mode(
+        module_args: Dict[str, Any], tmp_path: Path) -> None:
+    gone = str(tmp_path / "gone.pyz")
+    doc = _module({**module_args, "pyz": gone}, tmp_path)
+    assert doc["failed"]
+    assert doc["msg"] == f"installing from {gone}: not on this host; copy it first"
+    (tmp_path / "P" / "versions").mkdir(parents=True)
+    doc = _module({**module_args, "pyz": gone}, tmp_path, check=True)
+    assert doc["changed"] and not doc.get("failed")
+    assert doc["msg"] == (f"check mode: {gone} is not on this host yet, so what {tmp_path / 'P'} "
+                          "holds cannot be asked; the real run copies it and decides")
+
+
+def test_module_refuses_a_pyz_that_does_not_answer_in_json(
+        module_args: Dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "P" / "versions").mkdir(parents=True)
+    doc = _module(module_args, tmp_path)
+    assert doc["failed"] and doc["msg"].startswith(
+        f"running rescue.pyz list: its output is not one JSON document (exit 0); is "
+        f"{module_args['pyz']} a rescue.pyz this {STOCK_PYTHON} can run? stderr: ")
+
+
+def test_module_refuses_bundle_info_that_is_not_an_inspection_and_a_bundle_for_another_host(
+        module_args: Dict[str, Any], tmp_path: Path) -> None:
+    info = module_args["bundle_info"]
+    doc = _module({**module_args, "bundle_info": {**info, "manifest_sha256": "../x"}}, tmp_path)
+    assert doc["msg"] == ("reading bundle_info: manifest_sha256 is not sha256 hex; pass the "
+                          "controller's `rescue.pyz inspect BUNDLE --json` document")
+    arm = [{**info["toolchains"][0], "arch": "arm64", "id": "go1.21.13.linux-arm64"}]
+    doc = _module({**module_args, "bundle_info": {**info, "toolchains": arm}}, tmp_path)
+    assert doc["msg"] == ("choosing a toolchain of fleet #1 for linux-amd64: the bundle has "
+                          "go1.21.13.linux-arm64")
+    doc = _module({**module_args, "use": "1.22.0"}, tmp_path)
+    assert doc["msg"] == ("choosing a toolchain of fleet #1 for linux-amd64: the bundle has "
+                          "go1.21.13.linux-amd64; no 1.22.0 among them")
+    doc = _module({**module_args, "prefix": "relative/P"}, tmp_path)
+    assert doc["msg"] == "installing into relative/P: the prefix must be an absolute path"
+
+
+def test_list_json_names_every_recorded_bundle_and_the_current_wiring(
+        tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
+    c = craft.Craft(name="fleet")
+    c.toolchain()
+    bundle = c.write(tmp_path / "b.tar.zst", signing.key)
+    prefix = tmp_path / "P"
+    assert cli.main(["install", str(bundle), "--prefix", str(prefix), "--trust",
+                     str(signing.signers)]) == 0
+    sha = _inspected(bundle, signing, capsys)["manifest_sha256"]
+    capsys.readouterr()
+    assert cli.main(["list", "--prefix", str(prefix), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(b["name"], b["channel"], b["sequence"], b["manifest_sha256"], b["toolchains"])
+            for b in doc["bundles"]] == [("fleet", "stable", 1, sha, [OLD])]
+    assert doc["goroot"] == str(prefix / "versions" / OLD)
+    assert doc["goproxy"] == f"file://{prefix}/goproxy"
