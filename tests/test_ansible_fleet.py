@@ -319,3 +319,15 @@ def test_list_json_names_every_recorded_bundle_and_the_current_wiring(
             for b in doc["bundles"]] == [("fleet", "stable", 1, sha, [OLD])]
     assert doc["goroot"] == str(prefix / "versions" / OLD)
     assert doc["goproxy"] == f"file://{prefix}/goproxy"
+
+
+def test_module_is_stdlib_only_and_parses_as_python_3_6() -> None:
+    """It runs on the managed host's Python, 3.6+ in the field, with nothing installed."""
+    import ast
+
+    tree = ast.parse(MODULE.read_text(), feature_version=(3, 6))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported - {"ansible"} <= set(sys.stdlib_module_names)
