@@ -42,6 +42,7 @@ PLAYBOOK = """\
   serial: "{{ fleet_serial | default([4]) }}"
   max_fail_percentage: 40
   vars:
+    rescue_bundle_sha256: "{{ lookup('file', rescue_bundle ~ '.sha256').split()[0] }}"
     rescue_guard_projects: ["{{ fleet_project }}"]
     rescue_guard_commands: "{{ ['echo guard says no on ' ~ inventory_hostname ~ '; exit 3']
                                if inventory_hostname in fleet_failing | default([])
@@ -82,8 +83,30 @@ def collections() -> Iterator[Path]:
                            str(base / "collections")], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     subprocess.run(["chmod", "-R", "a+rX", str(base / "collections")], check=True)
+    # The README's playbook, as a user copies it, against the collection as installed.
+    (base / "site.yml").write_text(readme_playbook())
+    checked = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", "-i",
+                              "go_builders,", str(base / "site.yml")], capture_output=True,
+                             text=True, env={**env, "ANSIBLE_COLLECTIONS_PATH":
+                                             str(base / "collections")})
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     yield base / "collections"
     shutil.rmtree(base, ignore_errors=True)
+
+
+def readme_playbook() -> str:
+    text = (REPO / "README.md").read_text().split("## Fleet rollout (Ansible)\n", 1)[1]
+    return text.split("```yaml\n", 1)[1].split("```\n", 1)[0]
+
+
+def test_readme_playbook_sets_only_the_roles_variables() -> None:
+    _need(BIN / "ansible-playbook")
+    import yaml  # PyYAML: ansible-core's own dependency
+    play = yaml.safe_load(readme_playbook())[0]
+    defaults = yaml.safe_load((REPO / "ansible/roles/rollout/defaults/main.yml").read_text())
+    assert play["roles"] == ["rescue.fleet.rollout"]
+    assert set(play["vars"]) <= set(defaults), set(play["vars"]) - set(defaults)
+    assert play["serial"] and play["max_fail_percentage"] is not None
 
 
 def _inspected(bundle: Path, signing: bundles.Signing,
@@ -102,7 +125,9 @@ class Fleet:
         for seq, version in ((1, "go1.21.13"), (2, "go1.22.0")):
             c = craft.Craft(name="fleet", sequence=seq)
             c.toolchain(version=version, builds=True)
-            c.write(w / f"fleet-stable-{seq}.rescue.tar.zst", signing.key)
+            bundle = c.write(w / f"fleet-stable-{seq}.rescue.tar.zst", signing.key)
+            sha = hashlib.sha256(bundle.read_bytes()).hexdigest()  # as `rescue build` writes it
+            bundle.with_name(bundle.name + ".sha256").write_text(f"{sha}  {bundle.name}\n")
         (w / "app").mkdir()
         (w / "app" / "go.mod").write_text("module example.com/app\n\ngo 1.21\n")
         for d in ("tmp", "hosts"):
