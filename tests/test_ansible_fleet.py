@@ -356,3 +356,54 @@ def test_module_is_stdlib_only_and_parses_as_python_3_6() -> None:
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert imported - {"ansible"} <= set(sys.stdlib_module_names)
+
+
+def test_module_switches_with_use_when_the_bundle_is_recorded_and_a_failing_guard_switches_back(
+        user: User, pyz: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
+    _need(BIN / "ansible-playbook")
+    w = user.work
+    made = []
+    for seq, version in ((1, "go1.21.13"), (2, "go1.22.0")):
+        c = craft.Craft(name="fleet", sequence=seq)
+        c.toolchain(version=version, builds=True)
+        made.append(c.write(w / f"fleet-stable-{seq}.rescue.tar.zst", signing.key))
+    (w / "app").mkdir()
+    (w / "app" / "go.mod").write_text("module example.com/app\n")
+    shutil.copy2(pyz, w / "rescue.pyz")
+    chown_tree(w, user.uid)
+    rescue, prefix = [STOCK_PYTHON, "-I", str(w / "rescue.pyz")], str(w / "P")
+    for argv in (["install", str(made[0])], ["install", str(made[1])], ["use", "1.21.13"]):
+        done = user.run([*rescue, *argv, "--prefix", prefix], offline=True)
+        assert done.returncode == 0, done.stderr
+    args = {"pyz": str(w / "rescue.pyz"), "bundle": str(made[1]), "prefix": prefix,
+            "bundle_info": _inspected(made[1], signing, capsys), "python": STOCK_PYTHON,
+            "guard_projects": [str(w / "app")]}
+    (w / "args").mkdir()
+    chown_tree(w / "args", user.uid)
+    # The host's python runs the module with ansible's module_utils, as Ansible ships them.
+    env = user.env(PYTHONPATH=str(Path(ansible_site_packages())))
+
+    def module(**extra: Any) -> Dict[str, Any]:
+        path = w / "args" / "args.json"
+        path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, **extra}}))
+        done = user.run([STOCK_PYTHON, str(MODULE), str(path)], offline=True, env=env)
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    doc = module(guard_commands=["echo guard says no; exit 3"])
+    assert (doc["failed"], doc["action"], doc["exit_code"], doc["rolled_back"],
+            doc["current"]) == (True, "use", 4, True, OLD)
+    assert "guard says no" in doc["msg"] and f"{OLD} is current again" in doc["msg"]
+    doc = module(guard_commands=["go version"])
+    assert (doc["changed"], doc["action"], doc["current"], doc["previous"]) == (
+        True, "use", NEW, OLD)
+    assert doc["diff"]["after"].startswith(f"current: {NEW}\nbundle: fleet stable #2 ")
+    assert doc["ansible_facts"]["rescue_current"] == NEW
+    doc = module()
+    assert (doc["changed"], doc["action"], doc["current"]) == (False, "none", NEW)
+
+
+def ansible_site_packages() -> str:
+    """The directory that holds ansible-core's package (the venv's site-packages)."""
+    import ansible
+
+    return str(Path(ansible.__file__).parents[1])
