@@ -183,10 +183,14 @@ class Fleet:
 
 
 def facts(output: str) -> Dict[str, Any]:
-    """host -> the facts the module exported, from `-v` output of the install task."""
-    task = output.split("TASK [rescue.fleet.rollout : Install the bundle with rescue.pyz]")[-1]
-    found = re.finditer(r"^(?:ok|changed): \[(\S+)\] => (\{.*\})$", task, re.M)
-    return {m[1]: json.loads(m[2])["ansible_facts"] for m in found}
+    """host -> the facts the module exported, from `-v` output of the install task (in every
+    batch)."""
+    out, header = {}, "TASK [rescue.fleet.rollout : Install the bundle with rescue.pyz]"
+    for task in output.split(header)[1:]:
+        task = task.split("\nTASK [")[0]
+        found = re.finditer(r"^(?:ok|changed): \[(\S+)\] => (\{.*\})$", task, re.M)
+        out.update({m[1]: json.loads(m[2])["ansible_facts"] for m in found})
+    return out
 
 
 def recap(output: str) -> Dict[str, Tuple[int, int, int]]:
@@ -233,7 +237,7 @@ def test_fleet_rollout_is_idempotent_checks_and_diffs_and_a_failing_guard_rolls_
 
     # Batches of 1, 2 and 1, at most 40% of a batch may fail: h1 moves on; h2's guard fails
     # and h2 is rolled back while h3 moves on, but 1 of 2 is over 40%: h4 is never touched.
-    code, out = fleet.play(fleet.v2, fleet_serial=[1, 2, 1], fleet_failing=["h2"])
+    code, out = fleet.play(fleet.v2, "-v", fleet_serial=[1, 2, 1], fleet_failing=["h2"])
     assert code == 2, out
     assert {h: fleet.current(h) for h in HOSTS} == {"h1": NEW, "h2": OLD, "h3": NEW, "h4": OLD}
     assert "h4" not in recap(out) and not (fleet.prefix("h4").parent / "P-media" /
@@ -244,6 +248,12 @@ def test_fleet_rollout_is_idempotent_checks_and_diffs_and_a_failing_guard_rolls_
     assert ("guarded install of go1.22.0.linux-amd64: guard command `echo guard says no on h2; "
             "exit 3` in " in fatal)
     assert "go1.21.13.linux-amd64 is current again" in fatal
+    # The failed host's facts say what is current after the rollback.
+    after = out.split("TASK [rescue.fleet.rollout : Record what is current after the failure]")[1]
+    recorded = json.loads(re.search(r"^ok: \[h2\] => (\{.*\})$", after, re.M)[1])
+    assert recorded["ansible_facts"]["rescue_current"] == OLD
+    assert recorded["ansible_facts"]["rescue_rolled_back"] is True
+    assert facts(out)["h1"]["rescue_current"] == NEW
 
 
 # --- the module alone, as Ansible runs it (its arguments in a JSON file), in milliseconds ----
