@@ -145,23 +145,34 @@ def list_cmd(prefix: Optional[Path], as_json: bool) -> None:
       python3 rescue.pyz list
       python3 rescue.pyz list --prefix ~/go-emergency --json
     """
-    from installer import versions
+    from installer import state, versions, wiring
 
-    layout, (rows, previous, damaged) = _read(prefix, "listing", lambda layout: (
+    layout, (rows, previous, damaged, records) = _read(prefix, "listing", lambda layout: (
         versions.list_installed(layout), versions.previous_id(layout),
-        versions.current_problem(layout)))
+        versions.current_problem(layout), state.load(layout)["bundles"]))
     if damaged:
         click.echo(f"rescue: warning: {layout.current}: {damaged}; no toolchain is current "
                    "until `use VERSION` makes one", err=True)
     if as_json:
+        current = next((r.id for r in rows if r.current), None)
+        # What a fleet tool needs to stay idempotent and to report (ansible/): every bundle
+        # recorded here by manifest sha256, and the wiring the current toolchain runs with.
         emit_json({"prefix": str(layout.root), "toolchains": [r.to_dict() for r in rows],
-                   "previous": previous, "current_problem": damaged})
+                   "previous": previous, "current_problem": damaged,
+                   "bundles": [_bundle_record(b) for b in records],
+                   "goroot": str(layout.versions / current) if current else None,
+                   "goproxy": wiring.file_url(layout.goproxy)})
         return
     for r in rows:
         flags = ("*" if r.current else " ") + ("P" if r.pinned else " ")
         click.echo(f"{flags} {r.id:<28} {r.bytes / 1e6:7.0f} MB  {r.bundle or '-'}  "
                    f"signed by {r.signer or '-'}  {r.installed_at or ''}")
     click.echo("(* current, P pinned)")
+
+
+def _bundle_record(entry: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: entry.get(k) for k in ("name", "channel", "sequence", "manifest_sha256",
+                                      "signer", "toolchains", "installed_at")}
 
 
 @click.command("use")
