@@ -56,13 +56,7 @@ def entries(layout: Layout, signers: List[AllowedSigner], trust_source: str,
     with ThreadPoolExecutor(max_workers=check.workers) as pool:
         for tc_id in ids:
             scan = verify.Scan(layout.versions / tc_id, f"versions/{tc_id}", pool)
-            carrier = next((b for b in reversed(bundles)
-                            if any(t.id == tc_id for t in b.manifest.toolchains)), None)
-            if carrier is None:
-                check.report.added.append({"path": scan.shown_top, "type": "dir",
-                                           "note": "no recorded bundle carries this toolchain"})
-            else:
-                check.compare(scan, verify.goroot_expectations(carrier, tc_id), layout)
+            verify.judge_toolchain(check, scan, bundles, tc_id, layout)
             check.report.unreadable.extend(scan.unreadable)
             scans.append((tc_id, scan))
     if not check.report.ok or check.report.unreadable:

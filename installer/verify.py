@@ -552,6 +552,19 @@ def select(layout: Layout, version: Optional[str], every: bool) -> List[str]:
     return [now]
 
 
+def judge_toolchain(v: Verifier, scan: Scan, bundles: List[Any], tc_id: str,
+                    layout: Layout) -> None:
+    """Compare one toolchain's tree with the newest recorded bundle that carries it; a tree no
+    recorded bundle carries is reported as added, whole."""
+    carrier = next((b for b in reversed(bundles)
+                    if any(t.id == tc_id for t in b.manifest.toolchains)), None)
+    if carrier is None:
+        v.report.added.append({"path": scan.shown_top, "type": "dir",
+                               "note": "no recorded bundle carries this toolchain"})
+    else:
+        v.compare(scan, goroot_expectations(carrier, tc_id), layout)
+
+
 def verify(layout: Layout, signers: List[AllowedSigner], trust_source: str,
            version: Optional[str] = None, every: bool = False,
            modcache_dir: Optional[Path] = None, on_total: Callable[[int], None] = lambda n: None,
@@ -579,13 +592,7 @@ def verify(layout: Layout, signers: List[AllowedSigner], trust_source: str,
         v.report.bundles = [b.to_dict() for b in bundles]
         for tc_id, (before, scan) in zip(ids, scans):
             part = Verifier(Report(v.report.prefix), on_bytes, v.workers)
-            carrier = next((b for b in reversed(bundles)
-                            if any(t.id == tc_id for t in b.manifest.toolchains)), None)
-            if carrier is None:
-                part.report.added.append({"path": scan.shown_top, "type": "dir",
-                                          "note": "no recorded bundle carries this toolchain"})
-            else:
-                part.compare(scan, goroot_expectations(carrier, tc_id), layout)
+            judge_toolchain(part, scan, bundles, tc_id, layout)
             # Judged only after every hash is in: a tree `remove` renamed away meanwhile is
             # gone, not tampered with (its paths vanished under the walk).
             if before is None or not _same_dir(layout.versions / tc_id, before):

@@ -6,24 +6,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Iterator, List
 
 import pytest
 
-from installer import cli
 from tests.support import bundles, craft
 from tests.support.users import STOCK_PYTHON, User
-from tests.test_snapshot import fake_toolchain, write_bundle
-
-
-def rescue(*args: Any) -> int:
-    return cli.main([str(a) for a in args])
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *args: Any) -> Tuple[int, Dict[str, Any]]:
-    capsys.readouterr()
-    code = rescue(*args, "--json")
-    return code, json.loads(capsys.readouterr().out)
+from tests.test_snapshot import fake_toolchain, rescue, run_json, write_bundle
 
 
 def small_bundle(dest: Path, signing: bundles.Signing) -> Path:
