@@ -126,38 +126,30 @@ def list_(pulled: bool, prefix: Optional[Path], as_json: bool) -> None:
     """
     layout = _layout(prefix)
     if pulled:
-        return _list_pulled(layout, as_json)
+        from installer import snapshot_pulled
+
+        snaps, damaged = snapshot_pulled.survey(layout)
+        _show_listing(snaps, damaged, snapshot_pulled.area(layout), as_json, "ref", 56,
+                      "no pulled snapshots in {}; bring them with `snapshot pull --git REPO`")
+        return
     snaps, damaged = snapshot_store.survey(layout)
     pins = snapshot_pins.load(layout)
     for s in snaps:
         s["pinned"] = s["id"] in pins
+    _show_listing(snaps, damaged, snapshot_store.store(layout), as_json, "id", 48,
+                  "no snapshots in {}; take one with `snapshot create`")
+
+
+def _show_listing(snaps: List[Dict[str, Any]], damaged: List[Dict[str, Any]], store: Path,
+                  as_json: bool, key: str, width: int, empty: str) -> None:
     if as_json:
-        _emit({"snapshots": snaps, "damaged": damaged, "store": str(snapshot_store.store(layout))})
+        _emit({"snapshots": snaps, "damaged": damaged, "store": str(store)})
         return
     if not snaps and not damaged:
-        click.echo(f"no snapshots in {snapshot_store.store(layout)}; take one with "
-                   "`snapshot create`")
+        click.echo(empty.format(store))
     for s in snaps:
-        click.echo(f"{s['id']:<48} {s['created']}  {plain(s['toolchain'])}  "
-                   f"{s['root_hash'][:19]}" + ("  pinned" if s["pinned"] else ""))
-    for d in damaged:
-        click.echo(f"damaged {d['message']}")
-
-
-def _list_pulled(layout: Layout, as_json: bool) -> None:
-    from installer import snapshot_pulled
-
-    snaps, damaged = snapshot_pulled.survey(layout)
-    if as_json:
-        _emit({"snapshots": snaps, "damaged": damaged,
-               "store": str(snapshot_pulled.area(layout))})
-        return
-    if not snaps and not damaged:
-        click.echo(f"no pulled snapshots in {snapshot_pulled.area(layout)}; bring them with "
-                   "`snapshot pull --git REPO`")
-    for s in snaps:
-        click.echo(f"{s['ref']:<56} {s['created']}  {plain(s['toolchain'])}  "
-                   f"{s['root_hash'][:19]}")
+        click.echo(f"{s[key]:<{width}} {s['created']}  {plain(s['toolchain'])}  "
+                   f"{s['root_hash'][:19]}" + ("  pinned" if s.get("pinned") else ""))
     for d in damaged:
         click.echo(f"damaged {d['message']}")
 
