@@ -9,6 +9,7 @@ from installer.bundle_reader import BundleReader
 from installer.install import no_toolchain_for_host
 from installer.stage import Discard, stage
 from keys.allowed_signers import AllowedSigner
+from manifests.goversion import version_key
 from manifests.model import SBOM_FILES
 from manifests.toolchainzip import MODULE as TOOLCHAIN_MODULE
 
@@ -45,6 +46,9 @@ def inspect(bundle: Path, signers: List[AllowedSigner], trust_source: str,
                         "module_vouched_by": (m.sumdb.name if t.module_zip_hash and m.sumdb
                                               and m.sumdb.covers(TOOLCHAIN_MODULE) else None)}
                        for t in m.toolchains],
+        # The toolchain install makes current on each target without --use: the newest.
+        "current_by_target": {f"{t.os}-{t.arch}": t.id for t in sorted(
+            m.toolchains, key=lambda t: version_key(t.version))},
         "modules": [{"path": x.path, "version": x.version, "zip_hash": x.zip_hash,
                      "mod_hash": x.mod_hash} for x in m.modules],
         "members": len(m.members),

@@ -327,8 +327,15 @@ def test_module_refuses_bundle_info_that_is_not_an_inspection_and_a_bundle_for_a
     doc = _module({**module_args, "bundle_info": {**info, "manifest_sha256": "../x"}}, tmp_path)
     assert doc["msg"] == ("reading bundle_info: manifest_sha256 is not sha256 hex; pass the "
                           "controller's `rescue.pyz inspect BUNDLE --json` document")
+    doc = _module({**module_args, "bundle_info": {**info, "current_by_target": {
+        "linux-amd64": "go9.9.9.linux-amd64"}}}, tmp_path)
+    assert doc["msg"] == ("reading bundle_info: current_by_target is not {target: id of one of "
+                          "its toolchains}; pass the controller's `rescue.pyz inspect BUNDLE "
+                          "--json` document")
     arm = [{**info["toolchains"][0], "arch": "arm64", "id": "go1.21.13.linux-arm64"}]
-    doc = _module({**module_args, "bundle_info": {**info, "toolchains": arm}}, tmp_path)
+    doc = _module({**module_args, "bundle_info": {
+        **info, "toolchains": arm, "current_by_target": {"linux-arm64": arm[0]["id"]}}},
+        tmp_path)
     assert doc["msg"] == ("choosing a toolchain of fleet #1 for linux-amd64: the bundle has "
                           "go1.21.13.linux-arm64")
     doc = _module({**module_args, "use": "1.22.0"}, tmp_path)

@@ -15,7 +15,7 @@ import zstandard
 
 from installer import cli
 from manifests.model import HEADER_NAMES, MANIFEST_NAME, SIGNATURE_NAME
-from tests.support import bundles, gobin, sshkeygen
+from tests.support import bundles, craft, gobin, sshkeygen
 
 ROOT = "toolchains/go1.21.13.linux-amd64/go"
 
@@ -164,3 +164,20 @@ def test_installer_memory_is_bounded_by_a_64_mib_window(toolchain_bundle: Path) 
     assert dobj.eof
     content = zstandard.get_frame_parameters(dobj.unused_data)
     assert content.window_size <= 1 << 26
+
+
+def test_inspect_json_names_the_toolchain_install_makes_current_on_each_target(
+        tmp_path: Path, signing: bundles.Signing, capsys: pytest.CaptureFixture) -> None:
+    """Go's order, not the text's (go1.9 < go1.21.0 < go1.21.13), kept in the pyz for the
+    fleet module and scripts that must say what an install will do."""
+    c = craft.Craft()
+    for version, arch in (("go1.21.13", "amd64"), ("go1.9", "amd64"), ("go1.21.0", "amd64"),
+                          ("go1.21rc2", "arm64"), ("go1.21.0", "arm64")):
+        c.toolchain(version=version, goarch=arch)
+    capsys.readouterr()
+    code = cli.main(["inspect", str(c.write(tmp_path / "b.tar.zst", signing.key)), "--trust",
+                     str(signing.signers), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["current_by_target"] == {"linux-amd64": "go1.21.13.linux-amd64",
+                                                    "linux-arm64": "go1.21.0.linux-arm64"}

@@ -76,19 +76,6 @@ _NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")  # names, channels,
 MAX_JSON = 64 << 20  # the pyz's largest answer (`list` of a big prefix) is far below this
 
 
-def version_key(version):
-    """Go's order (cmd/go/internal/gover), as manifests/goversion.py has it."""
-    found = _VERSION.match(version)
-    if found is None:
-        raise ValueError(version)
-    minor, patch, kind, pre = found.groups()
-    if patch is not None:
-        return (int(minor), 1, int(patch), 3, 0)
-    if kind is None:
-        return (int(minor), 1, 0, 3, 0) if int(minor) < 21 else (int(minor), 0, 0, 0, 0)
-    return (int(minor), 0, 0, {"beta": 1, "rc": 2}[kind], int(pre))
-
-
 def host_target():
     goos = {"linux": "linux", "darwin": "darwin", "win32": "windows"}.get(sys.platform,
                                                                          sys.platform)
@@ -114,18 +101,25 @@ def info_problem(info):
                                         ("id", "version", "os", "arch"))
             and _VERSION.match(t["version"]) and _NAME.match(t["id"]) for t in tcs):
         return "toolchains is not a list of {id, version, os, arch}"
+    newest = info.get("current_by_target")
+    if not isinstance(newest, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and any(t["id"] == v for t in tcs)
+            for k, v in newest.items()):
+        return "current_by_target is not {target: id of one of its toolchains}"
     return None
 
 
-def choose(toolchains, use):
-    """The toolchain id install makes current here: `use`, else the newest for this host."""
+def choose(info, use):
+    """The toolchain install makes current here: `use`, else the one the pyz's `inspect`
+    names for this host (the newest: the order of Go versions stays in the pyz)."""
     host = host_target()
-    mine = [t for t in toolchains if "{}-{}".format(t["os"], t["arch"]) == host]
+    mine = [t for t in info["toolchains"] if "{}-{}".format(t["os"], t["arch"]) == host]
     if use:
         want = use if use.startswith("go") else "go" + use
         picked = [t for t in mine if want in (t["version"], t["id"])]
         return picked[0] if picked else None
-    return max(mine, key=lambda t: version_key(t["version"])) if mine else None
+    newest = info["current_by_target"].get(host)
+    return next((t for t in mine if t["id"] == newest), None)
 
 
 def sha256_of(path):
@@ -252,7 +246,7 @@ def main():
         module.fail_json(msg=f"installing from {', '.join(missing)}: not on this host; copy "
                              "it first")
 
-    wanted = choose(info["toolchains"], p["use"])
+    wanted = choose(info, p["use"])
     if wanted is None:
         has = ", ".join(t["id"] for t in info["toolchains"]) or "none"
         module.fail_json(msg="choosing a toolchain of {} #{} for {}: the bundle has {}{}".format(
