@@ -7,15 +7,15 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 
 from tests.support import bundles, craft, prefixes
 from tests.support.clirun import run
-from tests.support.users import STOCK_PYTHON, USERS, User, make_user, remove_user_dirs
+from tests.support.killed import history
+from tests.support.users import STOCK_PYTHON, User
 
 
 @pytest.fixture
@@ -183,111 +183,6 @@ def test_real_upgrade_then_rollback_in_seconds_for_every_user(
     assert [h["op"] for h in history] == ["install", "install", "rollback", "use"]
 
 
-# --- SIGKILL at any moment --------------------------------------------------------------
-
-# Staging is one loop: its first member and one deep in the tree stand for every other.
-INSTALL_POINTS = ["stage-member-1", "stage-member-5000", "install-staged",
-                  "install-merged", "install-renamed", "install-checked", "install-journaled",
-                  "install-recorded", "install-switched-unlogged", "install-switched"]
-SWITCH_POINTS = ["rollback-journaled", "rollback-switched", "rollback-logged",
-                 "use-journaled", "use-switched", "use-logged", "remove-renamed"]
-
-
-@dataclass
-class Installed:
-    user: User
-    rescue: List[str]
-    new: Path  # the go1.22.10 bundle, the user's copy
-    one: Path  # a prefix with go1.21.13 installed
-    two: Path  # a prefix with go1.21.13, then go1.22.10 installed
-
-    def prefix(self, which: Path) -> Path:
-        """A fresh copy of a ready prefix for one test (same owner, modes, links), at the path
-        it was installed at: its go.env names that path, and a moved prefix fails its
-        checklist (its GOPROXY would be the old place's). The pristine one is kept beside it."""
-        pristine = which.with_name(f"{which.name}.pristine")
-        if not pristine.exists():
-            subprocess.run(["cp", "-a", str(which), str(pristine)], check=True)
-        subprocess.run(["chmod", "-R", "u+w", str(which)], check=True)
-        subprocess.run(["rm", "-rf", str(which)], check=True)
-        subprocess.run(["cp", "-a", str(pristine), str(which)], check=True)
-        return which
-
-
-@pytest.fixture(scope="module", params=USERS)
-def ready(request: pytest.FixtureRequest, pyz: Path, toolchain_bundle: Path,
-          newer_toolchain_bundle: Path) -> Iterator[Installed]:
-    """Real installs done once per user; each test kills a command on a copy."""
-    user = make_user(request.param)
-    rescue = [STOCK_PYTHON, "-I", str(user.give(pyz))]
-    old, new = user.give(toolchain_bundle), user.give(newer_toolchain_bundle)
-    one, two = user.work / "one", user.work / "two"
-    for prefix, bundles_ in ((one, [old]), (two, [old, new])):
-        for b in bundles_:
-            done = user.run([*rescue, "install", str(b), "--prefix", str(prefix)],
-                            offline=True)
-            assert done.returncode == 0, done.stderr
-    yield Installed(user, rescue, new, one, two)
-    remove_user_dirs(user)
-
-
-def _kill(ready: Installed, prefix: Path, argv: List[str], point: str) -> None:
-    killed = ready.user.run([*ready.rescue, *argv], env=ready.user.env(RESCUE_CRASH_AT=point),
-                            offline=True)
-    assert killed.returncode == -9, f"{point} never reached: {killed.stderr}"
-    # Whatever moment it died at, `current` is a complete toolchain that works.
-    done = ready.user.run([str(prefix / "current" / "bin" / "go"), "env", "GOROOT"],
-                          offline=True)
-    assert done.returncode == 0, done.stderr
-
-
-def _history(prefix: Path) -> List[Dict[str, Any]]:
-    text = (prefix / "state" / "history.jsonl").read_text()
-    return [json.loads(line) for line in text.splitlines()]
-
-
-@pytest.mark.parametrize("point", INSTALL_POINTS)
-def test_install_killed_at_any_moment_leaves_a_working_current_and_is_finished_next(
-        point: str, ready: Installed) -> None:
-    if ready.user.uid and INSTALL_POINTS.index(point) % 2:
-        pytest.skip("the unprivileged user runs every other point (time)")
-    prefix = ready.prefix(ready.one)
-    argv = ["install", str(ready.new), "--prefix", str(prefix)]
-    _kill(ready, prefix, argv, point)
-    again = ready.user.run([*ready.rescue, *argv], offline=True)
-    assert again.returncode == 0, again.stderr
-    assert os.readlink(prefix / "current") == "versions/go1.22.10.linux-amd64"
-    if point.startswith("stage") or point == "install-staged":
-        assert "left by an interrupted install" in again.stdout
-    if point in INSTALL_POINTS[-4:]:
-        assert "note      finished an interrupted install of rescue-test #2" in again.stdout
-    assert not [n for n in os.listdir(prefix) if n.startswith(".staging-")]
-    assert [h["to"] for h in _history(prefix)] == ["go1.21.13.linux-amd64",
-                                                   "go1.22.10.linux-amd64"]
-
-
-@pytest.mark.parametrize("point", SWITCH_POINTS)
-def test_rollback_use_remove_killed_at_any_moment_leave_a_working_current(
-        point: str, ready: Installed) -> None:
-    prefix = ready.prefix(ready.two)
-    p = ["--prefix", str(prefix)]
-    argv = {"rollback": ["rollback", *p], "use": ["use", "1.21.13", *p],
-            "remove": ["remove", "1.21.13", *p]}[point.split("-")[0]]
-    _kill(ready, prefix, argv, point)
-    nxt = ready.user.run([*ready.rescue, "pin", "1.22.10", *p])  # any locked command
-    assert nxt.returncode == 0, nxt.stderr
-    if point.startswith("remove"):
-        assert "finished removing go1.21.13.linux-amd64" in nxt.stdout
-        assert sorted(os.listdir(prefix / "versions")) == ["go1.22.10.linux-amd64"]
-        return
-    # Killed after its checklist passed: the switch is finished, and logged once.
-    assert os.readlink(prefix / "current") == "versions/go1.21.13.linux-amd64"
-    if not point.endswith("logged"):
-        assert "finished an interrupted" in nxt.stdout
-    assert [h["to"] for h in _history(prefix)][-1] == "go1.21.13.linux-amd64"
-    assert len(_history(prefix)) == 3
-
-
 # --- guarded upgrades -------------------------------------------------------------------
 
 def _project(root: Path, user: User) -> Path:
@@ -336,7 +231,7 @@ def test_guarded_upgrade_that_breaks_a_project_rolls_back_by_itself(
     assert os.readlink(prefix / "current") == "versions/go1.21.13.linux-amd64"
     version = user.run([str(prefix / "current" / "bin" / "go"), "version"], offline=True)
     assert version.stdout.split()[2] == "go1.21.13"
-    ops = [h["op"] for h in _history(prefix)]
+    ops = [h["op"] for h in history(prefix)]
     assert ops == ["install", "install", "guard-rollback"]
     # `use` takes the same guard, and a pattern of the operator's own.
     again = user.run([*rescue, "use", "1.22.10", *p, "--guard-project", str(proj),
@@ -357,7 +252,7 @@ def test_two_switches_at_once_take_turns_and_both_are_logged(
              for c in cmds]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    hist = _history(three)
+    hist = history(three)
     assert sorted(h["op"] for h in hist[-2:]) == ["rollback", "use"]
     # The second one switched from where the first one left `current`: no lost update.
     assert hist[-1]["from"] == hist[-2]["to"]
