@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -122,6 +123,31 @@ def test_exec_has_no_network_not_even_the_hosts_loopback(agent: Agent) -> None:
         assert "ConnectionRefusedError: [Errno 111] Connection refused" in done.stderr
         with pytest.raises(socket.timeout):
             listener.accept()
+
+
+def test_ctrl_c_stops_the_sandboxed_build_and_exits_130(agent: Agent) -> None:
+    """An operator's Ctrl-C reaches rescue (the build runs in a session of its own): the build
+    is stopped with it, nothing keeps running, and the temp work dir goes."""
+    marker = f"sleep {61 + agent.user.uid % 1000}.{os.getpid()}"  # this test's own sleeper
+    argv = agent.user.argv([*agent.rescue, "exec", "--prefix", str(agent.prefix), "--", "sh",
+                            "-c", f"echo started; exec {marker}"])
+    proc = subprocess.Popen(argv, cwd=agent.project, env=agent.user.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted; the build was stopped" in err
+    deadline = time.monotonic() + 10
+    while subprocess.run(["pgrep", "-f", marker]).returncode == 0:
+        assert time.monotonic() < deadline, f"{marker} still runs after Ctrl-C"
+        time.sleep(0.1)
+    assert not [p for p in Path("/tmp").glob("rescue-exec-*")
+                if p.stat().st_uid == agent.user.uid], "the temp work dir is removed"
 
 
 @pytest.fixture
