@@ -234,6 +234,14 @@ def test_fleet_rollout_is_idempotent_checks_and_diffs_and_a_failing_guard_rolls_
                 + "\n+current: go1.22.0.linux-amd64\n+"
                 + bundle_line.format(2, v2["manifest_sha256"])) in out
         assert fleet.tree() == before, "check mode changed a host"
+        # A bundle that is not the one published: the rollout stops on the controller, before
+        # any host gets a byte of it.
+        code, out = fleet.play(fleet.v2, rescue_bundle_sha256="0" * 64)
+        assert code == 2, out
+        sha = hashlib.sha256(fleet.v2.read_bytes()).hexdigest()
+        assert (f"checking {fleet.v2}: sha256 mismatch: published {'0' * 64}, this copy "
+                f"{sha}; fetch the bundle again") in out
+        assert fleet.tree() == before, "a host got a bundle that is not the published one"
 
     # Batches of 1, 2 and 1, at most 40% of a batch may fail: h1 moves on; h2's guard fails
     # and h2 is rolled back while h3 moves on, but 1 of 2 is over 40%: h4 is never touched.
