@@ -95,7 +95,7 @@ class Git:
             limit: int = DEFAULT_LIMITS.snapshot_git_output_bytes) -> bytes:
         """What git printed on stdout (at most `limit` bytes); GitFailed when it failed."""
         argv = [self.exe, *HARDENED, *((f"--git-dir={self.dir}",) if in_repo else ()), *args]
-        code, out, err = _bounded(argv, self.env, stdin, limit)
+        code, out, err = _bounded(argv, self.env, stdin, limit, args[0])
         if code != 0:
             text = (err + b"\n" + out).decode("utf-8", "replace").strip()
             lines = [plain(line) for line in text.splitlines() if line.strip()]
@@ -108,8 +108,8 @@ class Git:
         return out
 
 
-def _bounded(argv: List[str], env: Dict[str, str], stdin: Optional[bytes], limit: int
-             ) -> Tuple[int, bytes, bytes]:
+def _bounded(argv: List[str], env: Dict[str, str], stdin: Optional[bytes], limit: int,
+             what: str) -> Tuple[int, bytes, bytes]:
     """(exit code, stdout, stderr) of a git command killed past the time limit, or when its
     stdout passes `limit` (an answer that large is not one rescue asked for)."""
     with tempfile.TemporaryFile() as err:
@@ -141,12 +141,12 @@ def _bounded(argv: List[str], env: Dict[str, str], stdin: Optional[bytes], limit
                 proc.wait()
         if late:
             raise NotReadyError(
-                f"running git {argv[len(HARDENED) + 1]}: it took longer than "
+                f"running git {what}: it took longer than "
                 f"{DEFAULT_LIMITS.snapshot_git_seconds} s; check that the server answers, then "
                 "run the command again", operation="running git", subject="git")
         if len(out) > limit:
             raise NotReadyError(
-                f"running git: it printed more than {limit} bytes, more than any snapshot "
+                f"running git {what}: it printed more than {limit} bytes, more than any snapshot "
                 "repository needs; check what --git names", operation="running git",
                 subject="git")
         err.seek(0)

@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -16,6 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from installer import cli, snapshot_git, snapshot_sync
+from manifests.errors import NotReadyError
 from manifests.limits import DEFAULT_LIMITS
 from tests.support import bundles, craft
 from tests.support.users import STOCK_PYTHON, User
@@ -519,3 +523,48 @@ def test_pull_into_an_area_it_cannot_write_names_the_file_and_the_way_out(
     assert code == 2 and out["refused"][0]["message"].startswith(
         f"reading the pulled snapshots {area}/alpha: it is a symbolic link (to "), out
     assert not (tmp_path / f"{a1}.json").exists()
+
+
+def test_a_server_that_never_answers_is_given_up_on_with_the_way_out(
+        hosts: Dict[str, Path], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ssh server that takes the connection and never says a word (a hung sshd, a firewall
+    that swallows the session): git waits for ever, so rescue stops it at its time limit."""
+    monkeypatch.setattr(snapshot_git, "DEFAULT_LIMITS",
+                        replace(DEFAULT_LIMITS, snapshot_git_seconds=2))
+    create(capsys, hosts["alpha"], "a")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        code, out = sync(capsys, hosts["alpha"], f"ssh://git@127.0.0.1:{port}/ops/snaps.git",
+                         "alpha")
+    assert time.monotonic() - started < 30
+    assert code == 2, out
+    assert out["error"]["message"].endswith(
+        "running git ls-remote: it took longer than 2 s; check that the server answers, then "
+        "run the command again"), out
+
+
+def test_git_output_past_its_bound_is_refused_not_read_on() -> None:
+    """Every git answer is read bounded: one past its limit (a listing no snapshot repository
+    makes) stops git and names the command."""
+    with snapshot_git.scratch("alpha") as g:
+        assert g.run("version").startswith(b"git version ")
+        with pytest.raises(NotReadyError) as e:
+            g.run("version", limit=5)
+    assert e.value.message == ("running git version: it printed more than 5 bytes, more than "
+                               "any snapshot repository needs; check what --git names")
+
+
+def test_no_writable_temp_dir_for_git_says_to_set_tmpdir(
+        hosts: Dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    create(capsys, hosts["alpha"], "a")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))  # as TMPDIR=gone reads
+    code, out = sync(capsys, hosts["alpha"], bare(tmp_path / "server.git"), "alpha")
+    assert code == 2, out
+    assert out["error"]["message"] == (
+        f"running git: no scratch directory in {tmp_path / 'gone'} (No such file or "
+        "directory); set TMPDIR to a directory this user can write")
