@@ -8,7 +8,7 @@ import json
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from installer import statefile
 from installer.prefix import Layout
@@ -178,35 +178,64 @@ def load(layout: Layout, ref: str) -> Dict[str, Any]:
     return doc
 
 
-def survey(layout: Layout) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
-    """(a summary of every good stored snapshot, oldest first; every damaged one: its file, the
-    error's message and exit code). One damaged file never hides the others."""
+def _each(layout: Layout) -> Iterator[Tuple[Path, Optional[Tuple[bytes, Dict[str, Any]]],
+                                            Optional[Dict[str, Any]]]]:
+    """Every record file of the store, read once: (path, (its bytes, the checked snapshot) or
+    None when it went meanwhile, None) or (path, None, what is damaged: file, message, exit
+    code). One damaged file never hides the others."""
     statefile.no_link(store(layout), "the snapshot store")
     try:
         names = sorted(os.listdir(store(layout)))
     except FileNotFoundError:
-        return [], []
-    good, damaged = [], []
+        return
     for name in names:
         if not name.endswith(".json") or name.startswith("."):
             continue
         path = store(layout) / name
         if not is_id(name[:-len(".json")]):  # not ours, and its name may not be printable
-            damaged.append({"file": str(path), "exit_code": 2, "message": (
+            yield path, None, {"file": str(path), "exit_code": 2, "message": (
                 f"reading snapshot {store(layout)}/{shown(name)}: its name is not a snapshot "
-                "id; move it out of the store")})
+                "id; move it out of the store")}
             continue
+        fix = (f"move it aside (`mv {path} {path}.damaged`) and take a new snapshot with "
+               "`rescue.pyz snapshot create`, or put back the copy written with -o")
         try:
-            doc = read(path, in_store=True, expect_id=name[:-len(".json")])
+            data = statefile.read_bytes(path, WHAT, fix,
+                                        limit=DEFAULT_LIMITS.snapshot_file_bytes)
+            good = None if data is None else (
+                data, check_bytes(data, str(path), fix, name[:-len(".json")]))
         except RescueError as exc:
-            damaged.append({"file": str(path), "message": exc.message,
-                            "exit_code": exc.exit_code})
+            yield path, None, {"file": str(path), "message": exc.message,
+                               "exit_code": exc.exit_code}
             continue
-        if doc is not None:  # removed since the directory was listed
+        yield path, good, None
+
+
+def survey(layout: Layout) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """(a summary of every good stored snapshot, oldest first; every damaged one: its file, the
+    error's message and exit code)."""
+    good, damaged = [], []
+    for path, found, bad in _each(layout):
+        if bad is not None:
+            damaged.append(bad)
+        elif found is not None:  # else removed since the directory was listed
+            doc = found[1]
             good.append({"id": doc["id"], "created": doc["created"], "tag": doc["tag"],
                          "toolchain": doc["toolchain"], "root_hash": doc["goroot"]["root_hash"],
                          "ci": (doc["ci"] or {}).get("provider"), "file": str(path)})
     return sorted(good, key=lambda s: (s["created"], s["id"])), damaged
+
+
+def stored_bytes(layout: Layout) -> Tuple[Dict[str, bytes], List[Dict[str, Any]]]:
+    """({id: the bytes of each good stored snapshot}, the damaged ones): what `snapshot sync`
+    pushes is exactly what was checked, read once."""
+    records, damaged = {}, []
+    for _, found, bad in _each(layout):
+        if bad is not None:
+            damaged.append(bad)
+        elif found is not None:
+            records[found[1]["id"]] = found[0]
+    return records, damaged
 
 
 def listing(layout: Layout) -> List[Dict[str, Any]]:

@@ -7,10 +7,9 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from installer import snapshot_pulled, snapshot_store, statefile
+from installer import snapshot_pulled, snapshot_store
 from installer.prefix import Layout
 from installer.snapshot_check import is_id
 from installer.snapshot_git import Git, GitFailed, scratch, shown_url
@@ -100,21 +99,6 @@ def _read_blob(git: Git, sha: str) -> bytes:
 
 # --- sync ---------------------------------------------------------------------------------
 
-def _local(layout: Layout) -> Tuple[Dict[str, bytes], List[Dict[str, Any]]]:
-    """This host's stored records ({id: bytes}), each read bounded and checked again; the
-    damaged ones (named, never pushed)."""
-    snaps, damaged = snapshot_store.survey(layout)
-    records = {}
-    for s in snaps:
-        fix = "move it aside and take a new snapshot with `rescue.pyz snapshot create`"
-        data = statefile.read_bytes(Path(s["file"]), "snapshot", fix,
-                                    limit=LIMITS.snapshot_file_bytes)
-        if data is not None:
-            snapshot_store.check_bytes(data, s["file"], fix, s["id"])
-            records[s["id"]] = data
-    return records, damaged
-
-
 def _commit(git: Git, tip: Optional[str], host: str, new: Dict[str, bytes]) -> str:
     """A commit on `tip` adding snapshots/HOST/ID.json for each new record (built in a private
     index: no work tree, so nothing of the repository is ever checked out here)."""
@@ -149,7 +133,7 @@ def sync(layout: Layout, url: str, host: str, branch: str) -> Dict[str, Any]:
     """Commit this host's records the repository lacks, and push; a push another host's beat is
     fetched again and retried, never forced."""
     where = shown_url(url)
-    records, damaged = _local(layout)
+    records, damaged = snapshot_store.stored_bytes(layout)
     try:
         return _sync(url, where, host, branch, records, damaged)
     except GitFailed as exc:
